@@ -1,0 +1,57 @@
+"""Stage 4 component: the labeling job (several labelers per item) through a provider."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def run_labeling_job(
+    dataset: dsl.Input[dsl.Dataset],
+    task_type: str,
+    labels: str,
+    provider: str,
+    provider_options: str,
+    labelers_per_item: int,
+    annotations: dsl.Output[dsl.Dataset],
+    job: dsl.Output[dsl.Artifact],
+    rejects: dsl.Output[dsl.Dataset],
+) -> NamedTuple(
+    "LabelingOutputs", [("labeled_items", int), ("annotation_count", int), ("annotator_count", int)]
+):
+    """Send the dataset's items to the labeling provider and collect every annotation.
+
+    Args:
+        dataset: The items to label (import JSONL).
+        task_type: A labelloop task type.
+        labels: The label set, comma-separated.
+        provider: `simulated`, `label_studio`, `gemini` or `import`.
+        provider_options: Provider options as JSON (never secrets).
+        labelers_per_item: Different annotators per item.
+
+    Returns:
+        annotations: Long-format `(item, annotator, label)` rows (Dataset artifact, JSONL).
+        job: The provider job record: provider, deterministic key, external id (JSON artifact).
+        rejects: Provider records that could not be used (Dataset artifact, JSONL).
+        labeled_items: Items with at least one annotation.
+        annotation_count: Annotations collected.
+        annotator_count: Distinct annotators.
+    """
+    from labelloop.stages.run_labeling_job import run_labeling_job as step
+
+    result = step(
+        items_uri=dataset.path,
+        task_type=task_type,
+        labels=labels,
+        provider=provider,
+        provider_options=provider_options,
+        labelers_per_item=labelers_per_item,
+        annotations_uri=annotations.path,
+        job_uri=job.path,
+        rejects_uri=rejects.path,
+    )
+    annotations.metadata["rows"] = result.annotations
+    job.metadata["job_key"] = result.job_key
+    return (result.labeled_items, result.annotations, result.annotators)

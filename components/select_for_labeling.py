@@ -1,0 +1,54 @@
+"""Stage 2 component: active-learning selection of the next batch to label."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def select_for_labeling(
+    pool: dsl.Input[dsl.Dataset],
+    state_uri: str,
+    task_type: str,
+    labels: str,
+    strategy: str,
+    k: int,
+    seed: int,
+    selected: dsl.Output[dsl.Dataset],
+    summary: dsl.Output[dsl.Artifact],
+) -> NamedTuple("SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]):
+    """Pick the `k` items the previous round's model is least sure of (random on a cold start).
+
+    Args:
+        pool: The import file of candidate items.
+        state_uri: The loop's state (holds the previous round's model).
+        task_type: A labelloop task type.
+        labels: The label set, comma-separated.
+        strategy: Selection strategy name.
+        k: Batch size.
+        seed: Seed for random and tie-breaking.
+
+    Returns:
+        selected: The chosen items as a Vertex import JSONL (Dataset artifact).
+        summary: Scores, score histogram and predicted class mix (JSON artifact).
+        pool_size: Items scored.
+        selected_count: Items chosen.
+        strategy_used: The strategy that ran (`random` on a cold start).
+    """
+    from labelloop.stages.select_for_labeling import select_for_labeling as step
+
+    result = step(
+        import_uri=pool.path,
+        state_uri=state_uri,
+        task_type=task_type,
+        labels=labels,
+        strategy=strategy,
+        k=k,
+        seed=seed,
+        output_uri=selected.path,
+        summary_uri=summary.path,
+    )
+    selected.metadata["items"] = result.selected
+    return (result.pool, result.selected, result.strategy)

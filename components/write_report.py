@@ -1,0 +1,49 @@
+"""Final component: the run report, on every branch of the gates."""
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def write_report(
+    quality: dsl.Input[dsl.Artifact],
+    selection_summary: dsl.Input[dsl.Artifact],
+    outcome: str,
+    state_uri: str,
+    run_id: str,
+    min_labeled_count: int,
+    min_agreement: float,
+    report: dsl.Output[dsl.HTML],
+    summary: dsl.Output[dsl.Markdown],
+) -> str:
+    """Write the run report and record the round's outcome in the state.
+
+    Args:
+        quality: The quality gate's JSON.
+        selection_summary: The selection stage's summary JSON.
+        outcome: The training outcome JSON from whichever gate branch ran.
+        state_uri: The loop's state.
+        run_id: The pipeline job id.
+        min_labeled_count: The count gate's threshold.
+        min_agreement: The agreement gate's threshold.
+
+    Returns:
+        report: One self-contained HTML page (HTML artifact; the console renders it).
+        summary: The same in Markdown (Markdown artifact).
+        Output: The training decision in one line.
+    """
+    from labelloop.stages.write_report import write_report as step
+
+    result = step(
+        quality_uri=quality.path,
+        selection_uri=selection_summary.path,
+        outcome=outcome,
+        state_uri=state_uri,
+        run_id=run_id,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
+        html_uri=report.path,
+        markdown_uri=summary.path,
+    )
+    return ("trained: " if result.trained else "not trained: ") + result.reason

@@ -1,0 +1,1 @@
+"""The labelloop DAGs and their entry points (`python -m pipelines --help`)."""

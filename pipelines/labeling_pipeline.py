@@ -1,0 +1,147 @@
+"""The portable labeling pipeline: our own components only, so it runs on kfp.local,
+Vertex AI Pipelines and any Kubeflow Pipelines cluster.
+
+    import file -> select -> dataset -> labeling job -> quality gate
+        -> If label_count >= min_labeled_count
+              -> If agreement >= min_agreement: train      Else: record why not
+           Else: record why not
+        -> report (every branch)
+"""
+
+from kfp import dsl
+
+from components.create_dataset import create_dataset
+from components.gates import join_outcome, record_gate_decision
+from components.generate_import_file import generate_import_file
+from components.quality_gate import quality_gate
+from components.run_labeling_job import run_labeling_job
+from components.select_for_labeling import select_for_labeling
+from components.train_model import train_model
+from components.write_report import write_report
+
+PIPELINE_NAME = "labelloop-labeling"
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Select, label, check and consolidate labels, then train when the gates open.",
+)
+def labeling_pipeline(
+    source_uri: str,
+    state_uri: str,
+    task_type: str = "image_classification",
+    labels: str = "0,1,2,3,4,5,6,7,8,9",
+    labelers_per_item: int = 3,
+    selection_size: int = 200,
+    selection_strategy: str = "least_confidence",
+    provider: str = "simulated",
+    provider_options: str = "{}",
+    consolidation_method: str = "mv",
+    agreement_metric: str = "krippendorff_alpha",
+    min_labeled_count: int = 100,
+    min_agreement: float = 0.6,
+    min_confidence: float = 0.0,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+) -> None:
+    """One labeling round.
+
+    Args:
+        source_uri: Where the raw items are: `gs://bucket/prefix` or a local directory.
+        state_uri: Folder holding the loop's state between rounds (imports, labels, model).
+        task_type: image_classification, image_multilabel_classification,
+            image_object_detection, text_classification or text_entity_extraction.
+        labels: The label set, comma-separated.
+        labelers_per_item: Different annotators per item.
+        selection_size: Items to send for labeling this round.
+        selection_strategy: Active-learning strategy (random on the first round).
+        provider: Labeling provider: simulated, label_studio, gemini or import.
+        provider_options: Provider options as a JSON object (never secrets).
+        consolidation_method: mv (majority vote) or ds (Dawid-Skene).
+        agreement_metric: The metric the agreement gate compares.
+        min_labeled_count: The count gate: consolidated labels needed to train.
+        min_agreement: The agreement gate: minimum inter-annotator agreement.
+        min_confidence: Consolidated confidence an item needs to count as labeled.
+        holdout_fraction: Share of labels held out to evaluate the model.
+        seed: Seed for selection, splits and training.
+    """
+    listing = generate_import_file(
+        source_uri=source_uri, task_type=task_type, state_uri=state_uri
+    ).set_display_name("List source and write import file")
+    selection = select_for_labeling(
+        pool=listing.outputs["import_file"],
+        state_uri=state_uri,
+        task_type=task_type,
+        labels=labels,
+        strategy=selection_strategy,
+        k=selection_size,
+        seed=seed,
+    ).set_display_name("Select items to label (active learning)")
+    dataset = create_dataset(
+        selected=selection.outputs["selected"],
+        task_type=task_type,
+        display_name=PIPELINE_NAME,
+        state_uri=state_uri,
+    ).set_display_name("Create dataset")
+    labeling = run_labeling_job(
+        dataset=dataset.outputs["dataset"],
+        task_type=task_type,
+        labels=labels,
+        provider=provider,
+        provider_options=provider_options,
+        labelers_per_item=labelers_per_item,
+    ).set_display_name("Run labeling job")
+    gate = quality_gate(
+        annotations=labeling.outputs["annotations"],
+        task_type=task_type,
+        labels=labels,
+        consolidation_method=consolidation_method,
+        agreement_metric=agreement_metric,
+        min_confidence=min_confidence,
+        state_uri=state_uri,
+    ).set_display_name("Quality gate: agreement and consolidation")
+
+    with dsl.If(
+        gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"
+    ):
+        with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
+            training = train_model(
+                consolidated=gate.outputs["consolidated"],
+                dataset=dataset.outputs["dataset"],
+                task_type=task_type,
+                labels=labels,
+                state_uri=state_uri,
+                holdout_fraction=holdout_fraction,
+                seed=seed,
+            ).set_display_name("Train model")
+        with dsl.Else(name="annotators-disagree"):
+            low_agreement = record_gate_decision(
+                gate="agreement",
+                label_count=gate.outputs["label_count"],
+                min_labeled_count=min_labeled_count,
+                agreement=gate.outputs["agreement"],
+                min_agreement=min_agreement,
+                metric=agreement_metric,
+            ).set_display_name("Agreement gate closed: record why")
+        trained_or_not = join_outcome(
+            outcome=dsl.OneOf(training.outputs["outcome"], low_agreement.output)
+        ).set_display_name("Join agreement gate outcome")
+    with dsl.Else(name="too-few-labels"):
+        too_few = record_gate_decision(
+            gate="label_count",
+            label_count=gate.outputs["label_count"],
+            min_labeled_count=min_labeled_count,
+            agreement=gate.outputs["agreement"],
+            min_agreement=min_agreement,
+            metric=agreement_metric,
+        ).set_display_name("Count gate closed: record why")
+
+    write_report(
+        quality=gate.outputs["quality"],
+        selection_summary=selection.outputs["summary"],
+        outcome=dsl.OneOf(trained_or_not.output, too_few.output),
+        state_uri=state_uri,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
+    ).set_display_name("Write run report")

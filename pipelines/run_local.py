@@ -1,0 +1,303 @@
+"""Run the labeling pipeline on this machine with kfp.local, one or more rounds.
+
+kfp.local prints ~50 lines per task; those go to `runs/<timestamp>/kfp.log` and the console
+gets one line per stage. Outputs stay under `runs/<timestamp>/` (kfp.local deletes its own
+workspace after each run, but not the pipeline root we give it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import io
+import json
+import logging
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from labelloop import storage
+from labelloop.config import Config
+from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample
+
+log = logging.getLogger(__name__)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_START = re.compile(r"Executing task '([^']+)'")
+_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+# The numbers worth a glance, per task (the rest is in the artifacts).
+KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
+    "generate-import-file": ("listed", "new_items", "already_imported", "bad_records"),
+    "select-for-labeling": ("pool_size", "selected_count", "strategy_used"),
+    "create-dataset": ("dataset_items",),
+    "run-labeling-job": ("labeled_items", "annotation_count", "annotator_count"),
+    "quality-gate": ("label_count", "agreement", "bad_records"),
+    "train-model": ("accuracy",),
+    "record-gate-decision": ("Output",),
+    "record-gate-decision-2": ("Output",),
+    "write-report": ("Output",),
+}
+
+
+@dataclasses.dataclass
+class RoundSummary:
+    """One row of the summary table."""
+
+    round: int
+    run_dir: str
+    seconds: float
+    status: str
+    imported: int | None = None
+    selected: int | None = None
+    labeled: int | None = None
+    agreement: float | None = None
+    consolidated_accuracy: float | None = None
+    count_gate: str = ""
+    agreement_gate: str = ""
+    reason: str = ""
+    model_accuracy: float | None = None
+    labels_used: int | None = None
+    report: str = ""
+
+
+def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
+    """A finished task's output parameters, read from its `executor_output.json`."""
+    path = run_dir / task / "executor_output.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return dict(data.get("parameterValues", {}))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, str) and value.startswith("{"):
+        with contextlib.suppress(json.JSONDecodeError):
+            return str(json.loads(value).get("reason", value))
+    return str(value)
+
+
+class StageLines(io.TextIOBase):
+    """A stdout stand-in: everything to the log file, one readable line per stage to the console."""
+
+    def __init__(self, log_file: IO[str], console: IO[str], root: Path) -> None:
+        self.log_file = log_file
+        self.console = console
+        self.root = root
+        self.started: dict[str, float] = {}
+        self.failed: list[str] = []
+        self._buffer = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def run_dir(self) -> Path | None:
+        dirs = sorted((p for p in self.root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        return dirs[-1] if dirs else None
+
+    def write(self, text: str) -> int:
+        self.log_file.write(text)
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._line(_ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self.log_file.flush()
+        self.console.flush()
+
+    def _line(self, line: str) -> None:
+        if m := _START.search(line):
+            self.started[m.group(1)] = time.perf_counter()
+        elif m := _END.search(line):
+            task, status = m.group(1), m.group(2)
+            seconds = time.perf_counter() - self.started.get(task, time.perf_counter())
+            run_dir = self.run_dir()
+            outputs = task_outputs(run_dir, task) if run_dir else {}
+            keys = KEY_OUTPUTS.get(task, ())
+            numbers = "  ".join(f"{k}={_fmt(outputs[k])}" for k in keys if k in outputs)
+            mark = "ok  " if status == "SUCCESS" else "FAIL"
+            if status != "SUCCESS":
+                self.failed.append(task)
+            self.console.write(f"  {mark} {task:<28} {seconds:6.2f}s  {numbers}\n")
+
+
+@contextlib.contextmanager
+def _quiet_kfp(writer: StageLines) -> Iterator[None]:
+    """Send kfp.local's prints and log records to `writer` (the log file) for the block."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    handler = logging.StreamHandler(writer)
+    root.handlers = [handler]
+    try:
+        with contextlib.redirect_stdout(writer), contextlib.redirect_stderr(writer):
+            yield
+    finally:
+        root.handlers = saved
+
+
+def prepare(config: Config, *, cache_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """Pipeline parameter values with `sample://` resolved; also the truth file, if known."""
+    params = config.pipeline.as_parameter_values()
+    truth_uri: str | None = None
+    options = json.loads(params["provider_options"] or "{}")
+    if params["source_uri"].startswith(SAMPLE_SCHEME):
+        sample = resolve_sample(params["source_uri"], cache_dir)
+        params["source_uri"] = sample.source_uri
+        truth_uri = sample.truth_uri
+        if params["provider"] == "simulated":
+            options.setdefault("truth_uri", truth_uri)
+    truth_uri = truth_uri or options.get("truth_uri")
+    params["provider_options"] = json.dumps(options, sort_keys=True)
+    return params, truth_uri
+
+
+def consolidated_accuracy(run_dir: Path, truth: dict[str, str]) -> float | None:
+    """Share of consolidated labels that match the hidden truth."""
+    path = run_dir / "quality-gate" / "consolidated"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    judged = [r for r in rows if r["item"] in truth]
+    if not judged:
+        return None
+    return sum(truth[r["item"]] == r["label"] for r in judged) / len(judged)
+
+
+def summarize_round(
+    index: int, run_dir: Path, seconds: float, status: str, truth: dict[str, str]
+) -> RoundSummary:
+    """Read a finished round's task outputs into a table row."""
+    summary = RoundSummary(round=index, run_dir=str(run_dir), seconds=seconds, status=status)
+    imp = task_outputs(run_dir, "generate-import-file")
+    sel = task_outputs(run_dir, "select-for-labeling")
+    lab = task_outputs(run_dir, "run-labeling-job")
+    gate = task_outputs(run_dir, "quality-gate")
+    summary.imported = imp.get("new_items")
+    summary.selected = sel.get("selected_count")
+    summary.labeled = lab.get("labeled_items")
+    summary.agreement = gate.get("agreement")
+    summary.consolidated_accuracy = consolidated_accuracy(run_dir, truth)
+    train = task_outputs(run_dir, "train-model")
+    closed_agreement = task_outputs(run_dir, "record-gate-decision")
+    closed_count = task_outputs(run_dir, "record-gate-decision-2")
+    if train:
+        summary.count_gate, summary.agreement_gate = "open", "open"
+        outcome = json.loads(train["outcome"])
+        summary.model_accuracy = train.get("accuracy")
+        summary.labels_used = int(outcome["train_items"]) + int(outcome["test_items"])
+        summary.reason = str(outcome["reason"])
+    elif closed_agreement:
+        summary.count_gate, summary.agreement_gate = "open", "closed"
+        summary.reason = str(json.loads(closed_agreement["Output"])["reason"])
+    elif closed_count:
+        summary.count_gate, summary.agreement_gate = "closed", "-"
+        summary.reason = str(json.loads(closed_count["Output"])["reason"])
+    report = run_dir / "write-report" / "report"
+    summary.report = str(report) if report.is_file() else ""
+    return summary
+
+
+def format_table(rows: Sequence[RoundSummary]) -> str:
+    """The summary table printed after the run."""
+    head = (
+        "round", "imported", "selected", "labeled", "agreement", "label acc",
+        "count gate", "agree gate", "model acc", "reason", "secs",
+    )
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    body = [
+        (
+            cell(r.round), cell(r.imported), cell(r.selected), cell(r.labeled), cell(r.agreement),
+            cell(r.consolidated_accuracy), r.count_gate or "-", r.agreement_gate or "-",
+            cell(r.model_accuracy), r.reason or r.status, f"{r.seconds:.1f}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run_local(
+    config: Config,
+    *,
+    rounds: int,
+    runs_dir: Path,
+    cache_dir: Path,
+    console: IO[str] = sys.stdout,
+    pipeline: Callable[..., Any] | None = None,
+) -> tuple[Path, list[RoundSummary]]:
+    """Run `rounds` rounds of the pipeline locally; each round selects with the last model.
+
+    Returns:
+        The run folder (`runs/<timestamp>/`) and one summary per round.
+    """
+    from kfp import local
+
+    if pipeline is None:
+        from pipelines.labeling_pipeline import labeling_pipeline as pipeline
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    run_root = (runs_dir / stamp).resolve()
+    outputs = run_root / "outputs"
+    tmp = run_root / "tmp"
+    for folder in (outputs, tmp):
+        folder.mkdir(parents=True, exist_ok=True)
+    params, truth_uri = prepare(config, cache_dir=cache_dir)
+    if not params["state_uri"]:
+        params["state_uri"] = str(run_root / "state")
+    truth = read_truth(truth_uri) if truth_uri and storage.exists(truth_uri) else {}
+    # Each kfp.local task leaves a mktemp folder behind; keep them inside the run folder.
+    os.environ["TMPDIR"] = str(tmp)
+    tempfile.tempdir = str(tmp)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(outputs),
+        raise_on_error=True,
+    )
+    summaries: list[RoundSummary] = []
+    log_path = run_root / "kfp.log"
+    console.write(f"labelloop: {rounds} round(s), outputs in {run_root}\n")
+    with log_path.open("a", encoding="utf-8") as log_file:
+        for index in range(1, rounds + 1):
+            round_params = dict(params, seed=int(params["seed"]) + index - 1)
+            console.write(f"round {index}/{rounds}\n")
+            writer = StageLines(log_file, console, outputs)
+            start = time.perf_counter()
+            status = "ok"
+            try:
+                with _quiet_kfp(writer):
+                    pipeline(**round_params)
+            except RuntimeError as exc:
+                status = f"failed: {exc}"
+                console.write(f"  round {index} failed; full log: {log_path}\n")
+            seconds = time.perf_counter() - start
+            run_dir = writer.run_dir()
+            if run_dir is None:
+                break
+            summaries.append(summarize_round(index, run_dir, seconds, status, truth))
+            if status != "ok":
+                break
+    (run_root / "summary.json").write_text(
+        json.dumps([dataclasses.asdict(s) for s in summaries], indent=2), encoding="utf-8"
+    )
+    console.write("\n" + format_table(summaries) + "\n")
+    if summaries and summaries[-1].report:
+        console.write(f"\nreport: {summaries[-1].report}\n")
+    console.write(f"logs:   {log_path}\n")
+    return run_root, summaries

@@ -1,0 +1,10 @@
+"""labelloop: labels and a trained model from raw images and text, with as little human labeling as possible."""
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("labelloop")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,280 @@
+"""The typed run configuration: YAML files plus `--set key=value` overrides.
+
+A config file has a `pipeline:` section whose keys are exactly the pipeline's parameters, and
+sections for where it runs (`local:`, `vertex:`). Every error names the file, line, field and
+value. Nothing here reads the environment: entry points do that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from labelloop.errors import ConfigError
+from labelloop.schemas import TaskType, parse_labels
+
+PROVIDERS = ("simulated", "import", "label_studio", "gemini")
+STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
+AGREEMENT_METRICS = (
+    "krippendorff_alpha",
+    "fleiss_kappa",
+    "percent_agreement",
+    "all_agree_rate",
+    "mean_iou",
+    "f1",
+    "span_f1",
+)
+CONSOLIDATION_METHODS = ("mv", "ds")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineParams:
+    """The labeling pipeline's parameters; field names are the pipeline's parameter names."""
+
+    source_uri: str
+    state_uri: str = ""
+    task_type: str = TaskType.IMAGE_CLASSIFICATION.value
+    labels: str = "0,1,2,3,4,5,6,7,8,9"
+    labelers_per_item: int = 3
+    selection_size: int = 200
+    selection_strategy: str = "least_confidence"
+    provider: str = "simulated"
+    provider_options: str = "{}"
+    consolidation_method: str = "mv"
+    agreement_metric: str = "krippendorff_alpha"
+    min_labeled_count: int = 100
+    min_agreement: float = 0.6
+    min_confidence: float = 0.0
+    holdout_fraction: float = 0.2
+    seed: int = 0
+
+    def validate(self, *, source: str | None = None, lines: Mapping[str, int] | None = None) -> None:
+        """Range and choice checks; raise `ConfigError` naming the first bad field."""
+        lines = lines or {}
+
+        def fail(name: str, message: str) -> typing.NoReturn:
+            value = getattr(self, name)
+            raise ConfigError(
+                f"{message} (got {value!r})",
+                source=source,
+                line=lines.get(f"pipeline.{name}"),
+                field=f"pipeline.{name}",
+            )
+
+        if not self.source_uri:
+            fail("source_uri", "required: a gs://bucket/prefix, a local directory or sample://")
+        try:
+            task = TaskType.parse(self.task_type)
+        except ValueError as exc:
+            fail("task_type", str(exc).split(": ", 1)[-1])
+        try:
+            parse_labels(self.labels)
+        except ValueError as exc:
+            fail("labels", str(exc).split(": ", 1)[-1])
+        if self.labelers_per_item < 1:
+            fail("labelers_per_item", "must be at least 1")
+        if self.selection_size < 1:
+            fail("selection_size", "must be at least 1")
+        if self.selection_strategy not in STRATEGIES:
+            fail("selection_strategy", f"must be one of {', '.join(STRATEGIES)}")
+        if self.provider not in PROVIDERS:
+            fail("provider", f"must be one of {', '.join(PROVIDERS)}")
+        try:
+            options = json.loads(self.provider_options)
+        except json.JSONDecodeError:
+            fail("provider_options", "must be a JSON object")
+        if not isinstance(options, dict):
+            fail("provider_options", "must be a JSON object")
+        if self.consolidation_method not in CONSOLIDATION_METHODS:
+            fail("consolidation_method", f"must be one of {', '.join(CONSOLIDATION_METHODS)}")
+        if self.agreement_metric not in AGREEMENT_METRICS:
+            fail("agreement_metric", f"must be one of {', '.join(AGREEMENT_METRICS)}")
+        if self.min_labeled_count < 0:
+            fail("min_labeled_count", "must be 0 or more")
+        if not -1.0 <= self.min_agreement <= 1.0:
+            fail("min_agreement", "must lie in [-1, 1]")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            fail("min_confidence", "must lie in [0, 1]")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            fail("holdout_fraction", "must lie strictly between 0 and 1")
+        del task
+
+    def as_parameter_values(self) -> dict[str, Any]:
+        """The values to pass to the pipeline (kfp.local call or `PipelineJob`)."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalSettings:
+    """Where and how the embedded (kfp.local) run happens."""
+
+    runs_dir: str = "runs"
+    rounds: int = 1
+    sample_cache_dir: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole configuration file."""
+
+    pipeline: PipelineParams
+    local: LocalSettings = dataclasses.field(default_factory=LocalSettings)
+    vertex: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = "<config>"
+
+    def with_pipeline(self, **changes: Any) -> Config:
+        """A copy with some pipeline parameters replaced."""
+        return dataclasses.replace(self, pipeline=dataclasses.replace(self.pipeline, **changes))
+
+
+def _line_map(text: str) -> dict[str, int]:
+    """Map dotted key paths to the 1-based line where each key appears."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = f"{prefix}{key_node.value}"
+                lines[key] = key_node.start_mark.line + 1
+                walk(value_node, key + ".")
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, "")
+    return lines
+
+
+def _coerce(value: Any, annotation: Any, *, field: str) -> Any:
+    """Coerce a YAML value to a dataclass field's type, or raise ValueError."""
+    if annotation in ("str", str):
+        if isinstance(value, list | tuple) and field == "labels":
+            return ",".join(str(v) for v in value)
+        if isinstance(value, dict) and field == "provider_options":
+            return json.dumps(value, sort_keys=True)
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise ValueError("expected a string")
+        return str(value)
+    if annotation in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("expected a whole number")
+        return value
+    if annotation in ("float", float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError("expected a number")
+        return float(value)
+    return value
+
+
+def _build(cls: type[Any], data: Any, *, section: str, source: str, lines: dict[str, int]) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "expected a mapping", source=source, line=lines.get(section), field=section
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{section}.{key}"
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"unknown field{hint}", source=source, line=lines.get(path), field=path
+            )
+        try:
+            kwargs[key] = _coerce(value, fields[key].type, field=key)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{exc}, got {value!r}", source=source, line=lines.get(path), field=path
+            ) from None
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+        and f.name not in kwargs
+    ]
+    if missing:
+        raise ConfigError("required field is missing", source=source, field=f"{section}.{missing[0]}")
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse `section.key=value` (value as a YAML scalar or list)."""
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"override must look like section.key=value, got {text!r}", field=key)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(
+    path: str, *, overrides: Sequence[str] = (), text: str | None = None
+) -> Config:
+    """Load and validate a config file.
+
+    Args:
+        path: The YAML file (used in error messages when `text` is given).
+        overrides: `section.key=value` strings applied on top, e.g. `pipeline.seed=3`.
+        text: The YAML text, if already read.
+
+    Raises:
+        ConfigError: Unparsable YAML, an unknown or mistyped field, or a value out of range.
+    """
+    if text is None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except FileNotFoundError:
+            raise ConfigError("config file does not exist", source=path) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            source=path,
+            line=mark.line + 1 if mark is not None else None,
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping with a 'pipeline:' section", source=path)
+    lines = _line_map(text)
+    for override in overrides:
+        key, value = parse_override(override)
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})
+        if not isinstance(data[section], dict):
+            raise ConfigError("expected a mapping", source=path, field=section)
+        data[section][name] = value
+        lines.pop(key, None)
+    unknown = set(data) - {"pipeline", "local", "vertex"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            "unknown section; expected pipeline, local or vertex",
+            source=path,
+            line=lines.get(key),
+            field=key,
+        )
+    pipeline = _build(PipelineParams, data.get("pipeline"), section="pipeline", source=path, lines=lines)
+    local = _build(LocalSettings, data.get("local"), section="local", source=path, lines=lines)
+    if local.rounds < 1:
+        raise ConfigError(
+            "must be at least 1", source=path, line=lines.get("local.rounds"), field="local.rounds"
+        )
+    pipeline.validate(source=path, lines=lines)
+    vertex = data.get("vertex") or {}
+    if not isinstance(vertex, dict):
+        raise ConfigError("expected a mapping", source=path, line=lines.get("vertex"), field="vertex")
+    return Config(pipeline=pipeline, local=local, vertex=vertex, source=path)
+
+

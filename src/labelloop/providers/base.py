@@ -1,0 +1,114 @@
+"""The provider interface every labeling source implements.
+
+`submit` is idempotent: the job key is derived from the task and the items, so a retried
+pipeline task finds the job it already created instead of creating a second one. Credentials
+never come in through these arguments; providers read them from the environment or Secret
+Manager themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from labelloop.errors import BadRecord, InputError
+from labelloop.schemas import Annotation, Item, TaskType
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelingTask:
+    """What to label and how."""
+
+    task_type: TaskType
+    labels: tuple[str, ...]
+    instructions: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A labeling job at a provider. `key` is deterministic; `external_id` is the provider's."""
+
+    provider: str
+    key: str
+    external_id: str
+    items: int
+    labelers_per_item: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """How far a job is: items with all their labels, out of all items."""
+
+    labeled: int
+    total: int
+
+    @property
+    def done(self) -> bool:
+        return self.labeled >= self.total
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectResult:
+    """Annotations collected so far, and the provider records that could not be used."""
+
+    annotations: list[Annotation]
+    bad: list[BadRecord]
+
+
+class LabelingProvider(Protocol):
+    """Where labels come from."""
+
+    name: str
+
+    def submit(
+        self,
+        items: Sequence[Item],
+        task: LabelingTask,
+        *,
+        labelers_per_item: int,
+        instructions: str = "",
+    ) -> Job:
+        """Create (or find) the job for these items; never creates a duplicate."""
+        ...
+
+    def progress(self, job: Job) -> Progress:
+        """Labeled items out of the total."""
+        ...
+
+    def collect(self, job: Job) -> CollectResult:
+        """Long-format annotations collected so far, with annotator ids."""
+        ...
+
+    def cancel(self, job: Job) -> None:
+        """Stop the job; collected annotations stay."""
+        ...
+
+
+def job_key(provider: str, items: Sequence[Item], task: LabelingTask, labelers_per_item: int) -> str:
+    """A deterministic job key: same provider, task and items give the same key."""
+    payload = json.dumps(
+        {
+            "provider": provider,
+            "task_type": task.task_type.value,
+            "labels": list(task.labels),
+            "labelers_per_item": labelers_per_item,
+            "items": sorted(i.id for i in items),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def get_provider(name: str, options: Mapping[str, Any]) -> LabelingProvider:
+    """Build a provider by name from its options (the pipeline's `provider_options`)."""
+    if name == "simulated":
+        from labelloop.providers.simulated import SimulatedWorkforce
+
+        return SimulatedWorkforce.from_options(options)
+    raise InputError(f"unknown or unavailable provider {name!r}", field="provider")

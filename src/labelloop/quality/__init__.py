@@ -1,0 +1,1 @@
+"""Label quality: agreement metrics and consolidation. Arrays in, arrays out."""

@@ -1,0 +1,186 @@
+"""Task types, Vertex import records and the long-format annotation table.
+
+Annotations are long format, one row per (item, annotator), as in crowd-kit: `item`, `annotator`
+and a value whose shape depends on the task (a label, a set of labels, boxes or spans).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+from typing import Any
+
+VERTEX_SCHEMA_BASE = "gs://google-cloud-aiplatform/schema/dataset/ioformat"
+ML_USE_KEY = "aiplatform.googleapis.com/ml_use"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ico")
+TEXT_SUFFIXES = (".txt",)
+
+
+class TaskType(enum.StrEnum):
+    """What is being labeled; decides the import schema, the annotation shape and the trainer."""
+
+    IMAGE_CLASSIFICATION = "image_classification"
+    IMAGE_MULTILABEL_CLASSIFICATION = "image_multilabel_classification"
+    IMAGE_OBJECT_DETECTION = "image_object_detection"
+    TEXT_CLASSIFICATION = "text_classification"
+    TEXT_ENTITY_EXTRACTION = "text_entity_extraction"
+
+    @classmethod
+    def parse(cls, value: str, *, field: str = "task_type") -> TaskType:
+        """Parse a task type, with an error that lists the valid ones."""
+        from labelloop.errors import InputError
+
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(t.value for t in cls)
+            raise InputError(f"unknown task type {value!r}; expected one of {valid}", field=field)
+
+    @property
+    def is_image(self) -> bool:
+        return self.value.startswith("image_")
+
+    @property
+    def is_text(self) -> bool:
+        return self.value.startswith("text_")
+
+    @property
+    def is_classification(self) -> bool:
+        return self.value.endswith("classification")
+
+    @property
+    def multi_label(self) -> bool:
+        return self is TaskType.IMAGE_MULTILABEL_CLASSIFICATION
+
+    @property
+    def file_suffixes(self) -> tuple[str, ...]:
+        return IMAGE_SUFFIXES if self.is_image else TEXT_SUFFIXES
+
+    @property
+    def import_schema_uri(self) -> str:
+        """The Vertex AI import schema for this task type."""
+        names = {
+            TaskType.IMAGE_CLASSIFICATION: "image_classification_single_label_io_format_1.0.0.yaml",
+            TaskType.IMAGE_MULTILABEL_CLASSIFICATION: (
+                "image_classification_multi_label_io_format_1.0.0.yaml"
+            ),
+            TaskType.IMAGE_OBJECT_DETECTION: "image_bounding_box_io_format_1.0.0.yaml",
+            TaskType.TEXT_CLASSIFICATION: "text_classification_single_label_io_format_1.0.0.yaml",
+            TaskType.TEXT_ENTITY_EXTRACTION: "text_extraction_io_format_1.0.0.yaml",
+        }
+        return f"{VERTEX_SCHEMA_BASE}/{names[self]}"
+
+
+def parse_labels(value: str | list[str] | tuple[str, ...], *, field: str = "labels") -> list[str]:
+    """Parse a label set from a comma-separated string or a list; reject empties and repeats."""
+    from labelloop.errors import InputError
+
+    raw = value.split(",") if isinstance(value, str) else list(value)
+    labels = [str(v).strip() for v in raw if str(v).strip()]
+    if not labels:
+        raise InputError("the label set is empty", field=field)
+    seen: set[str] = set()
+    for label in labels:
+        if label in seen:
+            raise InputError(f"label {label!r} is listed twice", field=field)
+        seen.add(label)
+    return labels
+
+
+def text_item_id(text: str) -> str:
+    """A stable id for an inline text item (Vertex import records carry no id of their own)."""
+    return "text:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def ml_use_for(item_id: str, *, validation_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
+    """Deterministic Vertex `ml_use` split from a hash of the item id (stable across rounds)."""
+    bucket = int(hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
+    if bucket < test_fraction:
+        return "test"
+    if bucket < test_fraction + validation_fraction:
+        return "validation"
+    return "training"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Item:
+    """One unlabeled data item: an image or text file URI, or inline text."""
+
+    id: str
+    uri: str | None = None
+    text: str | None = None
+    ml_use: str = "training"
+
+    def to_import_record(self, task_type: TaskType) -> dict[str, Any]:
+        """The Vertex AI import JSONL record (no annotation: the item is still unlabeled)."""
+        record: dict[str, Any]
+        if task_type.is_image:
+            record = {"imageGcsUri": self.uri}
+        elif self.uri is not None:
+            record = {"textGcsUri": self.uri}
+        else:
+            record = {"textContent": self.text}
+        record["dataItemResourceLabels"] = {ML_USE_KEY: self.ml_use}
+        return record
+
+    @classmethod
+    def from_import_record(cls, record: dict[str, Any]) -> Item:
+        """Inverse of `to_import_record`; raises KeyError/TypeError on a malformed record."""
+        ml_use = record.get("dataItemResourceLabels", {}).get(ML_USE_KEY, "training")
+        if "imageGcsUri" in record:
+            uri = str(record["imageGcsUri"])
+            return cls(id=uri, uri=uri, ml_use=ml_use)
+        if "textGcsUri" in record:
+            uri = str(record["textGcsUri"])
+            return cls(id=uri, uri=uri, ml_use=ml_use)
+        text = record["textContent"]
+        if not isinstance(text, str):
+            raise TypeError("textContent must be a string")
+        return cls(id=text_item_id(text), text=text, ml_use=ml_use)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Box:
+    """A bounding box in normalised [0, 1] image coordinates."""
+
+    x_min: float
+    y_min: float
+    x_max: float
+    y_max: float
+    label: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Span:
+    """A labeled character span `[start, end)` of a text item."""
+
+    start: int
+    end: int
+    label: str
+
+
+AnnotationValue = str | frozenset[str] | tuple[Box, ...] | tuple[Span, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Annotation:
+    """One annotator's answer for one item: the long format's row."""
+
+    item: str
+    annotator: str
+    value: AnnotationValue
+
+    def to_json(self, task_type: TaskType) -> dict[str, Any]:
+        """JSONL row: `label` (str), `labels` (list), `boxes` or `spans` (lists of objects)."""
+        row: dict[str, Any] = {"item": self.item, "annotator": self.annotator}
+        value = self.value
+        if isinstance(value, str):
+            row["label"] = value
+        elif isinstance(value, frozenset):
+            row["labels"] = sorted(value)
+        elif task_type is TaskType.IMAGE_OBJECT_DETECTION:
+            row["boxes"] = [dataclasses.asdict(b) for b in value]
+        else:
+            row["spans"] = [dataclasses.asdict(s) for s in value]
+        return row

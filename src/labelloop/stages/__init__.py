@@ -1,0 +1,1 @@
+"""File-level step functions, one module per pipeline stage (the components call these)."""

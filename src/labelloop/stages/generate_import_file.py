@@ -1,0 +1,118 @@
+"""Stage 1: list a source prefix and write a Vertex AI import file of the items not yet imported."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+from labelloop import state, storage
+from labelloop.annotations import write_bad_records
+from labelloop.errors import BadRecord, InputError
+from labelloop.schemas import Item, TaskType, ml_use_for, text_item_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportFileResult:
+    """What stage 1 wrote and counted."""
+
+    listed: int
+    new_items: int
+    already_imported: int
+    bad_records: int
+
+
+def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[BadRecord]]:
+    """List the items under `source_uri` for this task type.
+
+    Image tasks keep image files. Text tasks keep `.txt` files (one item each, by URI) and read
+    `.jsonl` files whose lines are `{"text": ...}` objects (one inline item per line).
+    """
+    items: list[Item] = []
+    bad: list[BadRecord] = []
+    suffixes = task_type.file_suffixes + ((".jsonl",) if task_type.is_text else ())
+    for uri in storage.iter_files(source_uri, suffixes=suffixes):
+        if not uri.lower().endswith(".jsonl"):
+            items.append(Item(id=uri, uri=uri, ml_use=ml_use_for(uri)))
+            continue
+        with storage.open_read(uri) as fh:
+            for number, raw in enumerate(fh, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                    text = row["text"] if isinstance(row, dict) else None
+                except json.JSONDecodeError:
+                    bad.append(BadRecord(uri, number, "*", "not valid JSON"))
+                    continue
+                except KeyError:
+                    text = None
+                if not isinstance(text, str) or not text.strip():
+                    bad.append(BadRecord(uri, number, "text", "missing or empty text"))
+                    continue
+                item_id = text_item_id(text)
+                items.append(Item(id=item_id, text=text, ml_use=ml_use_for(item_id)))
+    return items, bad
+
+
+def generate_import_file(
+    *,
+    source_uri: str,
+    task_type: str,
+    state_uri: str,
+    output_uri: str,
+    rejects_uri: str,
+) -> ImportFileResult:
+    """List `source_uri`, skip items imported in earlier rounds, write the import JSONL.
+
+    Args:
+        source_uri: `gs://bucket/prefix` or a local directory.
+        task_type: A `TaskType` value; decides which files are kept and the record fields.
+        state_uri: The loop's state folder (items registered in earlier rounds are skipped).
+        output_uri: Where to write the Vertex import JSONL.
+        rejects_uri: Where to write the rejected records (JSONL, possibly empty).
+
+    Raises:
+        InputError: The source does not exist.
+    """
+    task = TaskType.parse(task_type)
+    if not source_uri:
+        raise InputError("source prefix is empty", field="source_uri")
+    items, bad = list_items(source_uri, task)
+    seen = state.imported_ids(state_uri)
+    new = [item for item in items if item.id not in seen]
+    unique: dict[str, Item] = {}
+    for item in new:
+        unique.setdefault(item.id, item)
+    storage.write_jsonl(output_uri, (i.to_import_record(task) for i in unique.values()))
+    write_bad_records(rejects_uri, bad)
+    result = ImportFileResult(
+        listed=len(items),
+        new_items=len(unique),
+        already_imported=len(items) - len(new),
+        bad_records=len(bad),
+    )
+    log.info("import file: %s", result)
+    return result
+
+
+def read_import_file(uri: str) -> tuple[list[Item], list[BadRecord]]:
+    """Read a Vertex import JSONL back into items; malformed lines become bad records."""
+    items: list[Item] = []
+    bad: list[BadRecord] = []
+    with storage.open_read(uri) as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                items.append(Item.from_import_record(record))
+            except json.JSONDecodeError:
+                bad.append(BadRecord(uri, number, "*", "not valid JSON"))
+            except (KeyError, TypeError, AttributeError):
+                bad.append(
+                    BadRecord(uri, number, "imageGcsUri|textGcsUri|textContent", "missing")
+                )
+    return items, bad

@@ -1,0 +1,72 @@
+"""The loop's state between rounds, kept under `state_uri` (a local folder or `gs://` prefix).
+
+Layout (each file is written whole, under a deterministic name, so a retried step overwrites
+instead of duplicating):
+
+    imported/<dataset-key>.jsonl   items registered in a dataset (create_dataset)
+    labels/<job-key>.jsonl         consolidated labels of each labeling job (quality_gate)
+    models/latest/                 the last trained model (train_model), used for selection
+    rounds/<run-key>.json          one outcome per round (write_report), for the across-rounds plot
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from labelloop import storage
+
+IMPORTED = "imported"
+LABELS = "labels"
+MODELS_LATEST = "models/latest"
+ROUNDS = "rounds"
+
+
+def path(state_uri: str, *parts: str) -> str:
+    """A path inside the state folder."""
+    return storage.join(state_uri, *parts)
+
+
+def _iter_jsonl_under(uri: str) -> Iterator[dict[str, Any]]:
+    if not storage.is_gcs(uri) and not storage.local_path(uri).is_dir():
+        return
+    for file_uri in storage.iter_files(uri, suffixes=(".jsonl",)):
+        with storage.open_read(file_uri) as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def imported_ids(state_uri: str) -> set[str]:
+    """Ids of every item registered in a dataset in an earlier round."""
+    if not state_uri:
+        return set()
+    return {row["item"] for row in _iter_jsonl_under(path(state_uri, IMPORTED))}
+
+
+def labeled_rows(state_uri: str, *, exclude: str | None = None) -> list[dict[str, Any]]:
+    """Consolidated label rows from every earlier job (optionally excluding one job file)."""
+    if not state_uri:
+        return []
+    folder = path(state_uri, LABELS)
+    if not storage.is_gcs(folder) and not storage.local_path(folder).is_dir():
+        return []
+    rows: list[dict[str, Any]] = []
+    for file_uri in storage.iter_files(folder, suffixes=(".jsonl",)):
+        if exclude is not None and storage.basename(file_uri) == exclude:
+            continue
+        with storage.open_read(file_uri) as fh:
+            rows.extend(json.loads(line) for line in fh if line.strip())
+    return rows
+
+
+def round_outcomes(state_uri: str) -> list[dict[str, Any]]:
+    """Every recorded round outcome, oldest first (by `finished_at`)."""
+    if not state_uri:
+        return []
+    folder = path(state_uri, ROUNDS)
+    if not storage.is_gcs(folder) and not storage.local_path(folder).is_dir():
+        return []
+    rows = [json.loads(storage.read_text(u)) for u in storage.iter_files(folder, suffixes=(".json",))]
+    return sorted(rows, key=lambda r: str(r.get("finished_at", "")))

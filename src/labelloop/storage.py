@@ -1,0 +1,202 @@
+"""One file API for local paths and `gs://` URIs.
+
+Step functions take URIs and never care where they point. Local writes are atomic (write to a
+temporary file, then rename) so a retried step never leaves a half-written file behind. The GCS
+client is created lazily and honours `STORAGE_EMULATOR_HOST`, which the tests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from labelloop.errors import InputError
+
+if TYPE_CHECKING:
+    from google.cloud.storage import Client
+
+GCS_PREFIX = "gs://"
+
+
+def is_gcs(uri: str) -> bool:
+    """Whether `uri` is a `gs://` URI."""
+    return uri.startswith(GCS_PREFIX)
+
+
+def split_gcs(uri: str) -> tuple[str, str]:
+    """Split `gs://bucket/name` into `(bucket, name)`; raise `InputError` for anything else."""
+    if not is_gcs(uri):
+        raise InputError(f"not a gs:// URI: {uri!r}")
+    rest = uri[len(GCS_PREFIX) :]
+    bucket, _, name = rest.partition("/")
+    if not bucket:
+        raise InputError(f"gs:// URI without a bucket: {uri!r}")
+    return bucket, name
+
+
+def local_path(uri: str) -> Path:
+    """The filesystem path of a local URI (`file://` prefix allowed)."""
+    if is_gcs(uri):
+        raise InputError(f"expected a local path, got {uri!r}")
+    return Path(uri.removeprefix("file://"))
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI parts with `/`, for local paths and `gs://` alike."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def basename(uri: str) -> str:
+    """The last path component of a URI."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+@functools.cache
+def gcs_client() -> Client:
+    """The process-wide GCS client (honours `STORAGE_EMULATOR_HOST`)."""
+    from google.cloud import storage
+
+    return storage.Client()
+
+
+def exists(uri: str) -> bool:
+    """Whether a file exists at `uri`."""
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        return bool(gcs_client().bucket(bucket).blob(name).exists())
+    return local_path(uri).is_file()
+
+
+def is_dir(uri: str) -> bool:
+    """Whether `uri` is a local directory or a `gs://` prefix with at least one object."""
+    if is_gcs(uri):
+        return next(iter_files(uri), None) is not None
+    return local_path(uri).is_dir()
+
+
+def iter_files(
+    prefix: str,
+    *,
+    suffixes: Iterable[str] | None = None,
+    page_size: int = 1000,
+) -> Iterator[str]:
+    """Yield the URIs of all files under `prefix`, in lexicographic order.
+
+    Args:
+        prefix: A local directory or a `gs://bucket/prefix` (treated as a folder).
+        suffixes: Keep only names ending with one of these (case-insensitive), e.g. `(".png",)`.
+        page_size: Objects per GCS list request; listing follows every page.
+
+    Raises:
+        InputError: The local directory does not exist.
+    """
+    wanted = tuple(s.lower() for s in suffixes) if suffixes is not None else None
+
+    def keep(name: str) -> bool:
+        return wanted is None or name.lower().endswith(wanted)
+
+    if is_gcs(prefix):
+        bucket, name = split_gcs(prefix)
+        folder = name.rstrip("/") + "/" if name else ""
+        blobs = gcs_client().list_blobs(bucket, prefix=folder, page_size=page_size)
+        for blob in blobs:
+            if not blob.name.endswith("/") and keep(blob.name):
+                yield f"{GCS_PREFIX}{bucket}/{blob.name}"
+        return
+    root = local_path(prefix)
+    if not root.is_dir():
+        raise InputError(f"source directory does not exist: {prefix}", field="source_uri")
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and keep(p.name))
+    for path in paths:
+        yield str(path)
+
+
+def read_bytes(uri: str) -> bytes:
+    """Read a whole file."""
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        data: bytes = gcs_client().bucket(bucket).blob(name).download_as_bytes()
+        return data
+    return local_path(uri).read_bytes()
+
+
+def read_text(uri: str) -> str:
+    """Read a whole UTF-8 text file."""
+    return read_bytes(uri).decode("utf-8")
+
+
+@contextlib.contextmanager
+def open_read(uri: str) -> Iterator[IO[str]]:
+    """Open a text file for streaming reads (GCS objects stream in chunks)."""
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        with gcs_client().bucket(bucket).blob(name).open("r", encoding="utf-8") as fh:
+            yield fh
+        return
+    with local_path(uri).open("r", encoding="utf-8", newline="") as fh:
+        yield fh
+
+
+@contextlib.contextmanager
+def open_write(uri: str) -> Iterator[IO[str]]:
+    """Open a text file for writing; the file appears whole or not at all."""
+    if is_gcs(uri):
+        buffer = io.StringIO()
+        yield buffer
+        bucket, name = split_gcs(uri)
+        gcs_client().bucket(bucket).blob(name).upload_from_string(
+            buffer.getvalue(), content_type="text/plain; charset=utf-8"
+        )
+        return
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            yield fh
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file atomically."""
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        gcs_client().bucket(bucket).blob(name).upload_from_string(data)
+        return
+    path = local_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a whole UTF-8 text file atomically."""
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def write_jsonl(uri: str, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSON Lines; return how many were written."""
+    import json
+
+    count = 0
+    with open_write(uri) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, sort_keys=True, ensure_ascii=False))
+            fh.write("\n")
+            count += 1
+    return count
