@@ -15,7 +15,8 @@ def generate_import_file(
     import_file: dsl.Output[dsl.Dataset],
     rejects: dsl.Output[dsl.Dataset],
 ) -> NamedTuple(
-    "ImportOutputs", [("listed", int), ("new_items", int), ("already_imported", int), ("bad_records", int)]
+    "ImportOutputs",
+    [("listed", int), ("new_items", int), ("already_imported", int), ("bad_records", int)],
 ):
     """List `source_uri` and write a Vertex AI import JSONL of the items not imported before.
 

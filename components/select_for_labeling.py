@@ -18,7 +18,9 @@ def select_for_labeling(
     seed: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
-) -> NamedTuple("SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]):
+) -> NamedTuple(
+    "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
+):
     """Pick the `k` items the previous round's model is least sure of (random on a cold start).
 
     Args:

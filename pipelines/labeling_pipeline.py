@@ -101,9 +101,7 @@ def labeling_pipeline(
         state_uri=state_uri,
     ).set_display_name("Quality gate: agreement and consolidation")
 
-    with dsl.If(
-        gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"
-    ):
+    with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
         with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
             training = train_model(
                 consolidated=gate.outputs["consolidated"],

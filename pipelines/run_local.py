@@ -100,7 +100,9 @@ class StageLines(io.TextIOBase):
         return True
 
     def run_dir(self) -> Path | None:
-        dirs = sorted((p for p in self.root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        dirs = sorted(
+            (p for p in self.root.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime
+        )
         return dirs[-1] if dirs else None
 
     def write(self, text: str) -> int:
@@ -210,8 +212,17 @@ def summarize_round(
 def format_table(rows: Sequence[RoundSummary]) -> str:
     """The summary table printed after the run."""
     head = (
-        "round", "imported", "selected", "labeled", "agreement", "label acc",
-        "count gate", "agree gate", "model acc", "reason", "secs",
+        "round",
+        "imported",
+        "selected",
+        "labeled",
+        "agreement",
+        "label acc",
+        "count gate",
+        "agree gate",
+        "model acc",
+        "reason",
+        "secs",
     )
 
     def cell(v: Any) -> str:
@@ -221,14 +232,25 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
 
     body = [
         (
-            cell(r.round), cell(r.imported), cell(r.selected), cell(r.labeled), cell(r.agreement),
-            cell(r.consolidated_accuracy), r.count_gate or "-", r.agreement_gate or "-",
-            cell(r.model_accuracy), r.reason or r.status, f"{r.seconds:.1f}",
+            cell(r.round),
+            cell(r.imported),
+            cell(r.selected),
+            cell(r.labeled),
+            cell(r.agreement),
+            cell(r.consolidated_accuracy),
+            r.count_gate or "-",
+            r.agreement_gate or "-",
+            cell(r.model_accuracy),
+            r.reason or r.status,
+            f"{r.seconds:.1f}",
         )
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        for row in [head, *body]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -250,7 +272,9 @@ def run_local(
     from kfp import local
 
     if pipeline is None:
-        from pipelines.labeling_pipeline import labeling_pipeline as pipeline
+        from pipelines.labeling_pipeline import labeling_pipeline
+
+        pipeline = labeling_pipeline
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_root = (runs_dir / stamp).resolve()

@@ -1,4 +1,4 @@
-"""labelloop: labels and a trained model from raw images and text, with as little human labeling as possible."""
+"""labelloop: training labels and a model from raw images and text, with little human labeling."""
 
 from importlib import metadata as _metadata
 

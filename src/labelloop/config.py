@@ -54,7 +54,9 @@ class PipelineParams:
     holdout_fraction: float = 0.2
     seed: int = 0
 
-    def validate(self, *, source: str | None = None, lines: Mapping[str, int] | None = None) -> None:
+    def validate(
+        self, *, source: str | None = None, lines: Mapping[str, int] | None = None
+    ) -> None:
         """Range and choice checks; raise `ConfigError` naming the first bad field."""
         lines = lines or {}
 
@@ -205,7 +207,9 @@ def _build(cls: type[Any], data: Any, *, section: str, source: str, lines: dict[
         and f.name not in kwargs
     ]
     if missing:
-        raise ConfigError("required field is missing", source=source, field=f"{section}.{missing[0]}")
+        raise ConfigError(
+            "required field is missing", source=source, field=f"{section}.{missing[0]}"
+        )
     return cls(**kwargs)
 
 
@@ -217,9 +221,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def load_config(
-    path: str, *, overrides: Sequence[str] = (), text: str | None = None
-) -> Config:
+def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = None) -> Config:
     """Load and validate a config file.
 
     Args:
@@ -265,7 +267,9 @@ def load_config(
             line=lines.get(key),
             field=key,
         )
-    pipeline = _build(PipelineParams, data.get("pipeline"), section="pipeline", source=path, lines=lines)
+    pipeline = _build(
+        PipelineParams, data.get("pipeline"), section="pipeline", source=path, lines=lines
+    )
     local = _build(LocalSettings, data.get("local"), section="local", source=path, lines=lines)
     if local.rounds < 1:
         raise ConfigError(
@@ -274,7 +278,7 @@ def load_config(
     pipeline.validate(source=path, lines=lines)
     vertex = data.get("vertex") or {}
     if not isinstance(vertex, dict):
-        raise ConfigError("expected a mapping", source=path, line=lines.get("vertex"), field="vertex")
+        raise ConfigError(
+            "expected a mapping", source=path, line=lines.get("vertex"), field="vertex"
+        )
     return Config(pipeline=pipeline, local=local, vertex=vertex, source=path)
-
-

@@ -35,7 +35,9 @@ class TaskType(enum.StrEnum):
             return cls(value)
         except ValueError:
             valid = ", ".join(t.value for t in cls)
-            raise InputError(f"unknown task type {value!r}; expected one of {valid}", field=field)
+            raise InputError(
+                f"unknown task type {value!r}; expected one of {valid}", field=field
+            ) from None
 
     @property
     def is_image(self) -> bool:
@@ -93,7 +95,9 @@ def text_item_id(text: str) -> str:
     return "text:" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
-def ml_use_for(item_id: str, *, validation_fraction: float = 0.1, test_fraction: float = 0.1) -> str:
+def ml_use_for(
+    item_id: str, *, validation_fraction: float = 0.1, test_fraction: float = 0.1
+) -> str:
     """Deterministic Vertex `ml_use` split from a hash of the item id (stable across rounds)."""
     bucket = int(hashlib.sha256(item_id.encode("utf-8")).hexdigest()[:8], 16) / 0xFFFFFFFF
     if bucket < test_fraction:

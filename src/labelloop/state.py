@@ -68,5 +68,7 @@ def round_outcomes(state_uri: str) -> list[dict[str, Any]]:
     folder = path(state_uri, ROUNDS)
     if not storage.is_gcs(folder) and not storage.local_path(folder).is_dir():
         return []
-    rows = [json.loads(storage.read_text(u)) for u in storage.iter_files(folder, suffixes=(".json",))]
+    rows = [
+        json.loads(storage.read_text(u)) for u in storage.iter_files(folder, suffixes=(".json",))
+    ]
     return sorted(rows, key=lambda r: str(r.get("finished_at", "")))

@@ -112,7 +112,5 @@ def read_import_file(uri: str) -> tuple[list[Item], list[BadRecord]]:
             except json.JSONDecodeError:
                 bad.append(BadRecord(uri, number, "*", "not valid JSON"))
             except (KeyError, TypeError, AttributeError):
-                bad.append(
-                    BadRecord(uri, number, "imageGcsUri|textGcsUri|textContent", "missing")
-                )
+                bad.append(BadRecord(uri, number, "imageGcsUri|textGcsUri|textContent", "missing"))
     return items, bad

@@ -27,6 +27,7 @@ class TrainResult:
 
 
 def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, object]]:
+    """Every trainable consolidated label so far; a later round's label for an item wins."""
     rows: dict[str, dict[str, object]] = {}
     for row in state.labeled_rows(state_uri):
         rows[str(row["item"])] = row
@@ -35,7 +36,8 @@ def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, 
             if line.strip():
                 row = json.loads(line)
                 rows[str(row["item"])] = row
-    return [rows[k] for k in sorted(rows)]
+    # Rows without the flag come from files written before it existed: they were all trainable.
+    return [rows[k] for k in sorted(rows) if rows[k].get("trainable", True)]
 
 
 def train_model(
@@ -79,7 +81,9 @@ def train_model(
     label_list = parse_labels(labels)
     rows = _rows_for_training(consolidated_uri, state_uri)
     inline = {i.id: i for i in read_import_file(items_uri)[0]}
-    items = [inline.get(str(r["item"])) or Item(id=str(r["item"]), uri=str(r["item"])) for r in rows]
+    items = [
+        inline.get(str(r["item"])) or Item(id=str(r["item"]), uri=str(r["item"])) for r in rows
+    ]
     y = np.array([str(r["label"]) for r in rows])
     if len(set(y)) < 2:
         raise InputError(f"need labels of at least two classes to train, got {sorted(set(y))}")

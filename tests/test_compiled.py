@@ -1,0 +1,103 @@
+"""compiled/ is generated: it must match what `make compile` writes, and hold the whole DAG."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+COMPILED = ROOT / "compiled"
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Compile in a subprocess with an empty environment: compiling must need none."""
+    out = tmp_path_factory.mktemp("compiled")
+    env = {"PATH": os.defpath, "HOME": str(out)}
+    subprocess.run(
+        [sys.executable, "-m", "pipelines", "compile", "--out-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+def test_compiled_dir_is_up_to_date(fresh: Path) -> None:
+    generated = sorted(p.name for p in fresh.glob("*.json"))
+    committed = sorted(p.name for p in COMPILED.glob("*.json"))
+    assert generated == committed, "run `make compile` and commit compiled/"
+    for name in generated:
+        assert (fresh / name).read_text() == (COMPILED / name).read_text(), (
+            f"compiled/{name} is stale: run `make compile` and commit it"
+        )
+
+
+def _spec() -> dict:
+    return json.loads((COMPILED / "labeling_pipeline.json").read_text())
+
+
+def _all_tasks(component: dict, spec: dict) -> dict[str, dict]:
+    tasks: dict[str, dict] = {}
+    for name, task in component.get("dag", {}).get("tasks", {}).items():
+        tasks[name] = task
+        ref = task["componentRef"]["name"]
+        tasks.update(_all_tasks(spec["components"][ref], spec))
+    return tasks
+
+
+def test_portable_pipeline_has_six_stages_both_gates_and_a_report() -> None:
+    spec = _spec()
+    tasks = _all_tasks(spec["root"], spec)
+    for stage in (
+        "generate-import-file",
+        "select-for-labeling",
+        "create-dataset",
+        "run-labeling-job",
+        "quality-gate",
+        "train-model",
+        "write-report",
+    ):
+        assert stage in tasks, stage
+    conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
+    assert any("label_count" in c and "min_labeled_count" in c for c in conditions)
+    assert any("agreement" in c and "min_agreement" in c for c in conditions)
+    # Display names say what each task does.
+    assert tasks["train-model"]["taskInfo"]["name"] == "Train model"
+
+
+def test_every_executor_runs_the_project_image_without_pip() -> None:
+    from components import IMAGE
+
+    executors = _spec()["deploymentSpec"]["executors"]
+    assert executors
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == IMAGE, name
+        command = " ".join(container["command"])
+        assert "pip install" not in command, name
+
+
+def test_no_secrets_in_the_compiled_pipeline() -> None:
+    text = (COMPILED / "labeling_pipeline.json").read_text().lower()
+    params = _spec()["root"]["inputDefinitions"]["parameters"]
+    for word in ("api_key", "apikey", "password", "secret", "token"):
+        assert not any(word in p for p in params), word
+    assert "bearer " not in text
+
+
+def test_image_can_be_pinned_at_compile_time(tmp_path: Path) -> None:
+    from pipelines.compile import compile_pipeline
+    from pipelines.labeling_pipeline import labeling_pipeline
+
+    digest = "us-docker.pkg.dev/p/r/labelloop@sha256:" + "0" * 64
+    path = compile_pipeline(labeling_pipeline, tmp_path / "p.json", image=digest)
+    executors = json.loads(path.read_text())["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {digest}
