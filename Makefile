@@ -51,16 +51,16 @@ benchmark: $(STAMP) ## Run every benchmark in benchmarks/ (prints ratios against
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 submit: $(STAMP) ## Submit a one-off run to Vertex AI Pipelines (VERTEX_CONFIG=...)
-	$(BIN)/labelloop submit --config $(VERTEX_CONFIG)
+	$(BIN)/python -m pipelines submit --config $(VERTEX_CONFIG)
 
 schedule: $(STAMP) ## Create or update the schedule named in VERTEX_CONFIG
-	$(BIN)/labelloop schedule --config $(VERTEX_CONFIG)
+	$(BIN)/python -m pipelines schedule --config $(VERTEX_CONFIG)
 
 upload: $(STAMP) ## Upload the compiled template to the Artifact Registry KFP repository
-	$(BIN)/labelloop upload --config $(VERTEX_CONFIG)
+	$(BIN)/python -m pipelines upload --config $(VERTEX_CONFIG)
 
 run-template: $(STAMP) ## Launch a run from the registry template (TEMPLATE=https://...-kfp.pkg.dev/...)
-	$(BIN)/labelloop run-template --config $(VERTEX_CONFIG) $(if $(TEMPLATE),--template $(TEMPLATE),)
+	$(BIN)/python -m pipelines run-template --config $(VERTEX_CONFIG) $(if $(TEMPLATE),--template $(TEMPLATE),)
 
 clean: ## Remove local run outputs and caches (keeps .venv)
 	rm -rf runs local_outputs .pytest_cache .mypy_cache .ruff_cache

@@ -63,6 +63,7 @@ class RoundSummary:
     agreement_gate: str = ""
     reason: str = ""
     model_accuracy: float | None = None
+    true_accuracy: float | None = None
     labels_used: int | None = None
     report: str = ""
 
@@ -175,8 +176,24 @@ def consolidated_accuracy(run_dir: Path, truth: dict[str, str]) -> float | None:
     return sum(truth[r["item"]] == r["label"] for r in judged) / len(judged)
 
 
+def true_model_accuracy(state_uri: str, truth: dict[str, str]) -> float | None:
+    """Accuracy of the state's latest model on every item with a hidden true label."""
+    from labelloop import state
+    from labelloop.schemas import Item
+    from labelloop.training.model import LocalModel
+
+    model_uri = state.path(state_uri, state.MODELS_LATEST)
+    if not truth or not LocalModel.exists(model_uri):
+        return None
+    model = LocalModel.load(model_uri)
+    items = [Item(id=k, uri=k) for k in sorted(truth)]
+    predicted = model.predict_proba(items).argmax(axis=1)
+    hits = sum(model.labels[j] == truth[i.id] for j, i in zip(predicted, items, strict=True))
+    return hits / len(items)
+
+
 def summarize_round(
-    index: int, run_dir: Path, seconds: float, status: str, truth: dict[str, str]
+    index: int, run_dir: Path, seconds: float, status: str, truth: dict[str, str], state_uri: str
 ) -> RoundSummary:
     """Read a finished round's task outputs into a table row."""
     summary = RoundSummary(round=index, run_dir=str(run_dir), seconds=seconds, status=status)
@@ -197,6 +214,7 @@ def summarize_round(
         outcome = json.loads(train["outcome"])
         summary.model_accuracy = train.get("accuracy")
         summary.labels_used = int(outcome["train_items"]) + int(outcome["test_items"])
+        summary.true_accuracy = true_model_accuracy(state_uri, truth)
         summary.reason = str(outcome["reason"])
     elif closed_agreement:
         summary.count_gate, summary.agreement_gate = "open", "closed"
@@ -220,7 +238,9 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
         "label acc",
         "count gate",
         "agree gate",
+        "labels used",
         "model acc",
+        "true acc",
         "reason",
         "secs",
     )
@@ -240,7 +260,9 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
             cell(r.consolidated_accuracy),
             r.count_gate or "-",
             r.agreement_gate or "-",
+            cell(r.labels_used),
             cell(r.model_accuracy),
+            cell(r.true_accuracy),
             r.reason or r.status,
             f"{r.seconds:.1f}",
         )
@@ -308,13 +330,16 @@ def run_local(
                 with _quiet_kfp(writer):
                     pipeline(**round_params)
             except RuntimeError as exc:
-                status = f"failed: {exc}"
-                console.write(f"  round {index} failed; full log: {log_path}\n")
+                failed = ", ".join(writer.failed) or _ANSI.sub("", str(exc))
+                status = f"failed: {failed}"
+                console.write(f"  round {index} failed in {failed}; full log: {log_path}\n")
             seconds = time.perf_counter() - start
             run_dir = writer.run_dir()
             if run_dir is None:
                 break
-            summaries.append(summarize_round(index, run_dir, seconds, status, truth))
+            summaries.append(
+                summarize_round(index, run_dir, seconds, status, truth, params["state_uri"])
+            )
             if status != "ok":
                 break
     (run_root / "summary.json").write_text(
