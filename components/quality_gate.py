@@ -16,6 +16,7 @@ def quality_gate(
     agreement_metric: str,
     min_confidence: float,
     state_uri: str,
+    gold_uri: str,
     consolidated: dsl.Output[dsl.Dataset],
     review: dsl.Output[dsl.Dataset],
     quality: dsl.Output[dsl.Artifact],
@@ -32,6 +33,8 @@ def quality_gate(
         agreement_metric: The metric the agreement gate compares (default Krippendorff's alpha).
         min_confidence: Consolidated confidence an item needs to count as labeled.
         state_uri: The loop's state (consolidated labels are recorded for later rounds).
+        gold_uri: Optional `item,label` table of known answers ("" for none): Dawid-Skene
+            clamps those items and each annotator gets a gold score.
 
     Returns:
         consolidated: One row per item: label, confidence, votes (Dataset artifact, JSONL).
@@ -53,6 +56,7 @@ def quality_gate(
         agreement_metric=agreement_metric,
         min_confidence=min_confidence,
         state_uri=state_uri,
+        gold_uri=gold_uri,
         consolidated_uri=consolidated.path,
         review_uri=review.path,
         metrics_uri=quality.path,

@@ -36,11 +36,12 @@ def labeling_pipeline(
     selection_strategy: str = "least_confidence",
     provider: str = "simulated",
     provider_options: str = "{}",
-    consolidation_method: str = "mv",
+    consolidation_method: str = "ds",
     agreement_metric: str = "krippendorff_alpha",
     min_labeled_count: int = 100,
     min_agreement: float = 0.6,
     min_confidence: float = 0.0,
+    gold_uri: str = "",
     holdout_fraction: float = 0.2,
     seed: int = 0,
 ) -> None:
@@ -57,11 +58,13 @@ def labeling_pipeline(
         selection_strategy: Active-learning strategy (random on the first round).
         provider: Labeling provider: simulated, label_studio, gemini or import.
         provider_options: Provider options as a JSON object (never secrets).
-        consolidation_method: mv (majority vote) or ds (Dawid-Skene).
+        consolidation_method: ds (Dawid-Skene, the default) or mv (majority vote).
         agreement_metric: The metric the agreement gate compares.
         min_labeled_count: The count gate: consolidated labels needed to train.
         min_agreement: The agreement gate: minimum inter-annotator agreement.
         min_confidence: Consolidated confidence an item needs to count as labeled.
+        gold_uri: Optional `item,label` CSV of known answers, clamped in consolidation and
+            used to score each annotator ("" for none).
         holdout_fraction: Share of labels held out to evaluate the model.
         seed: Seed for selection, splits and training.
     """
@@ -99,6 +102,7 @@ def labeling_pipeline(
         agreement_metric=agreement_metric,
         min_confidence=min_confidence,
         state_uri=state_uri,
+        gold_uri=gold_uri,
     ).set_display_name("Quality gate: agreement and consolidation")
 
     with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):

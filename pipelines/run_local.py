@@ -170,7 +170,8 @@ def consolidated_accuracy(run_dir: Path, truth: dict[str, str]) -> float | None:
     if not path.is_file():
         return None
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    judged = [r for r in rows if r["item"] in truth]
+    # Ties carry no label (they go to review): judge the labels that were given.
+    judged = [r for r in rows if r["item"] in truth and r.get("label") is not None]
     if not judged:
         return None
     return sum(truth[r["item"]] == r["label"] for r in judged) / len(judged)
@@ -193,7 +194,13 @@ def true_model_accuracy(state_uri: str, truth: dict[str, str]) -> float | None:
 
 
 def summarize_round(
-    index: int, run_dir: Path, seconds: float, status: str, truth: dict[str, str], state_uri: str
+    index: int,
+    run_dir: Path,
+    *,
+    seconds: float,
+    status: str,
+    truth: dict[str, str],
+    state_uri: str,
 ) -> RoundSummary:
     """Read a finished round's task outputs into a table row."""
     summary = RoundSummary(round=index, run_dir=str(run_dir), seconds=seconds, status=status)
@@ -338,7 +345,14 @@ def run_local(
             if run_dir is None:
                 break
             summaries.append(
-                summarize_round(index, run_dir, seconds, status, truth, params["state_uri"])
+                summarize_round(
+                    index,
+                    run_dir,
+                    seconds=seconds,
+                    status=status,
+                    truth=truth,
+                    state_uri=params["state_uri"],
+                )
             )
             if status != "ok":
                 break

@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Task names of the portable pipeline's stages, in DAG order (training and report included).
+STAGE_TASKS = (
+    "generate-import-file",
+    "select-for-labeling",
+    "create-dataset",
+    "run-labeling-job",
+    "quality-gate",
+    "train-model",
+    "write-report",
+)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, STAGE_TASKS
 
 COMPILED = ROOT / "compiled"
 
@@ -56,15 +56,7 @@ def _all_tasks(component: dict, spec: dict) -> dict[str, dict]:
 def test_portable_pipeline_has_six_stages_both_gates_and_a_report() -> None:
     spec = _spec()
     tasks = _all_tasks(spec["root"], spec)
-    for stage in (
-        "generate-import-file",
-        "select-for-labeling",
-        "create-dataset",
-        "run-labeling-job",
-        "quality-gate",
-        "train-model",
-        "write-report",
-    ):
+    for stage in STAGE_TASKS:
         assert stage in tasks, stage
     conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
     assert any("label_count" in c and "min_labeled_count" in c for c in conditions)

@@ -10,6 +10,7 @@ import pytest
 
 from labelloop.config import load_config
 from pipelines.run_local import run_local
+from tests.conftest import STAGE_TASKS
 
 pytestmark = pytest.mark.slow
 
@@ -58,15 +59,7 @@ def test_training_runs_when_both_gates_open(digits_sample, tmp_path: Path) -> No
     assert row.consolidated_accuracy > 0.9
     assert row.reason.startswith("trained on")
     # One readable line per stage on the console, the verbose kfp output in the log file.
-    for stage in (
-        "generate-import-file",
-        "select-for-labeling",
-        "create-dataset",
-        "run-labeling-job",
-        "quality-gate",
-        "train-model",
-        "write-report",
-    ):
+    for stage in STAGE_TASKS:
         assert f"ok   {stage}" in console
     assert "Executing task" not in console
     assert "Executing task" in (run_root / "kfp.log").read_text()

@@ -113,7 +113,8 @@ def _parse_value(
             if coords[0] >= coords[2] or coords[1] >= coords[3]:
                 raise _FieldError(field, "needs x_min < x_max and y_min < y_max")
             label = check_label(str(box.get("label", "")).strip(), f"{field}.label")
-            out_boxes.append(Box(*coords, label=label))
+            x_min, y_min, x_max, y_max = coords
+            out_boxes.append(Box(x_min, y_min, x_max, y_max, label))
         return tuple(out_boxes)
     spans = row.get("spans")
     if not isinstance(spans, list):
@@ -213,3 +214,53 @@ def write_annotations(uri: str, annotations: Iterable[Annotation], task_type: Ta
 def write_bad_records(uri: str, bad: Iterable[BadRecord]) -> int:
     """Write rejected rows as JSONL (`source`, `line`, `field`, `reason`); return the count."""
     return storage.write_jsonl(uri, (dataclasses.asdict(b) for b in bad))
+
+
+def read_gold(uri: str, *, labels: Sequence[str]) -> tuple[dict[str, str], list[BadRecord]]:
+    """Read a gold table of known answers: `item,label` (CSV) or `{"item", "label"}` (JSONL).
+
+    Returns:
+        `{item: label}` and the bad rows (unknown label, missing field, repeated item with a
+        different label).
+
+    Raises:
+        InputError: The file does not exist.
+    """
+    if not storage.exists(uri):
+        raise InputError("gold file does not exist", source=uri)
+    label_set = frozenset(labels)
+    gold: dict[str, str] = {}
+    bad: list[BadRecord] = []
+    for line, row, error in _rows(uri):
+        if row is None:
+            bad.append(BadRecord(uri, line, "*", error or "unreadable"))
+            continue
+        try:
+            item = _text_field(row, "item")
+            label = _text_field(row, "label")
+        except _FieldError as exc:
+            bad.append(BadRecord(uri, line, exc.field, exc.reason))
+            continue
+        if label not in label_set:
+            bad.append(
+                BadRecord(uri, line, "label", f"unknown label {label!r} (not in the label set)")
+            )
+        elif gold.get(item, label) != label:
+            bad.append(BadRecord(uri, line, "label", f"item {item} has two gold labels"))
+        else:
+            gold[item] = label
+    return gold, bad
+
+
+def infer_labels(uri: str) -> list[str]:
+    """The sorted distinct `label` values of a single-label annotations file (for the CLI)."""
+    if not storage.exists(uri):
+        raise InputError("annotations file does not exist", source=uri)
+    found = {
+        str(row["label"]).strip()
+        for _, row, _ in _rows(uri)
+        if row is not None and row.get("label") is not None and str(row["label"]).strip()
+    }
+    if not found:
+        raise InputError("no labels found: the table is empty or has no 'label' column", source=uri)
+    return sorted(found)

@@ -19,7 +19,7 @@ import yaml
 from labelloop.errors import ConfigError
 from labelloop.schemas import TaskType, parse_labels
 
-PROVIDERS = ("simulated", "import", "label_studio", "gemini")
+PROVIDERS = ("simulated", "import", "label_studio", "gemini", "gemini_then_human")
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
 AGREEMENT_METRICS = (
     "krippendorff_alpha",
@@ -46,11 +46,12 @@ class PipelineParams:
     selection_strategy: str = "least_confidence"
     provider: str = "simulated"
     provider_options: str = "{}"
-    consolidation_method: str = "mv"
+    consolidation_method: str = "ds"
     agreement_metric: str = "krippendorff_alpha"
     min_labeled_count: int = 100
     min_agreement: float = 0.6
     min_confidence: float = 0.0
+    gold_uri: str = ""
     holdout_fraction: float = 0.2
     seed: int = 0
 
