@@ -27,7 +27,7 @@ def run_labeling_job(
         dataset: The items to label (import JSONL).
         task_type: A labelloop task type.
         labels: The label set, comma-separated.
-        provider: `simulated`, `label_studio`, `gemini` or `import`.
+        provider: `simulated`, `label_studio`, `gemini`, `gemini_then_human` or `import`.
         provider_options: Provider options as JSON (never secrets).
         labelers_per_item: Different annotators per item.
 
@@ -54,4 +54,6 @@ def run_labeling_job(
     )
     annotations.metadata["rows"] = result.annotations
     job.metadata["job_key"] = result.job_key
+    # False when the provider was still labeling at the deadline: the count gate decides.
+    job.metadata["complete"] = result.complete
     return (result.labeled_items, result.annotations, result.annotators)

@@ -34,7 +34,9 @@ def set_image(spec: dict[str, Any], image: str) -> int:
     """Point every executor that runs our image at `image`; return how many changed.
 
     The components are declared with the version-tagged image; CI compiles with the digest it
-    just built, so a template always runs exactly the image it was tested with.
+    just built, so a template always runs exactly the image it was tested with. Besides the
+    executors' containers this covers the worker pools that
+    `create_custom_training_job_from_component` bakes into its `worker_pool_specs` default.
     """
     changed = 0
     executors = spec.get("deploymentSpec", {}).get("executors", {})
@@ -43,6 +45,13 @@ def set_image(spec: dict[str, Any], image: str) -> int:
         if container and container.get("image") == IMAGE:
             container["image"] = image
             changed += 1
+    for component in spec.get("components", {}).values():
+        parameters = component.get("inputDefinitions", {}).get("parameters", {})
+        for pool in parameters.get("worker_pool_specs", {}).get("defaultValue") or []:
+            pool_container = pool.get("container_spec", {})
+            if pool_container.get("image_uri") == IMAGE:
+                pool_container["image_uri"] = image
+                changed += 1
     return changed
 
 

@@ -141,6 +141,9 @@ def labeling_pipeline(
     write_report(
         quality=gate.outputs["quality"],
         selection_summary=selection.outputs["summary"],
+        review=gate.outputs["review"],
+        dataset=dataset.outputs["dataset"],
+        annotations=labeling.outputs["annotations"],
         outcome=dsl.OneOf(trained_or_not.output, too_few.output),
         state_uri=state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -230,7 +231,11 @@ def summarize_round(
         summary.count_gate, summary.agreement_gate = "closed", "-"
         summary.reason = str(json.loads(closed_count["Output"])["reason"])
     report = run_dir / "write-report" / "report"
-    summary.report = str(report) if report.is_file() else ""
+    if report.is_file():
+        # kfp names the artifact file `report`; browsers need the extension to render it.
+        page = run_dir / "report.html"
+        shutil.copyfile(report, page)
+        summary.report = str(page)
     return summary
 
 

@@ -86,10 +86,14 @@ def test_no_secrets_in_the_compiled_pipeline() -> None:
 
 
 def test_image_can_be_pinned_at_compile_time(tmp_path: Path) -> None:
-    from pipelines.compile import compile_pipeline
-    from pipelines.labeling_pipeline import labeling_pipeline
+    from components import IMAGE
+    from pipelines.compile import compile_all
 
     digest = "us-docker.pkg.dev/p/r/labelloop@sha256:" + "0" * 64
-    path = compile_pipeline(labeling_pipeline, tmp_path / "p.json", image=digest)
-    executors = json.loads(path.read_text())["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in executors.values()} == {digest}
+    for path in compile_all(tmp_path, image=digest):
+        text = path.read_text()
+        # Every reference moved: executors and the custom job's worker pools alike.
+        assert IMAGE not in text, path.name
+        assert digest in text, path.name
+    executors = json.loads((tmp_path / "labeling_pipeline.json").read_text())["deploymentSpec"]
+    assert {e["container"]["image"] for e in executors["executors"].values()} == {digest}

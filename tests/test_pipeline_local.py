@@ -56,7 +56,7 @@ def test_training_runs_when_both_gates_open(digits_sample, tmp_path: Path) -> No
     assert row.model_accuracy is not None
     assert row.model_accuracy > 0.6
     assert row.consolidated_accuracy is not None
-    assert row.consolidated_accuracy > 0.9
+    assert row.consolidated_accuracy > 0.85  # best annotator 0.95, mean ~0.73
     assert row.reason.startswith("trained on")
     # One readable line per stage on the console, the verbose kfp output in the log file.
     for stage in STAGE_TASKS:

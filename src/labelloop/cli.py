@@ -16,7 +16,11 @@ from collections.abc import Sequence
 from labelloop import __version__
 from labelloop.errors import LabelloopError
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "labelloop.cli_quality",
+    "labelloop.cli_select",
+    "labelloop.cli_label",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,8 @@
-"""Labeling providers: who labels the items (a simulated workforce, Label Studio, Gemini, imports)."""
+"""Labeling providers: who labels the items.
+
+A simulated workforce, Label Studio (own team), Gemini (auto-labeling, routed to people below a
+calibrated threshold) and imports of annotations made elsewhere; see docs/providers.md.
+"""
 
 from labelloop.providers.base import (
     CollectResult,

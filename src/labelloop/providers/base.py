@@ -55,10 +55,12 @@ class Progress:
 
 @dataclasses.dataclass(frozen=True)
 class CollectResult:
-    """Annotations collected so far, and the provider records that could not be used."""
+    """Annotations collected so far, the provider records that could not be used, and how
+    many answers were skipped on purpose (cancelled/skipped tasks in a labeling tool)."""
 
     annotations: list[Annotation]
     bad: list[BadRecord]
+    skipped: int = 0
 
 
 class LabelingProvider(Protocol):
@@ -90,7 +92,9 @@ class LabelingProvider(Protocol):
         ...
 
 
-def job_key(provider: str, items: Sequence[Item], task: LabelingTask, labelers_per_item: int) -> str:
+def job_key(
+    provider: str, items: Sequence[Item], task: LabelingTask, labelers_per_item: int
+) -> str:
     """A deterministic job key: same provider, task and items give the same key."""
     payload = json.dumps(
         {
@@ -105,10 +109,42 @@ def job_key(provider: str, items: Sequence[Item], task: LabelingTask, labelers_p
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
+SECRET_OPTION_NAMES = ("api_key", "apikey", "token", "password", "secret")
+
+
 def get_provider(name: str, options: Mapping[str, Any]) -> LabelingProvider:
-    """Build a provider by name from its options (the pipeline's `provider_options`)."""
+    """Build a provider by name from its options (the pipeline's `provider_options`).
+
+    Raises:
+        InputError: Unknown provider, or options that look like a secret (pipeline parameters
+            are readable by anyone who can read the run; keys come from the environment or
+            Secret Manager).
+    """
+    for key in options:
+        if str(key).lower() in SECRET_OPTION_NAMES:
+            raise InputError(
+                "secrets never travel in provider options: use the environment or a Secret "
+                "Manager version (e.g. 'api_key_secret')",
+                field=f"provider_options.{key}",
+            )
     if name == "simulated":
         from labelloop.providers.simulated import SimulatedWorkforce
 
         return SimulatedWorkforce.from_options(options)
+    if name == "label_studio":
+        from labelloop.providers.label_studio import LabelStudioProvider
+
+        return LabelStudioProvider.from_options(options)
+    if name == "gemini":
+        from labelloop.providers.gemini import GeminiProvider
+
+        return GeminiProvider.from_options(options)
+    if name == "gemini_then_human":
+        from labelloop.providers.routing import RoutingProvider
+
+        return RoutingProvider.from_options(options)
+    if name == "import":
+        from labelloop.providers.importer import ImportProvider
+
+        return ImportProvider.from_options(options)
     raise InputError(f"unknown or unavailable provider {name!r}", field="provider")

@@ -3,21 +3,34 @@
 It reads a hidden ground truth and answers the way a crowd would: some careful annotators,
 some sloppy ones, a near-random one, and optionally spammers (always the same label) and
 adversarial annotators (never the true label). Everything is a function of the seed and the
-item id, so a retried step collects exactly the same annotations.
+item id (a counter-based hash, vectorised over items), so a retried step collects exactly the
+same annotations and an item gets the same answers in every job it is part of.
+
+Task types:
+
+* single-label classification: each annotator draws from its confusion-matrix row;
+* multi-label: each label is reported with the annotator's accuracy when present and with a
+  small false-positive rate when absent (spammers report their favourite label only,
+  adversarial annotators report exactly the absent labels);
+* object detection / entity extraction (truth from a JSONL file with `boxes` / `spans`): each
+  true region is missed with probability `(1 - accuracy) / 2`, its label drawn from the
+  confusion row, and its coordinates jittered in proportion to the annotator's error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
-from labelloop.schemas import Annotation, Item
+from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Span, TaskType
 
 # Accuracy of each annotator in a workforce profile; "random" entries are chance level.
 PROFILES: dict[str, tuple[float | str, ...]] = {
@@ -26,6 +39,8 @@ PROFILES: dict[str, tuple[float | str, ...]] = {
     "random": ("random",) * 6,
     "noisy": (0.9, 0.7, 0.6, "random", "spammer", "adversarial"),
 }
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,40 +59,80 @@ class Annotator:
 def make_annotator(index: int, spec: float | str, n_labels: int, *, seed: int) -> Annotator:
     """Build annotator `index` of a profile; `spec` is an accuracy or a kind."""
     rng = np.random.default_rng([seed, index, 7])
+    name = f"sim-{index:02d}"
     if spec == "random":
-        return Annotator(f"sim-{index:02d}", "random", np.full((n_labels, n_labels), 1.0 / n_labels))
+        return Annotator(name, "random", np.full((n_labels, n_labels), 1.0 / n_labels))
     if spec == "spammer":
         favourite = int(rng.integers(n_labels))
-        confusion = np.zeros((n_labels, n_labels))
-        confusion[:, favourite] = 1.0
-        return Annotator(f"sim-{index:02d}", "spammer", confusion)
+        spam = np.zeros((n_labels, n_labels))
+        spam[:, favourite] = 1.0
+        return Annotator(name, "spammer", spam)
     if spec == "adversarial":
-        confusion = rng.dirichlet(np.ones(n_labels), size=n_labels)
-        np.fill_diagonal(confusion, 0.0)
-        confusion /= confusion.sum(axis=1, keepdims=True)
-        return Annotator(f"sim-{index:02d}", "adversarial", confusion)
+        adv = np.asarray(rng.dirichlet(np.ones(n_labels), size=n_labels), dtype=float)
+        np.fill_diagonal(adv, 0.0)
+        adv /= adv.sum(axis=1, keepdims=True)
+        return Annotator(name, "adversarial", adv)
     if isinstance(spec, str):
         raise InputError(f"unknown annotator kind {spec!r}", field="provider_options.workforce")
     accuracy = float(spec)
-    confusion = rng.dirichlet(np.ones(n_labels), size=n_labels) * (1.0 - accuracy)
-    np.fill_diagonal(confusion, 0.0)
+    errors = np.asarray(rng.dirichlet(np.ones(n_labels), size=n_labels), dtype=float)
+    np.fill_diagonal(errors, 0.0)
     # Spread the error mass over the other classes, then put the accuracy on the diagonal.
-    row_sums = confusion.sum(axis=1, keepdims=True)
-    confusion = np.where(row_sums > 0, confusion / np.where(row_sums > 0, row_sums, 1.0), 0.0)
-    confusion *= 1.0 - accuracy
-    np.fill_diagonal(confusion, accuracy)
-    return Annotator(f"sim-{index:02d}", "accurate", confusion)
+    row_sums = errors.sum(axis=1, keepdims=True)
+    errors = np.where(row_sums > 0, errors / np.where(row_sums > 0, row_sums, 1.0), 0.0)
+    errors *= 1.0 - accuracy
+    np.fill_diagonal(errors, accuracy)
+    return Annotator(name, "accurate", errors)
 
 
 def _item_seed(seed: int, item_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:8], "little")
 
 
+def _item_seeds(seed: int, item_ids: Sequence[str]) -> np.ndarray:
+    return np.fromiter(
+        (_item_seed(seed, i) for i in item_ids), dtype=np.uint64, count=len(item_ids)
+    )
+
+
+def uniforms(seeds: np.ndarray, streams: int) -> np.ndarray:
+    """Counter-based uniforms in [0, 1): shape (len(seeds), streams), splitmix64 per cell."""
+    with np.errstate(over="ignore"):
+        z = seeds[:, None] + _GOLDEN * np.arange(1, streams + 1, dtype=np.uint64)[None, :]
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def read_structured_truth(uri: str) -> dict[str, AnnotationValue]:
+    """Truth from JSONL rows `{"item", "label"|"labels"|"boxes"|"spans"}`."""
+    truth: dict[str, AnnotationValue] = {}
+    for number, raw in enumerate(storage.read_text(uri).splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+            item = str(row["item"])
+            if "boxes" in row:
+                truth[item] = tuple(Box(**b) for b in row["boxes"])
+            elif "spans" in row:
+                truth[item] = tuple(Span(**s) for s in row["spans"])
+            elif "labels" in row:
+                truth[item] = frozenset(str(v) for v in row["labels"])
+            else:
+                truth[item] = str(row["label"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"bad truth row ({exc})", source=uri, line=number) from None
+    return truth
+
+
 class SimulatedWorkforce:
     """A provider whose annotators are simulated from a hidden ground truth.
 
     Args:
-        truth: Item id -> true label.
+        truth: Item id -> true value: a label (`a|b` for multi-label), a frozenset of labels,
+            or a tuple of boxes or spans.
         workforce: A profile name from `PROFILES`.
         completion: Fraction of items that get labels (simulates a job still in progress).
         seed: Decides the annotators' confusion matrices and every answer.
@@ -87,7 +142,7 @@ class SimulatedWorkforce:
 
     def __init__(
         self,
-        truth: Mapping[str, str],
+        truth: Mapping[str, Any],
         *,
         workforce: str = "mixed",
         completion: float = 1.0,
@@ -109,7 +164,8 @@ class SimulatedWorkforce:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> SimulatedWorkforce:
-        """Build from `provider_options`: `truth_uri` (required), `workforce`, `completion`, `seed`."""
+        """Build from `provider_options`: `truth_uri` (required; CSV `item,label` or JSONL
+        with `label`/`labels`/`boxes`/`spans`), `workforce`, `completion`, `seed`."""
         from labelloop.sample_data import read_truth
 
         truth_uri = options.get("truth_uri")
@@ -118,8 +174,12 @@ class SimulatedWorkforce:
                 "the simulated workforce needs a ground truth file",
                 field="provider_options.truth_uri",
             )
+        uri = str(truth_uri)
+        truth: Mapping[str, Any] = (
+            read_structured_truth(uri) if uri.lower().endswith(".jsonl") else read_truth(uri)
+        )
         return cls(
-            read_truth(str(truth_uri)),
+            truth,
             workforce=str(options.get("workforce", "mixed")),
             completion=float(options.get("completion", 1.0)),
             seed=int(options.get("seed", 0)),
@@ -129,7 +189,9 @@ class SimulatedWorkforce:
         """The profile's annotators, repeated with fresh seeds until there are `minimum`."""
         specs = PROFILES[self.workforce]
         count = max(len(specs), minimum)
-        return [make_annotator(i, specs[i % len(specs)], n_labels, seed=self.seed) for i in range(count)]
+        return [
+            make_annotator(i, specs[i % len(specs)], n_labels, seed=self.seed) for i in range(count)
+        ]
 
     def submit(
         self,
@@ -139,21 +201,30 @@ class SimulatedWorkforce:
         labelers_per_item: int,
         instructions: str = "",
     ) -> Job:
-        if not task.task_type.is_classification or task.task_type.multi_label:
-            raise InputError(
-                "the simulated workforce answers single-label classification tasks",
-                field="task_type",
-            )
+        if labelers_per_item < 1:
+            raise InputError("must be at least 1", field="labelers_per_item")
         key = job_key(self.name, items, task, labelers_per_item)
         self._jobs[key] = (list(items), task, labelers_per_item)
         return Job(self.name, key, f"sim-{key}", len(items), labelers_per_item)
 
     def _labeled_items(self, job: Job) -> list[Item]:
         items, _, _ = self._jobs[job.key]
-        return [i for i in items if (_item_seed(self.seed + 1, i.id) % 10_000) < self.completion * 10_000]
+        if self.completion >= 1.0:
+            return list(items)
+        seeds = _item_seeds(self.seed + 1, [i.id for i in items])
+        keep = (seeds % np.uint64(10_000)) < self.completion * 10_000
+        return [i for i, k in zip(items, keep, strict=True) if k]
 
     def progress(self, job: Job) -> Progress:
+        if job.key not in self._jobs:
+            raise InputError(f"unknown job {job.key}; submit it first")
         return Progress(len(self._labeled_items(job)), job.items)
+
+    def _truth_of(self, item: str, task: LabelingTask) -> AnnotationValue | None:
+        value = self.truth.get(item)
+        if task.task_type.multi_label and isinstance(value, str):
+            return frozenset(v for v in value.split("|") if v)
+        return value
 
     def collect(self, job: Job) -> CollectResult:
         if job.key not in self._jobs:
@@ -162,21 +233,154 @@ class SimulatedWorkforce:
         labels = list(task.labels)
         index = {label: i for i, label in enumerate(labels)}
         pool = self.annotators(len(labels), per_item)
-        annotations: list[Annotation] = []
         bad: list[BadRecord] = []
+        ok_items: list[str] = []
+        truths: list[AnnotationValue] = []
         for item in self._labeled_items(job):
-            true = self.truth.get(item.id)
-            if true is None or true not in index:
-                reason = "no ground truth" if true is None else f"truth {true!r} not in label set"
+            true = self._truth_of(item.id, task)
+            reason = self._truth_problem(true, task, index)
+            if reason:
                 bad.append(BadRecord("simulated-truth", 0, "item", f"{item.id}: {reason}"))
                 continue
-            rng = np.random.default_rng(_item_seed(self.seed, item.id))
-            chosen = rng.choice(len(pool), size=per_item, replace=False)
-            for a in sorted(int(c) for c in chosen):
-                row = pool[a].confusion[index[true]]
-                answer = labels[int(rng.choice(len(labels), p=row))]
-                annotations.append(Annotation(item.id, pool[a].id, answer))
+            ok_items.append(item.id)
+            truths.append(true)  # type: ignore[arg-type]
+        if not ok_items:
+            return CollectResult([], bad)
+        seeds = _item_seeds(self.seed, ok_items)
+        # Which annotators label each item: the `per_item` smallest of one uniform per annotator.
+        draw = uniforms(seeds, len(pool) + 1)
+        chosen = np.sort(
+            np.argsort(draw[:, : len(pool)], axis=1, kind="stable")[:, :per_item], axis=1
+        )
+        answer_u = draw[:, len(pool)]
+        if task.task_type.is_classification and not task.task_type.multi_label:
+            annotations = self._single_label(
+                ok_items,
+                truths=truths,
+                chosen=chosen,
+                seeds=seeds,
+                pool=pool,
+                labels=labels,
+                index=index,
+            )
+        else:
+            annotations = []
+            for row, (item_id, true) in enumerate(zip(ok_items, truths, strict=True)):
+                rng = np.random.default_rng([int(seeds[row]), int(answer_u[row] * 1e9)])
+                for a in chosen[row]:
+                    value = self._structured(true, pool[int(a)], labels, index, rng)
+                    annotations.append(Annotation(item_id, pool[int(a)].id, value))
         return CollectResult(annotations, bad)
+
+    @staticmethod
+    def _truth_problem(true: Any, task: LabelingTask, index: Mapping[str, int]) -> str:
+        if true is None:
+            return "no ground truth"
+        if isinstance(true, str) and not task.task_type.multi_label:
+            # The common case, checked without building anything.
+            ok = true in index and task.task_type.is_classification
+            return "" if ok else f"truth {true!r} not in label set or not a single label"
+        if isinstance(true, str):
+            parts = [true]
+        elif isinstance(true, frozenset):
+            parts = sorted(true)
+        else:
+            parts = [p.label for p in true]
+        unknown = [p for p in parts if p not in index]
+        if unknown:
+            return f"truth {unknown[0]!r} not in label set"
+        kind_ok = {
+            "single": isinstance(true, str),
+            "multi": isinstance(true, frozenset),
+            "boxes": isinstance(true, tuple) and all(isinstance(p, Box) for p in true),
+            "spans": isinstance(true, tuple) and all(isinstance(p, Span) for p in true),
+        }
+        tt = task.task_type
+        want = (
+            "multi"
+            if tt.multi_label
+            else "single"
+            if tt.is_classification
+            else "boxes"
+            if tt is TaskType.IMAGE_OBJECT_DETECTION
+            else "spans"
+        )
+        return "" if kind_ok[want] else f"truth is not a {want} answer"
+
+    @staticmethod
+    def _single_label(
+        items: list[str],
+        *,
+        truths: list[Any],
+        chosen: np.ndarray,
+        seeds: np.ndarray,
+        pool: list[Annotator],
+        labels: list[str],
+        index: Mapping[str, int],
+    ) -> list[Annotation]:
+        """Vectorised: one cumulative-confusion lookup per (item, chosen annotator)."""
+        per_item = chosen.shape[1]
+        true_idx = np.array([index[t] for t in truths], dtype=np.int64)
+        cumulative = np.cumsum(np.stack([a.confusion for a in pool]), axis=2)
+        u = uniforms(seeds ^ np.uint64(0x5DEECE66D), per_item)
+        rows = cumulative[chosen, true_idx[:, None]]  # (items, per_item, labels)
+        answers = np.minimum((u[..., None] >= rows).sum(axis=2), len(labels) - 1)
+        ids = [a.id for a in pool]
+        # Plain lists: indexing numpy arrays element by element is slow.
+        return [
+            Annotation(item, ids[c], labels[a])
+            for item, c_row, a_row in zip(items, chosen.tolist(), answers.tolist(), strict=True)
+            for c, a in zip(c_row, a_row, strict=True)
+        ]
+
+    @staticmethod
+    def _structured(
+        true: AnnotationValue,
+        annotator: Annotator,
+        labels: list[str],
+        index: Mapping[str, int],
+        rng: np.random.Generator,
+    ) -> AnnotationValue:
+        acc = annotator.accuracy
+        conf = annotator.confusion
+        if isinstance(true, frozenset):
+            present = np.array([label in true for label in labels])
+            if annotator.kind == "spammer":
+                fav = int(np.argmax(conf[0]))
+                return frozenset({labels[fav]})
+            if annotator.kind == "adversarial":
+                chosen = ~present
+            else:
+                p = np.where(present, acc, (1.0 - acc) / max(len(labels), 1))
+                chosen = rng.random(len(labels)) < p
+            return frozenset(label for label, c in zip(labels, chosen, strict=True) if c)
+        if isinstance(true, str):
+            raise InputError("single labels are answered in bulk")
+        out_boxes: list[Box] = []
+        out_spans: list[Span] = []
+        err = 1.0 - acc
+        for part in true:
+            if rng.random() < err / 2:
+                continue  # missed region
+            label = labels[int(rng.choice(len(labels), p=conf[index[part.label]]))]
+            if isinstance(part, Box):
+                w, h = part.x_max - part.x_min, part.y_max - part.y_min
+                jitter = rng.normal(0.0, 0.25 * err, size=4) * np.array([w, h, w, h])
+                x0, y0, x1, y1 = np.clip(
+                    np.array([part.x_min, part.y_min, part.x_max, part.y_max]) + jitter, 0.0, 1.0
+                )
+                if x1 > x0 and y1 > y0:
+                    out_boxes.append(Box(float(x0), float(y0), float(x1), float(y1), label))
+            else:
+                shift = rng.integers(-2, 3, size=2) if rng.random() < err else np.zeros(2, int)
+                start = max(0, part.start + int(shift[0]))
+                end = max(start + 1, part.end + int(shift[1]))
+                out_spans.append(Span(start, end, label))
+        return (
+            tuple(out_boxes)
+            if out_boxes or isinstance(next(iter(true), None), Box)
+            else tuple(out_spans)
+        )
 
     def cancel(self, job: Job) -> None:
         self._jobs.pop(job.key, None)

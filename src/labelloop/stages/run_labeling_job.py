@@ -1,10 +1,19 @@
-"""Stage 4: send the dataset's items to a labeling provider and collect long-format annotations."""
+"""Stage 4: send the dataset's items to a labeling provider and collect long-format annotations.
+
+The step is safe to retry: providers derive a deterministic job key from the task and the
+items, so a second run finds the job the first one created (no duplicate project or tasks)
+and collects everything labeled so far. It either waits up to `wait_seconds` (a provider
+option, default 0) for the job to finish, or returns the partial labels at once and lets the
+count gate decide; a scheduled pipeline picks up the rest on its next run.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import time
+from collections.abc import Callable
 
 from labelloop import storage
 from labelloop.annotations import write_annotations, write_bad_records
@@ -14,6 +23,9 @@ from labelloop.schemas import TaskType, parse_labels
 from labelloop.stages.generate_import_file import read_import_file
 
 log = logging.getLogger(__name__)
+
+# Options the step reads itself; they are not passed on to the provider.
+STEP_OPTIONS = ("wait_seconds", "poll_seconds", "instructions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +38,9 @@ class LabelingResult:
     annotations: int
     annotators: int
     bad_records: int
+    complete: bool = True
+    skipped: int = 0
+    waited_seconds: float = 0.0
 
 
 def run_labeling_job(
@@ -39,6 +54,7 @@ def run_labeling_job(
     annotations_uri: str,
     job_uri: str,
     rejects_uri: str,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> LabelingResult:
     """Submit the items, collect every annotation, write them in long format.
 
@@ -47,25 +63,71 @@ def run_labeling_job(
         task_type: A `TaskType` value.
         labels: The label set, comma-separated.
         provider: Provider name (`simulated`, ...).
-        provider_options: The provider's options as a JSON object (no secrets).
+        provider_options: The provider's options as a JSON object (no secrets). The step
+            itself reads `wait_seconds` (how long to wait for the job to finish; 0 collects
+            what is there now), `poll_seconds` (default 30) and `instructions` (shown to
+            annotators).
         labelers_per_item: How many different annotators label each item.
         annotations_uri: Where to write the annotations (JSONL, long format).
         job_uri: Where to write the job record (JSON: provider, key, external id).
         rejects_uri: Where to write records the provider returned but could not be used.
+        sleep: How to wait between polls (tests pass a fake clock).
     """
     task = LabelingTask(TaskType.parse(task_type), tuple(parse_labels(labels)))
     try:
         options = json.loads(provider_options or "{}")
     except json.JSONDecodeError:
         raise InputError("not a JSON object", field="provider_options") from None
+    if not isinstance(options, dict):
+        raise InputError("not a JSON object", field="provider_options")
+    try:
+        wait_seconds = float(options.get("wait_seconds", 0))
+        poll_seconds = float(options.get("poll_seconds", 30))
+    except (TypeError, ValueError):
+        raise InputError("must be numbers", field="provider_options.wait_seconds") from None
+    if wait_seconds < 0 or poll_seconds <= 0:
+        raise InputError(
+            "wait_seconds must be >= 0 and poll_seconds > 0", field="provider_options.wait_seconds"
+        )
+    instructions = str(options.get("instructions", ""))
+    provider_opts = {k: v for k, v in options.items() if k not in STEP_OPTIONS}
     items, bad_items = read_import_file(items_uri)
-    labeler = get_provider(provider, options)
-    job = labeler.submit(items, task, labelers_per_item=labelers_per_item)
+    labeler = get_provider(provider, provider_opts)
+    job = labeler.submit(
+        items, task, labelers_per_item=labelers_per_item, instructions=instructions
+    )
+    progress = labeler.progress(job)
+    waited = 0.0
+    while not progress.done and waited < wait_seconds:
+        step = min(poll_seconds, wait_seconds - waited)
+        log.info(
+            "labeling: %d/%d items done; waiting %.0f s", progress.labeled, progress.total, step
+        )
+        sleep(step)
+        waited += step
+        progress = labeler.progress(job)
+    if not progress.done:
+        log.warning(
+            "labeling job %s incomplete (%d/%d items); collecting partial labels",
+            job.key,
+            progress.labeled,
+            progress.total,
+        )
     collected = labeler.collect(job)
     write_annotations(annotations_uri, collected.annotations, task.task_type)
     bad = bad_items + collected.bad
     write_bad_records(rejects_uri, bad)
-    storage.write_text(job_uri, json.dumps(job.to_json(), indent=2, sort_keys=True))
+    record = {
+        **job.to_json(),
+        "progress": {"labeled": progress.labeled, "total": progress.total},
+        "complete": progress.done,
+        "skipped": collected.skipped,
+    }
+    summary = getattr(labeler, "summary", None)
+    if callable(summary):
+        # Calibration, usage and cost (Gemini), kept with the job for the report.
+        record["provider_summary"] = summary()
+    storage.write_text(job_uri, json.dumps(record, indent=2, sort_keys=True))
     result = LabelingResult(
         job_key=job.key,
         items=len(items),
@@ -73,6 +135,9 @@ def run_labeling_job(
         annotations=len(collected.annotations),
         annotators=len({a.annotator for a in collected.annotations}),
         bad_records=len(bad),
+        complete=progress.done,
+        skipped=collected.skipped,
+        waited_seconds=waited,
     )
     log.info("labeling: %s", result)
     return result

@@ -4,31 +4,104 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import html
 import json
 import logging
+import time
 from typing import Any
 
 from labelloop import state, storage
+from labelloop.errors import InputError, summarize_bad_records
+from labelloop.report.data import (
+    ReportData,
+    attach_annotations,
+    integer,
+    load_items,
+    number,
+    read_json_object,
+    read_jsonl_objects,
+)
 
 log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
 class ReportResult:
-    """The round's outcome as recorded in the state."""
+    """The round's outcome as recorded in the state, and the numbers worth logging natively.
+
+    Attributes:
+        trained: Whether a model was trained this round.
+        reason: Why (or why not), in words.
+        accuracy: Held-out accuracy of the model, when one was trained.
+        label_count: Consolidated labels counted by the quality gate.
+        metrics: Headline numbers for a `Metrics` artifact (no nulls).
+        confusion_labels: Class names of `confusion_matrix` (empty when no model).
+        confusion_matrix: The model's held-out confusion matrix (empty when no model).
+    """
 
     trained: bool
     reason: str
     accuracy: float | None
     label_count: int
+    metrics: dict[str, float]
+    confusion_labels: list[str]
+    confusion_matrix: list[list[int]]
 
 
-def _read_json(uri: str) -> dict[str, Any]:
-    if not uri or not storage.exists(uri):
-        return {}
-    data = json.loads(storage.read_text(uri))
-    return data if isinstance(data, dict) else {}
+def _parse_outcome(outcome: str) -> dict[str, Any]:
+    try:
+        data = json.loads(outcome) if outcome.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the training outcome is not JSON: {exc.msg}", field="outcome") from exc
+    if not isinstance(data, dict):
+        raise InputError("the training outcome must be a JSON object", field="outcome")
+    return data
+
+
+def _round_record(run_id: str, quality: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    train_items = integer(outcome.get("train_items"))
+    test_items = integer(outcome.get("test_items"))
+    trained = bool(outcome.get("trained"))
+    labels_used = (train_items or 0) + (test_items or 0) if trained and train_items else None
+    return {
+        "run_id": run_id,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
+        "label_count": integer(quality.get("label_count")) or 0,
+        "labeled_items": integer(quality.get("labeled_items")) or 0,
+        "agreement": number(quality.get("agreement")),
+        "trained": trained,
+        "reason": str(outcome.get("reason", "")),
+        "accuracy": number(outcome.get("accuracy")),
+        "train_items": train_items,
+        "test_items": test_items,
+        "labels_used": labels_used,
+    }
+
+
+def _headline_metrics(data: ReportData) -> dict[str, float]:
+    count, agreement = data.gates()
+    out = {
+        "label_count": float(data.label_count),
+        "min_labeled_count": float(data.min_labeled_count),
+        "min_agreement": float(data.min_agreement),
+        "count_gate_open": float(count.passed),
+        "agreement_gate_open": float(agreement.passed and agreement.evaluated),
+        "trained": float(data.trained),
+        "review_items": float(len(data.review)),
+    }
+    if data.agreement is not None:
+        out[data.agreement_metric] = data.agreement
+    if data.agreement_ci is not None:
+        out[f"{data.agreement_metric}_ci_low"], out[f"{data.agreement_metric}_ci_high"] = (
+            data.agreement_ci
+        )
+    if (acc := number(data.outcome.get("accuracy"))) is not None:
+        out["accuracy"] = acc
+    flagged = data.quality.get("annotator_table")
+    if isinstance(flagged, list):
+        out["flagged_annotators"] = float(
+            sum(1 for r in flagged if isinstance(r, dict) and r.get("flagged"))
+        )
+    return out
 
 
 def write_report(
@@ -42,69 +115,92 @@ def write_report(
     min_agreement: float,
     html_uri: str,
     markdown_uri: str,
+    review_uri: str = "",
+    items_uri: str = "",
+    annotations_uri: str = "",
 ) -> ReportResult:
-    """Write the report and record this round's outcome under `state_uri/rounds/`.
+    """Record this round's outcome under `state_uri/rounds/`, then write the report.
+
+    Every input but `outcome` may be missing or partial: the page says what it could not show.
 
     Args:
         quality_uri: The quality gate's JSON.
         selection_uri: The selection summary JSON.
         outcome: The training outcome JSON (trained, or the closed gate and its reason).
-        state_uri: The loop's state.
+        state_uri: The loop's state (earlier rounds are read from it for the trend plot).
         run_id: The pipeline run id (names the round record, so a retry overwrites it).
         min_labeled_count: The count gate's threshold.
         min_agreement: The agreement gate's threshold.
         html_uri: Where to write the HTML page.
         markdown_uri: Where to write the Markdown summary.
+        review_uri: The review JSONL (items for a person to look at); "" to leave out.
+        items_uri: The dataset's items (import JSONL), for text snippets of inline text.
+        annotations_uri: Long-format annotations, to list each annotator's answer on review
+            rows that do not carry them.
+
+    Raises:
+        InputError: `outcome` or a JSON input is malformed.
     """
-    quality = _read_json(quality_uri)
-    selection = _read_json(selection_uri)
-    result_outcome = json.loads(outcome)
-    label_count = int(quality.get("label_count", 0))
-    rows = [
-        ("Items selected", selection.get("selected", 0)),
-        ("Selection strategy", selection.get("strategy", "")),
-        ("Labeled items", quality.get("labeled_items", 0)),
-        ("Label count (gate)", f"{label_count} (min {min_labeled_count})"),
-        (
-            f"Agreement ({quality.get('agreement_metric', '')})",
-            f"{quality.get('agreement', 0.0):.3f} (min {min_agreement:.3f})",
-        ),
-        ("Training", "ran" if result_outcome.get("trained") else "did not run"),
-        ("Reason", result_outcome.get("reason", "")),
-    ]
-    if result_outcome.get("accuracy") is not None:
-        rows.append(("Model accuracy (held-out)", f"{result_outcome['accuracy']:.3f}"))
-    markdown = "# labelloop run report\n\n| | |\n|---|---|\n" + "".join(
-        f"| {k} | {v} |\n" for k, v in rows
-    )
-    body = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>labelloop run report</title>"
-        "</head><body><h1>labelloop run report</h1><table>" + body + "</table></body></html>"
-    )
-    storage.write_text(html_uri, page)
-    storage.write_text(markdown_uri, markdown)
-    accuracy = result_outcome.get("accuracy")
-    record = {
-        "run_id": run_id,
-        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
-        "label_count": label_count,
-        "labeled_items": int(quality.get("labeled_items", 0)),
-        "agreement": quality.get("agreement"),
-        "trained": bool(result_outcome.get("trained")),
-        "reason": result_outcome.get("reason", ""),
-        "accuracy": accuracy,
-        "train_items": result_outcome.get("train_items"),
-    }
+    start = time.perf_counter()
+    quality = read_json_object(quality_uri)
+    selection = read_json_object(selection_uri)
+    result_outcome = _parse_outcome(outcome)
+    review, bad = read_jsonl_objects(review_uri)
+    if annotations_uri and any(not isinstance(r.get("annotations"), list) for r in review):
+        answers, bad_answers = read_jsonl_objects(annotations_uri)
+        review = attach_annotations(review, answers)
+        bad += bad_answers
+    items, bad_items = load_items(items_uri)
+    bad += bad_items
+    if bad:
+        log.warning("report inputs: %s", summarize_bad_records(bad))
+
+    record = _round_record(run_id, quality, result_outcome)
+    rounds: list[dict[str, Any]] = []
     if state_uri:
         storage.write_text(
-            state.path(state_uri, state.ROUNDS, f"{run_id}.json"), json.dumps(record, sort_keys=True)
+            state.path(state_uri, state.ROUNDS, f"{run_id}.json"),
+            json.dumps(record, sort_keys=True),
         )
+        rounds = state.round_outcomes(state_uri)
+    if not any(r.get("run_id") == run_id for r in rounds):
+        rounds.append(record)
+
+    data = ReportData(
+        run_id=run_id,
+        quality=quality,
+        selection=selection,
+        outcome=result_outcome,
+        review=review,
+        items=items,
+        rounds=rounds,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
+        bad_records=bad,
+    )
+    # matplotlib (~1 s to import) is paid only here, by the report stage.
+    from labelloop.report.page import render_html
+    from labelloop.report.summary import render_markdown
+
+    storage.write_text(html_uri, render_html(data))
+    storage.write_text(markdown_uri, render_markdown(data))
+    labels: list[str] = []
+    confusion: list[list[int]] = []
+    matrix_json = result_outcome.get("confusion_matrix")
+    if (
+        data.trained
+        and isinstance(matrix_json, list)
+        and isinstance(result_outcome.get("labels"), list)
+    ):
+        labels = [str(v) for v in result_outcome["labels"]]
+        confusion = [[integer(c) or 0 for c in row] for row in matrix_json if isinstance(row, list)]
+    log.info("report written to %s in %.2f s", html_uri, time.perf_counter() - start)
     return ReportResult(
         trained=record["trained"],
-        reason=str(record["reason"]),
-        accuracy=None if accuracy is None else float(accuracy),
-        label_count=label_count,
+        reason=record["reason"],
+        accuracy=record["accuracy"],
+        label_count=record["label_count"],
+        metrics=_headline_metrics(data),
+        confusion_labels=labels,
+        confusion_matrix=confusion,
     )

@@ -1,0 +1,297 @@
+"""Small components the Vertex AI target needs around Google's GCPC ops.
+
+They turn our artifacts into the `gs://` URIs and files GCPC ops take, decide which training
+branch a task type runs, and carry the Vertex model from one round to the next. Each is a thin
+wrapper over `labelloop.vertex_labels` or the stage functions.
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+
+from components import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def vertex_task_plan(
+    task_type: str,
+) -> NamedTuple("TaskPlan", [("trainer", str), ("import_schema_uri", str), ("multi_label", bool)]):
+    """Which training branch a task type takes on Vertex AI, and its dataset import schema.
+
+    Args:
+        task_type: A labelloop task type.
+
+    Returns:
+        trainer: `automl_classification`, `automl_object_detection` or `custom_job`.
+        import_schema_uri: The Vertex AI import schema of the task type.
+        multi_label: Whether AutoML trains a multi-label classifier.
+    """
+    from labelloop.schemas import TaskType
+
+    task = TaskType.parse(task_type)
+    if task is TaskType.IMAGE_OBJECT_DETECTION:
+        trainer = "automl_object_detection"
+    elif task.is_image:
+        trainer = "automl_classification"
+    else:
+        trainer = "custom_job"
+    return (trainer, task.import_schema_uri, task.multi_label)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def latest_vertex_model(state_uri: str, model_resource_name: str, location: str) -> NamedTuple(
+    "PriorModel", [("resource_name", str), ("artifact_uri", str)]
+):
+    """The Vertex model to score the pool with: the given one, else the last round's, else none.
+
+    Args:
+        state_uri: The loop's state (holds the last trained Vertex model's name).
+        model_resource_name: An existing model to use instead; empty = the last round's.
+        location: The model's region.
+
+    Returns:
+        resource_name: `projects/.../models/ID`, empty when there is no model yet.
+        artifact_uri: The model's REST URL (what `dsl.importer` takes for a VertexModel).
+    """
+    from labelloop.vertex_labels import latest_vertex_model as step
+
+    name, uri = step(state_uri, override=model_resource_name, location=location)
+    return (name, uri)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def batch_predict_instances(
+    pool: dsl.Input[dsl.Dataset],
+    instances: dsl.Output[dsl.Dataset],
+) -> NamedTuple("Instances", [("source_uris", list), ("output_prefix", str), ("count", int)]):
+    """Write the pool as `ModelBatchPredictOp` JSONL instances.
+
+    Args:
+        pool: The import file of candidate items.
+
+    Returns:
+        instances: `{"content": gs://..., "mimeType": ...}` per image (Dataset artifact).
+        source_uris: `[instances.uri]`, the op's `gcs_source_uris`.
+        output_prefix: A folder beside the instances for the predictions.
+        count: Instances written.
+    """
+    from labelloop.vertex_labels import write_batch_prediction_instances
+
+    count, _ = write_batch_prediction_instances(import_uri=pool.path, output_uri=instances.path)
+    instances.metadata["count"] = count
+    return ([instances.uri], instances.uri.rsplit("/", 1)[0] + "/predictions", count)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def artifact_uri(artifact: dsl.Input[dsl.Artifact]) -> str:
+    """An artifact's URI (`gs://...` on Vertex AI), e.g. a batch prediction output folder.
+
+    Args:
+        artifact: Any artifact.
+
+    Returns:
+        Output: Its URI.
+    """
+    return artifact.uri
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def no_predictions() -> str:
+    """The predictions URI of a round without a Vertex model: empty (selection falls back).
+
+    Returns:
+        Output: An empty string.
+    """
+    return ""
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def vertex_select_for_labeling(
+    pool: dsl.Input[dsl.Dataset],
+    state_uri: str,
+    task_type: str,
+    labels: str,
+    strategy: str,
+    k: int,
+    seed: int,
+    predictions_uri: str,
+    selected: dsl.Output[dsl.Dataset],
+    summary: dsl.Output[dsl.Artifact],
+) -> NamedTuple(
+    "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
+):
+    """Pick the `k` items to label, scoring with Vertex batch predictions when there are any.
+
+    Args:
+        pool: The import file of candidate items.
+        state_uri: The loop's state (previous round's local model, for text tasks).
+        task_type: A labelloop task type.
+        labels: The label set, comma-separated.
+        strategy: Selection strategy name.
+        k: Batch size.
+        seed: Seed for random and tie-breaking.
+        predictions_uri: `ModelBatchPredictOp`'s output folder; empty = no Vertex model yet.
+
+    Returns:
+        selected: The chosen items as a Vertex import JSONL (Dataset artifact).
+        summary: Scores, score histogram and predicted class mix (JSON artifact).
+        pool_size: Items scored.
+        selected_count: Items chosen.
+        strategy_used: The strategy that ran (`random` on a cold start).
+    """
+    from labelloop.stages.select_for_labeling import select_for_labeling as step
+
+    result = step(
+        import_uri=pool.path,
+        state_uri=state_uri,
+        task_type=task_type,
+        labels=labels,
+        strategy=strategy,
+        k=k,
+        seed=seed,
+        output_uri=selected.path,
+        summary_uri=summary.path,
+        predictions_uri=predictions_uri,
+    )
+    selected.metadata["items"] = result.selected
+    return (result.pool, result.selected, result.strategy)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def labeled_import_file(
+    consolidated: dsl.Input[dsl.Dataset],
+    dataset: dsl.Input[dsl.Dataset],
+    task_type: str,
+    state_uri: str,
+    labeled: dsl.Output[dsl.Dataset],
+    rejects: dsl.Output[dsl.Dataset],
+) -> NamedTuple("LabeledImport", [("gcs_uri", str), ("items", int), ("bad_records", int)]):
+    """Write every trainable label so far as a Vertex AI labeled import file.
+
+    Args:
+        consolidated: This round's consolidated labels.
+        dataset: This round's items (inline texts).
+        task_type: A labelloop task type.
+        state_uri: The loop's state (earlier rounds' labels).
+
+    Returns:
+        labeled: The labeled import JSONL (Dataset artifact).
+        rejects: Rows left out as malformed (Dataset artifact, JSONL).
+        gcs_uri: `labeled.uri`, the `gcs_source` of the dataset create op.
+        items: Labeled items written.
+        bad_records: Rows rejected.
+    """
+    from labelloop.schemas import TaskType
+    from labelloop.vertex_labels import write_labeled_import_file
+
+    result = write_labeled_import_file(
+        consolidated_uri=consolidated.path,
+        items_uri=dataset.path,
+        task_type=task_type,
+        state_uri=state_uri,
+        output_uri=labeled.path,
+        rejects_uri=rejects.path,
+    )
+    labeled.metadata["items"] = result.items
+    labeled.metadata["import_schema_uri"] = TaskType(task_type).import_schema_uri
+    return (labeled.uri, result.items, result.bad_records)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def record_vertex_model(
+    model: dsl.Input[dsl.Artifact], state_uri: str, task_type: str, train_items: int
+) -> str:
+    """Remember the AutoML model for the next round's pool scoring; return the round's outcome.
+
+    Args:
+        model: The trained `google.VertexModel` (metadata `resourceName`).
+        state_uri: The loop's state.
+        task_type: A labelloop task type.
+        train_items: Labeled items the model was trained on.
+
+    Returns:
+        Output: JSON outcome `{trained, gate, reason, train_items, model}` for the report.
+    """
+    import json
+
+    from labelloop.vertex_labels import record_vertex_model as step
+
+    name = str(model.metadata.get("resourceName", ""))
+    step(state_uri, resource_name=name, uri=model.uri, task_type=task_type)
+    return json.dumps(
+        {
+            "trained": True,
+            "gate": "open",
+            "reason": f"AutoML trained on {train_items} labeled items",
+            "train_items": train_items,
+            "model": name,
+        },
+        sort_keys=True,
+    )
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train_text_model(
+    consolidated: dsl.Input[dsl.Dataset],
+    dataset: dsl.Input[dsl.Dataset],
+    task_type: str,
+    label_set: str,
+    state_uri: str,
+    holdout_fraction: float,
+    seed: int,
+    model: dsl.Output[dsl.Model],
+    classification_metrics: dsl.Output[dsl.ClassificationMetrics],
+    metrics: dsl.Output[dsl.Metrics],
+) -> NamedTuple("TrainOutputs", [("accuracy", float), ("outcome", str)]):
+    """`train_model` for the Vertex custom job: the label set is `label_set`, not `labels`.
+
+    `create_custom_training_job_from_component` merges the component's inputs with the custom
+    job's own, and the custom job's `labels` (resource labels) would be shadowed by ours.
+
+    Args:
+        consolidated: This round's consolidated labels.
+        dataset: This round's items (for inline text).
+        task_type: A labelloop task type.
+        label_set: The label set, comma-separated.
+        state_uri: The loop's state (earlier labels in, the model out for the next round).
+        holdout_fraction: Share held out for evaluation.
+        seed: Split and solver seed.
+
+    Returns:
+        model: The fitted model folder (Model artifact: model.pkl, model.json).
+        classification_metrics: Confusion matrix on the held-out split (ClassificationMetrics).
+        metrics: accuracy, train and test sizes (Metrics artifact).
+        accuracy: Held-out accuracy.
+        outcome: JSON summary of the round's training decision, for the report.
+    """
+    import json
+
+    from labelloop.stages.train_model import train_model as step
+
+    result = step(
+        consolidated_uri=consolidated.path,
+        items_uri=dataset.path,
+        task_type=task_type,
+        labels=label_set,
+        state_uri=state_uri,
+        holdout_fraction=holdout_fraction,
+        seed=seed,
+        model_uri=model.path,
+    )
+    model.metadata["accuracy"] = result.accuracy
+    model.metadata["framework"] = "scikit-learn"
+    classification_metrics.log_confusion_matrix(result.labels, result.confusion_matrix)
+    metrics.log_metric("accuracy", result.accuracy)
+    metrics.log_metric("train_items", result.train_items)
+    metrics.log_metric("test_items", result.test_items)
+    outcome = {
+        "trained": True,
+        "gate": "open",
+        "reason": f"custom job trained on {result.train_items} items",
+        "accuracy": result.accuracy,
+        "train_items": result.train_items,
+        "test_items": result.test_items,
+        "labels": result.labels,
+        "confusion_matrix": result.confusion_matrix,
+    }
+    return (result.accuracy, json.dumps(outcome, sort_keys=True))

@@ -1,0 +1,373 @@
+"""The Vertex AI target of the labeling pipeline: same DAG and gates, cloud-bound stages swapped.
+
+    import file -> [If a Vertex model exists: importer -> ModelBatchPredictOp] -> select
+        -> dataset -> labeling job -> quality gate
+        -> If label_count >= min_labeled_count
+              -> If agreement >= min_agreement:
+                 labeled import file ->
+                   If automl_classification:   ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
+                   Elif automl_object_detection: ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
+                   Else (text):                TextDatasetCreateOp -> train_text_model (custom job)
+                 Else: record why not
+           Else: record why not
+        -> report (every branch)
+
+Design: one template for every task type. The GCPC op a branch runs is fixed at compile time,
+so the task type picks a branch at run time (`dsl.If` on `vertex_task_plan`'s `trainer`), and
+each branch's op carries its own compile-time settings (prediction type, AutoML model type and
+node-hour budget, splits, machine type). Those settings are validated by
+`TrainingSettings.validate()` before anything is compiled: `build_vertex_pipeline` refuses a
+bad budget or a model type that does not fit its prediction type.
+
+The Vertex dataset is created from the *labeled* import file (every trainable consolidated label
+so far), right before training, because AutoML trains on a dataset's annotations; our own
+`create_dataset` still validates this round's items and records them in the loop's state.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from google_cloud_pipeline_components.types.artifact_types import VertexModel
+from google_cloud_pipeline_components.v1.automl.training_job import AutoMLImageTrainingJobRunOp
+from google_cloud_pipeline_components.v1.batch_predict_job import ModelBatchPredictOp
+from google_cloud_pipeline_components.v1.custom_job import (
+    create_custom_training_job_from_component,
+)
+from google_cloud_pipeline_components.v1.dataset import ImageDatasetCreateOp, TextDatasetCreateOp
+from kfp import dsl
+
+from components.create_dataset import create_dataset
+from components.gates import join_outcome, record_gate_decision
+from components.generate_import_file import generate_import_file
+from components.quality_gate import quality_gate
+from components.run_labeling_job import run_labeling_job
+from components.vertex import (
+    artifact_uri,
+    batch_predict_instances,
+    labeled_import_file,
+    latest_vertex_model,
+    no_predictions,
+    record_vertex_model,
+    train_text_model,
+    vertex_select_for_labeling,
+    vertex_task_plan,
+)
+from components.write_report import write_report
+from labelloop.vertex_config import TrainingSettings
+
+PIPELINE_NAME = "labelloop-vertex-labeling"
+# The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:`).
+VERTEX_PARAMETERS = (
+    "project",
+    "location",
+    "service_account",
+    "network",
+    "encryption_spec_key_name",
+    "resource_labels",
+    "model_resource_name",
+)
+
+
+def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[..., Any]:
+    """Validate the compile-time training settings and define the Vertex pipeline with them.
+
+    Args:
+        training: AutoML and custom-job settings; defaults when None.
+
+    Raises:
+        ConfigError: A setting the service would reject (checked here, before compile).
+    """
+    settings = training or TrainingSettings()
+    settings.validate()
+    custom_train_model = create_custom_training_job_from_component(
+        train_text_model,
+        display_name="labelloop-train-text",
+        machine_type=settings.custom_job_machine_type,
+    )
+
+    @dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=(
+            "Select, label, check and consolidate labels, then train on Vertex AI "
+            "(AutoML for images, a custom job for text) when the gates open."
+        ),
+    )
+    def vertex_labeling_pipeline(
+        source_uri: str,
+        state_uri: str,
+        project: str,
+        location: str = "us-central1",
+        service_account: str = "",
+        network: str = "",
+        encryption_spec_key_name: str = "",
+        resource_labels: dict = {},  # noqa: B006 - KFP reads the default, never mutates it
+        model_resource_name: str = "",
+        task_type: str = "image_classification",
+        labels: str = "0,1,2,3,4,5,6,7,8,9",
+        labelers_per_item: int = 3,
+        selection_size: int = 200,
+        selection_strategy: str = "least_confidence",
+        provider: str = "simulated",
+        provider_options: str = "{}",
+        consolidation_method: str = "ds",
+        agreement_metric: str = "krippendorff_alpha",
+        min_labeled_count: int = 100,
+        min_agreement: float = 0.6,
+        min_confidence: float = 0.0,
+        gold_uri: str = "",
+        holdout_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        """One labeling round on Vertex AI.
+
+        Args:
+            source_uri: `gs://bucket/prefix` of the raw items.
+            state_uri: `gs://` folder holding the loop's state between rounds.
+            project: Google Cloud project of every Vertex resource.
+            location: Vertex AI region.
+            service_account: Identity of the custom training and batch prediction jobs.
+            network: VPC the custom training job peers with (empty = none).
+            encryption_spec_key_name: Cloud KMS key (CMEK) for datasets, jobs and models.
+            resource_labels: Labels put on every dataset, job and model the run creates.
+            model_resource_name: An existing Vertex model to score the pool with (empty = the
+                last round's AutoML model, if any).
+            task_type: image_classification, image_multilabel_classification,
+                image_object_detection, text_classification or text_entity_extraction.
+            labels: The label set, comma-separated.
+            labelers_per_item: Different annotators per item.
+            selection_size: Items to send for labeling this round.
+            selection_strategy: Active-learning strategy (random on the first round).
+            provider: Labeling provider: simulated, label_studio, gemini or import.
+            provider_options: Provider options as a JSON object (never secrets).
+            consolidation_method: ds (Dawid-Skene, the default) or mv (majority vote).
+            agreement_metric: The metric the agreement gate compares.
+            min_labeled_count: The count gate: consolidated labels needed to train.
+            min_agreement: The agreement gate: minimum inter-annotator agreement.
+            min_confidence: Consolidated confidence an item needs to count as labeled.
+            gold_uri: Optional `item,label` CSV of known answers, clamped in consolidation and
+                used to score each annotator ("" for none).
+            holdout_fraction: Share of labels held out to evaluate the text model.
+            seed: Seed for selection, splits and training.
+        """
+        plan = vertex_task_plan(task_type=task_type).set_display_name("Plan the Vertex branch")
+        listing = generate_import_file(
+            source_uri=source_uri, task_type=task_type, state_uri=state_uri
+        ).set_display_name("List source and write import file")
+
+        prior = latest_vertex_model(
+            state_uri=state_uri, model_resource_name=model_resource_name, location=location
+        ).set_display_name("Find the last Vertex model")
+        with dsl.If(prior.outputs["resource_name"] != "", name="score-pool-with-vertex-model"):
+            model = dsl.importer(
+                artifact_uri=prior.outputs["artifact_uri"],
+                artifact_class=VertexModel,
+                reimport=False,
+                metadata={"resourceName": prior.outputs["resource_name"]},
+            ).set_display_name("Import the Vertex model")
+            instances = batch_predict_instances(
+                pool=listing.outputs["import_file"]
+            ).set_display_name("Write batch prediction instances")
+            scoring = ModelBatchPredictOp(
+                project=project,
+                location=location,
+                job_display_name="labelloop-score-pool",
+                model=model.output,
+                gcs_source_uris=instances.outputs["source_uris"],
+                instances_format="jsonl",
+                predictions_format="jsonl",
+                gcs_destination_output_uri_prefix=instances.outputs["output_prefix"],
+                machine_type=settings.batch_predict_machine_type,
+                service_account=service_account,
+                labels=resource_labels,
+                encryption_spec_key_name=encryption_spec_key_name,
+            ).set_display_name("Score the pool (batch prediction)")
+            scored = artifact_uri(
+                artifact=scoring.outputs["gcs_output_directory"]
+            ).set_display_name("Predictions folder")
+        with dsl.Else(name="no-vertex-model-yet"):
+            unscored = no_predictions().set_display_name("No predictions yet")
+
+        selection = vertex_select_for_labeling(
+            pool=listing.outputs["import_file"],
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            strategy=selection_strategy,
+            k=selection_size,
+            seed=seed,
+            predictions_uri=dsl.OneOf(scored.output, unscored.output),
+        ).set_display_name("Select items to label (active learning)")
+        dataset = create_dataset(
+            selected=selection.outputs["selected"],
+            task_type=task_type,
+            display_name=PIPELINE_NAME,
+            state_uri=state_uri,
+        ).set_display_name("Validate and record this round's items")
+        labeling = run_labeling_job(
+            dataset=dataset.outputs["dataset"],
+            task_type=task_type,
+            labels=labels,
+            provider=provider,
+            provider_options=provider_options,
+            labelers_per_item=labelers_per_item,
+        ).set_display_name("Run labeling job")
+        gate = quality_gate(
+            annotations=labeling.outputs["annotations"],
+            task_type=task_type,
+            labels=labels,
+            consolidation_method=consolidation_method,
+            agreement_metric=agreement_metric,
+            min_confidence=min_confidence,
+            state_uri=state_uri,
+            gold_uri=gold_uri,
+        ).set_display_name("Quality gate: agreement and consolidation")
+
+        with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
+            with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
+                import_file = labeled_import_file(
+                    consolidated=gate.outputs["consolidated"],
+                    dataset=dataset.outputs["dataset"],
+                    task_type=task_type,
+                    state_uri=state_uri,
+                ).set_display_name("Write the labeled import file")
+                with dsl.If(
+                    plan.outputs["trainer"] == "automl_classification", name="automl-classification"
+                ):
+                    classification_data = ImageDatasetCreateOp(
+                        project=project,
+                        location=location,
+                        display_name=PIPELINE_NAME,
+                        gcs_source=import_file.outputs["gcs_uri"],
+                        import_schema_uri=plan.outputs["import_schema_uri"],
+                        labels=resource_labels,
+                        encryption_spec_key_name=encryption_spec_key_name,
+                    ).set_display_name("Create Vertex image dataset")
+                    classification = AutoMLImageTrainingJobRunOp(
+                        project=project,
+                        location=location,
+                        display_name="labelloop-automl-classification",
+                        dataset=classification_data.outputs["dataset"],
+                        prediction_type="classification",
+                        multi_label=plan.outputs["multi_label"],
+                        model_type=settings.classification_model_type,
+                        budget_milli_node_hours=settings.classification_budget_milli_node_hours,
+                        disable_early_stopping=settings.disable_early_stopping,
+                        training_fraction_split=settings.training_fraction_split,
+                        validation_fraction_split=settings.validation_fraction_split,
+                        test_fraction_split=settings.test_fraction_split,
+                        labels=resource_labels,
+                        training_encryption_spec_key_name=encryption_spec_key_name,
+                        model_encryption_spec_key_name=encryption_spec_key_name,
+                    ).set_display_name("AutoML image classification")
+                    classified = record_vertex_model(
+                        model=classification.outputs["model"],
+                        state_uri=state_uri,
+                        task_type=task_type,
+                        train_items=import_file.outputs["items"],
+                    ).set_display_name("Record the classification model")
+                with dsl.Elif(
+                    plan.outputs["trainer"] == "automl_object_detection",
+                    name="automl-object-detection",
+                ):
+                    detection_data = ImageDatasetCreateOp(
+                        project=project,
+                        location=location,
+                        display_name=PIPELINE_NAME,
+                        gcs_source=import_file.outputs["gcs_uri"],
+                        import_schema_uri=plan.outputs["import_schema_uri"],
+                        labels=resource_labels,
+                        encryption_spec_key_name=encryption_spec_key_name,
+                    ).set_display_name("Create Vertex image dataset (boxes)")
+                    detection = AutoMLImageTrainingJobRunOp(
+                        project=project,
+                        location=location,
+                        display_name="labelloop-automl-object-detection",
+                        dataset=detection_data.outputs["dataset"],
+                        prediction_type="object_detection",
+                        multi_label=False,
+                        model_type=settings.object_detection_model_type,
+                        budget_milli_node_hours=settings.object_detection_budget_milli_node_hours,
+                        disable_early_stopping=settings.disable_early_stopping,
+                        training_fraction_split=settings.training_fraction_split,
+                        validation_fraction_split=settings.validation_fraction_split,
+                        test_fraction_split=settings.test_fraction_split,
+                        labels=resource_labels,
+                        training_encryption_spec_key_name=encryption_spec_key_name,
+                        model_encryption_spec_key_name=encryption_spec_key_name,
+                    ).set_display_name("AutoML object detection")
+                    detected = record_vertex_model(
+                        model=detection.outputs["model"],
+                        state_uri=state_uri,
+                        task_type=task_type,
+                        train_items=import_file.outputs["items"],
+                    ).set_display_name("Record the detection model")
+                with dsl.Else(name="text-custom-job"):
+                    TextDatasetCreateOp(
+                        project=project,
+                        location=location,
+                        display_name=PIPELINE_NAME,
+                        gcs_source=import_file.outputs["gcs_uri"],
+                        import_schema_uri=plan.outputs["import_schema_uri"],
+                        labels=resource_labels,
+                        encryption_spec_key_name=encryption_spec_key_name,
+                    ).set_display_name("Create Vertex text dataset")
+                    text_training = custom_train_model(
+                        project=project,
+                        location=location,
+                        service_account=service_account,
+                        network=network,
+                        encryption_spec_key_name=encryption_spec_key_name,
+                        labels=resource_labels,
+                        consolidated=gate.outputs["consolidated"],
+                        dataset=dataset.outputs["dataset"],
+                        task_type=task_type,
+                        label_set=labels,
+                        state_uri=state_uri,
+                        holdout_fraction=holdout_fraction,
+                        seed=seed,
+                    ).set_display_name("Train text model (custom job)")
+                trained = join_outcome(
+                    outcome=dsl.OneOf(
+                        classified.output, detected.output, text_training.outputs["outcome"]
+                    )
+                ).set_display_name("Join training outcome")
+            with dsl.Else(name="annotators-disagree"):
+                low_agreement = record_gate_decision(
+                    gate="agreement",
+                    label_count=gate.outputs["label_count"],
+                    min_labeled_count=min_labeled_count,
+                    agreement=gate.outputs["agreement"],
+                    min_agreement=min_agreement,
+                    metric=agreement_metric,
+                ).set_display_name("Agreement gate closed: record why")
+            trained_or_not = join_outcome(
+                outcome=dsl.OneOf(trained.output, low_agreement.output)
+            ).set_display_name("Join agreement gate outcome")
+        with dsl.Else(name="too-few-labels"):
+            too_few = record_gate_decision(
+                gate="label_count",
+                label_count=gate.outputs["label_count"],
+                min_labeled_count=min_labeled_count,
+                agreement=gate.outputs["agreement"],
+                min_agreement=min_agreement,
+                metric=agreement_metric,
+            ).set_display_name("Count gate closed: record why")
+
+        write_report(
+            quality=gate.outputs["quality"],
+            selection_summary=selection.outputs["summary"],
+            outcome=dsl.OneOf(trained_or_not.output, too_few.output),
+            state_uri=state_uri,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            min_labeled_count=min_labeled_count,
+            min_agreement=min_agreement,
+            review=gate.outputs["review"],
+            dataset=dataset.outputs["dataset"],
+            annotations=labeling.outputs["annotations"],
+        ).set_display_name("Write run report")
+
+    return vertex_labeling_pipeline
+
+
+# The default template; `python -m pipelines compile` writes compiled/vertex_labeling_pipeline.json.
+vertex_labeling_pipeline = build_vertex_pipeline()

@@ -1,0 +1,356 @@
+"""Label Studio: your own team labels in a self-hosted Label Studio, through `label-studio-sdk`.
+
+One Label Studio project per job. The project title carries the deterministic job key, so a
+retried pipeline task finds the project it created and imports only the items not yet in it.
+Several annotators label each task through the project's `maximum_annotations` (the
+Community edition's next-task stream serves each task to that many different people).
+
+Images: `gs://` URIs stay as they are and are resolved by a GCS import storage connected to
+the project (presigned URLs, the server's own Google credentials); local files are served by
+Label Studio's local-files storage (the server needs `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED`
+and `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`). Text is imported inline.
+
+Collection reads the project's JSON export and applies the trust rules of
+`label_studio_format.read_export` (one annotation per task and annotator; edits by others are
+not trusted; cancelled annotations are counted, not used).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labelloop import storage
+from labelloop.errors import InputError, ProviderError
+from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.label_studio_format import (
+    data_key,
+    instructions_html,
+    labeling_config,
+    read_export,
+    task_data,
+    to_result,
+)
+from labelloop.providers.secrets import resolve_api_key
+from labelloop.schemas import AnnotationValue, Item, TaskType
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "LABEL_STUDIO_API_KEY"
+URL_ENV = "LABEL_STUDIO_URL"
+IMPORT_BATCH = 500
+
+Prediction = tuple[AnnotationValue, float]
+
+
+def project_title(prefix: str, key: str) -> str:
+    """The project title that identifies a job (Label Studio caps titles at 50 characters)."""
+    return f"{prefix[:30]} {key}"
+
+
+class LabelStudioProvider:
+    """Label items with people in a Label Studio server.
+
+    Args:
+        url: The server's base URL.
+        api_key: A legacy token or a personal access token (read at the edge, never a parameter).
+        title_prefix: Start of every project title; the job key follows.
+        local_files_root: The server's `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`, as a path on
+            this machine; local image files must lie under it.
+        model_version: Names the pre-annotations imported as predictions.
+        timeout: Seconds per HTTP request.
+    """
+
+    name = "label_studio"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: str,
+        title_prefix: str = "labelloop",
+        local_files_root: str | None = None,
+        model_version: str = "labelloop",
+        timeout: float = 120.0,
+    ) -> None:
+        from label_studio_sdk import LabelStudio
+
+        self.url = url.rstrip("/")
+        self.title_prefix = title_prefix
+        self.local_files_root = local_files_root
+        self.model_version = model_version
+        self.client: LabelStudio = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
+        self._texts: dict[str, str] = {}
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> LabelStudioProvider:
+        """Build from `provider_options`: `url` (or `LABEL_STUDIO_URL`), `api_key_secret`,
+        `title_prefix`, `local_files_root`, `model_version`. The key comes from
+        `LABEL_STUDIO_API_KEY` or the Secret Manager version named by `api_key_secret`."""
+        url = str(options.get("url") or os.environ.get(URL_ENV, "")).strip()
+        if not url:
+            raise InputError(
+                f"the Label Studio URL is missing (option 'url' or {URL_ENV})",
+                field="provider_options.url",
+            )
+        api_key = resolve_api_key(
+            env_var=API_KEY_ENV,
+            secret=options.get("api_key_secret"),
+            field="provider_options.api_key_secret",
+        )
+        root = options.get("local_files_root")
+        return cls(
+            url=url,
+            api_key=api_key,
+            title_prefix=str(options.get("title_prefix", "labelloop")),
+            local_files_root=str(root) if root else None,
+            model_version=str(options.get("model_version", "labelloop")),
+        )
+
+    # -- HTTP helpers -------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A REST call through the SDK's authenticated client, for endpoints it does not wrap."""
+        # The SDK's own http client carries the auth header (legacy token or refreshed JWT).
+        http = self.client._client_wrapper.httpx_client
+        response = http.request(path.lstrip("/"), method=method, **kwargs)
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"Label Studio {method} {path} answered {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        return response.json() if response.content else None
+
+    def _find_project(self, title: str) -> int | None:
+        project: Any
+        for project in self.client.projects.list(title=title):
+            if project.title == title and project.id is not None:
+                return int(project.id)
+        return None
+
+    # -- the provider interface ---------------------------------------------------------------
+
+    def submit(
+        self,
+        items: Sequence[Item],
+        task: LabelingTask,
+        *,
+        labelers_per_item: int,
+        instructions: str = "",
+        predictions: Mapping[str, Prediction] | None = None,
+        key: str | None = None,
+    ) -> Job:
+        """Create or reuse the job's project and import the items it does not have yet.
+
+        Args:
+            items: What to label.
+            task: Task type and label set.
+            labelers_per_item: The project's `maximum_annotations`.
+            instructions: Shown on top of every task and as the project instructions.
+            predictions: Optional pre-annotations by item id: (value, score).
+            key: The job key to use instead of the items' own (a routing provider passes
+                its key, so a retry that routes a slightly different subset still finds the
+                same project).
+        """
+        if labelers_per_item < 1:
+            raise InputError("must be at least 1", field="labelers_per_item")
+        key = key or job_key(self.name, items, task, labelers_per_item)
+        title = project_title(self.title_prefix, key)
+        text = instructions or task.instructions
+        project_id = self._find_project(title)
+        if project_id is None:
+            created = self.client.projects.create(
+                title=title,
+                description=f"labelloop job {key}: {task.task_type.value}",
+                label_config=labeling_config(task.task_type, task.labels, text),
+                expert_instruction=instructions_html(text),
+                show_instruction=bool(text),
+                maximum_annotations=labelers_per_item,
+                # Every task gets the full overlap, not just a cohort.
+                overlap_cohort_percentage=100,
+                show_skip_button=True,
+                model_version=self.model_version,
+            )
+            if created.id is None:
+                raise ProviderError("Label Studio created a project without an id")
+            project_id = int(created.id)
+            log.info("created Label Studio project %s (%s)", project_id, title)
+        else:
+            log.info("reusing Label Studio project %s (%s)", project_id, title)
+        present = self._present_items(project_id, task.task_type)
+        missing = [i for i in items if i.id not in present]
+        if missing:
+            self._connect_storages(project_id, missing, task.task_type)
+            records = [self._task_record(i, task, predictions) for i in missing]
+            for start in range(0, len(records), IMPORT_BATCH):
+                # Plain task dicts: the SDK's request type is the same JSON.
+                batch: Any = records[start : start + IMPORT_BATCH]
+                self.client.projects.import_tasks(project_id, request=batch)
+            log.info("imported %d task(s), %d already present", len(missing), len(present))
+        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
+
+    def _present_items(self, project_id: int, task_type: TaskType) -> set[str]:
+        tasks: Any = self.client.tasks.list(project=project_id, fields="all", page_size=500)
+        return {str((t.data or {}).get("item_id")) for t in tasks}
+
+    def _task_record(
+        self, item: Item, task: LabelingTask, predictions: Mapping[str, Prediction] | None
+    ) -> dict[str, Any]:
+        text = None
+        if task.task_type.is_text:
+            text = item.text if item.text is not None else storage.read_text(str(item.uri))
+        image_url = self._image_url(item) if task.task_type.is_image else None
+        record: dict[str, Any] = {
+            "data": task_data(item, task.task_type, image_url=image_url, text=text)
+        }
+        if predictions and item.id in predictions:
+            value, score = predictions[item.id]
+            record["predictions"] = [
+                {
+                    "result": to_result(task.task_type, value, text=text or ""),
+                    "score": float(score),
+                    "model_version": self.model_version,
+                }
+            ]
+        return record
+
+    def _image_url(self, item: Item) -> str:
+        uri = str(item.uri)
+        if storage.is_gcs(uri) or uri.startswith(("http://", "https://")):
+            return uri
+        if not self.local_files_root:
+            raise InputError(
+                "local image files need the server's local files document root",
+                field="provider_options.local_files_root",
+            )
+        path = Path(storage.local_path(uri)).resolve()
+        root = Path(self.local_files_root).resolve()
+        if not path.is_relative_to(root):
+            raise InputError(f"{path} is not under local_files_root {root}", field="item")
+        return "/data/local-files/?d=" + urllib.parse.quote(str(path.relative_to(root)))
+
+    def _connect_storages(
+        self, project_id: int, items: Sequence[Item], task_type: TaskType
+    ) -> None:
+        """Connect the storages that let Label Studio open the items' files (once per place)."""
+        if not task_type.is_image:
+            return
+        uris = [str(i.uri) for i in items if i.uri]
+        buckets = sorted({storage.split_gcs(u)[0] for u in uris if storage.is_gcs(u)})
+        if buckets:
+            existing = {s.bucket for s in self.client.import_storage.gcs.list(project=project_id)}
+            for bucket in buckets:
+                if bucket not in existing:
+                    # presign: the browser gets signed URLs; no sync, tasks are imported by us.
+                    self.client.import_storage.gcs.create(
+                        project=project_id,
+                        bucket=bucket,
+                        presign=True,
+                        use_blob_urls=False,
+                        title=f"labelloop {bucket}",
+                    )
+        local = [
+            u for u in uris if not storage.is_gcs(u) and "://" not in u.removeprefix("file://")
+        ]
+        if local:
+            # One storage per folder: Label Studio refuses the document root itself.
+            folders = sorted({str(Path(storage.local_path(u)).resolve().parent) for u in local})
+            root = str(Path(self.local_files_root or "/").resolve())
+            if root in folders:
+                raise InputError(
+                    f"local files must lie in a subfolder of local_files_root {root}, not in it",
+                    field="provider_options.local_files_root",
+                )
+            existing_paths = {
+                s.path for s in self.client.import_storage.local.list(project=project_id)
+            }
+            for folder in folders:
+                if folder not in existing_paths:
+                    self.client.import_storage.local.create(
+                        project=project_id,
+                        path=folder,
+                        use_blob_urls=False,
+                        title="labelloop files",
+                    )
+
+    def export(self, job: Job) -> list[dict[str, Any]]:
+        """The project's full JSON export (every task, with annotations)."""
+        tasks = self._request(
+            "GET",
+            f"api/projects/{int(job.external_id)}/export",
+            params={"exportType": "JSON", "download_all_tasks": "true"},
+        )
+        if not isinstance(tasks, list):
+            raise ProviderError("Label Studio export is not a list of tasks")
+        return tasks
+
+    def _annotator_names(self) -> dict[str, str]:
+        return {str(u.id): str(u.email or f"ls-user-{u.id}") for u in self.client.users.list()}
+
+    def _read(self, job: Job, task: LabelingTask | None = None) -> tuple[Any, list[dict]]:
+        project = self.client.projects.get(int(job.external_id))
+        task_type, labels = _task_from_config(str(project.label_config or ""))
+        names = self._annotator_names()
+        tasks = self.export(job)
+        read = read_export(
+            tasks,
+            task_type=task.task_type if task else task_type,
+            labels=task.labels if task else labels,
+            source=f"label_studio:{self.url}/projects/{job.external_id}",
+            annotator_name=lambda uid: names.get(uid, f"ls-user-{uid}"),
+        )
+        return read, tasks
+
+    def progress(self, job: Job) -> Progress:
+        read, _ = self._read(job)
+        per_item: dict[str, int] = {}
+        for a in read.annotations:
+            per_item[a.item] = per_item.get(a.item, 0) + 1
+        done = sum(1 for n in per_item.values() if n >= job.labelers_per_item)
+        return Progress(done, job.items)
+
+    def collect(self, job: Job) -> CollectResult:
+        read, _ = self._read(job)
+        if read.skipped:
+            log.info("%d cancelled (skipped) annotation(s) not used", read.skipped)
+        return CollectResult(read.annotations, read.bad, skipped=read.skipped)
+
+    def cancel(self, job: Job) -> None:
+        """Delete the tasks nobody has annotated yet; annotated tasks (and labels) stay."""
+        tasks: Any = self.client.tasks.list(
+            project=int(job.external_id), fields="all", page_size=500
+        )
+        for t in tasks:
+            if not (t.total_annotations or 0) and t.id is not None:
+                self.client.tasks.delete(str(t.id))
+
+
+def _task_from_config(config: str) -> tuple[TaskType, tuple[str, ...]]:
+    """Recover task type and labels from a config `labeling_config` wrote (for `progress`)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(config)  # noqa: S314 - our own server's config, written by us
+    image = root.find("Image") is not None
+    choices = root.find("Choices")
+    if choices is not None:
+        labels = tuple(c.attrib["value"] for c in choices.findall("Choice"))
+        if choices.attrib.get("choice") == "multiple":
+            return TaskType.IMAGE_MULTILABEL_CLASSIFICATION, labels
+        return (TaskType.IMAGE_CLASSIFICATION if image else TaskType.TEXT_CLASSIFICATION), labels
+    rect = root.find("RectangleLabels")
+    if rect is not None:
+        return TaskType.IMAGE_OBJECT_DETECTION, tuple(c.attrib["value"] for c in rect)
+    spans = root.find("Labels")
+    if spans is None:
+        raise ProviderError("the project's labeling config was not written by labelloop")
+    return TaskType.TEXT_ENTITY_EXTRACTION, tuple(c.attrib["value"] for c in spans)
+
+
+__all__ = ["LabelStudioProvider", "data_key", "project_title"]

@@ -1,0 +1,1 @@
+"""Real servers started by the tests on loopback (installed into `.cache/`, never mocked)."""

@@ -1,0 +1,525 @@
+"""The Label Studio provider against a real Label Studio 1.23 server on loopback.
+
+Annotators work the way the UI does: each asks the next-task API for a task (which honours the
+project's `maximum_annotations`) and posts an annotation for it. Then they misbehave the way
+the Community edition allows (a second annotation on the same task, an edit of someone else's
+annotation, a skipped task) and the collected labels go through the real quality gate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from labelloop import storage
+from labelloop.cli import main
+from labelloop.providers.base import LabelingTask, get_provider
+from labelloop.providers.label_studio import LabelStudioProvider, project_title
+from labelloop.providers.label_studio_format import labeling_config, read_export, to_result
+from labelloop.providers.secrets import resolve_api_key
+from labelloop.schemas import Box, Item, Span, TaskType, text_item_id
+from labelloop.stages.quality_gate import quality_gate
+from labelloop.stages.run_labeling_job import run_labeling_job
+from tests.servers import label_studio as ls_server
+
+# -- pure parts (no server) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task_type", "tag"),
+    [
+        (TaskType.IMAGE_CLASSIFICATION, 'choice="single"'),
+        (TaskType.IMAGE_MULTILABEL_CLASSIFICATION, 'choice="multiple"'),
+        (TaskType.IMAGE_OBJECT_DETECTION, "<RectangleLabels"),
+        (TaskType.TEXT_CLASSIFICATION, '<Text name="text"'),
+        (TaskType.TEXT_ENTITY_EXTRACTION, "<Labels"),
+    ],
+)
+def test_labeling_config_has_the_right_control(task_type: TaskType, tag: str) -> None:
+    config = labeling_config(task_type, ["a", 'b"<q>'], "Pick one & explain")
+    assert tag in config
+    # Labels and instructions are XML-escaped, so odd characters cannot break the config.
+    assert "b&quot;&lt;q&gt;" in config
+    assert 'value="Pick one &amp; explain"' in config
+
+
+def _task(item: str, annotations: list[dict[str, Any]], *, key: str = "text") -> dict[str, Any]:
+    return {"id": 1, "data": {key: "t", "item_id": item}, "annotations": annotations}
+
+
+def test_read_export_applies_the_trust_rules() -> None:
+    choice = lambda label: [  # noqa: E731
+        {"type": "choices", "from_name": "label", "to_name": "text", "value": {"choices": [label]}}
+    ]
+    tasks = [
+        _task(
+            "x",
+            [
+                {"id": 1, "completed_by": 1, "result": choice("a"), "updated_at": "2026-01-01"},
+                {"id": 2, "completed_by": 1, "result": choice("b"), "updated_at": "2026-01-02"},
+                {"id": 3, "completed_by": 2, "updated_by": 3, "result": choice("a")},
+                {"id": 4, "completed_by": 3, "was_cancelled": True, "result": []},
+                {"id": 5, "completed_by": 4, "result": choice("zzz")},
+            ],
+        )
+    ]
+    read = read_export(
+        tasks, task_type=TaskType.TEXT_CLASSIFICATION, labels=["a", "b"], source="export.json"
+    )
+    assert [(a.item, a.annotator, a.value) for a in read.annotations] == [("x", "1", "b")]
+    assert read.skipped == 1
+    reasons = sorted(b.field for b in read.bad)
+    assert reasons == ["completed_by", "result", "updated_by"]
+    assert "kept annotation 2, dropped 1" in next(
+        b.reason for b in read.bad if b.field == "completed_by"
+    )
+
+
+def test_boxes_round_trip_through_percent() -> None:
+    box = Box(0.1, 0.2, 0.5, 0.9, "cat")
+    result = to_result(TaskType.IMAGE_OBJECT_DETECTION, (box,))
+    assert result[0]["value"]["x"] == pytest.approx(10.0)
+    assert result[0]["value"]["height"] == pytest.approx(70.0)
+    read = read_export(
+        [
+            {
+                "id": 1,
+                "data": {"image": "gs://b/x.png"},
+                "annotations": [{"id": 1, "completed_by": 7, "result": result}],
+            }
+        ],
+        task_type=TaskType.IMAGE_OBJECT_DETECTION,
+        labels=["cat"],
+        source="s",
+    )
+    (got,) = read.annotations[0].value
+    assert isinstance(got, Box)
+    assert (got.x_min, got.y_min, got.x_max, got.y_max) == pytest.approx((0.1, 0.2, 0.5, 0.9))
+    assert read.annotations[0].item == "gs://b/x.png"
+
+
+def test_missing_api_key_names_both_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
+    with pytest.raises(ValueError, match=r"LABEL_STUDIO_API_KEY.*Secret Manager"):
+        get_provider("label_studio", {"url": "http://127.0.0.1:9"})
+
+
+def test_api_key_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABELLOOP_TEST_KEY", "  k3y \n")
+    assert resolve_api_key(env_var="LABELLOOP_TEST_KEY", secret=None, field="f") == "k3y"
+    with pytest.raises(ValueError, match="projects/P/secrets/S/versions/V"):
+        resolve_api_key(env_var="LABELLOOP_TEST_KEY", secret="my-secret", field="f")
+
+
+# -- the real server ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    try:
+        ls_server.ensure_installed()
+    except ls_server.Unavailable as exc:
+        pytest.skip(str(exc))
+    srv = ls_server.start(tmp_path_factory.mktemp("label-studio"))
+    yield srv
+    srv.stop()
+
+
+class Annotator:
+    """One person at the UI: asks for the next task and submits an answer."""
+
+    def __init__(self, server: ls_server.LabelStudioServer, email: str) -> None:
+        self.email = email
+        self.http = httpx.Client(
+            base_url=server.url,
+            headers={"Authorization": f"Token {server.annotator_tokens[email]}"},
+            timeout=60,
+        )
+
+    def next_task(self, project: int) -> dict[str, Any] | None:
+        response = self.http.get(f"/api/projects/{project}/next/")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def submit(self, project: int, task: int, result: list, **extra: Any) -> dict[str, Any]:
+        response = self.http.post(
+            f"/api/tasks/{task}/annotations/",
+            params={"project": project},
+            json={"result": result, "lead_time": 3.2, "project": project, "task": task, **extra},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def edit(self, annotation: int, result: list) -> None:
+        self.http.patch(
+            f"/api/annotations/{annotation}/", json={"result": result}
+        ).raise_for_status()
+
+
+def _project_count(server: ls_server.LabelStudioServer) -> int:
+    response = httpx.get(
+        f"{server.url}/api/projects/",
+        headers={"Authorization": f"Token {server.admin_token}"},
+        params={"page_size": 100},
+    )
+    response.raise_for_status()
+    return int(response.json()["count"])
+
+
+def _work_queue(annotators: list[Annotator], project: int, answer) -> dict[tuple[str, int], int]:
+    """Round-robin through the annotators until the next-task API has nothing for anyone."""
+    posted: dict[tuple[str, int], int] = {}
+    active = list(annotators)
+    while active:
+        for person in list(active):
+            task = person.next_task(project)
+            if task is None:
+                active.remove(person)
+                continue
+            created = person.submit(project, task["id"], answer(person.email, task))
+            posted[(person.email, task["id"])] = created["id"]
+    return posted
+
+
+@pytest.mark.server
+def test_text_job_with_overlap_misbehaviour_and_quality_gate(
+    server: ls_server.LabelStudioServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.admin_token)
+    texts = [f"review number {i}: {'great' if i % 2 else 'awful'} product" for i in range(6)]
+    truth = {text_item_id(t): ("pos" if i % 2 else "neg") for i, t in enumerate(texts)}
+    items = [Item(id=text_item_id(t), text=t) for t in texts]
+    items_uri = str(tmp_path / "items.jsonl")
+    storage.write_jsonl(
+        items_uri, [i.to_import_record(TaskType.TEXT_CLASSIFICATION) for i in items]
+    )
+    options = json.dumps({"url": server.url, "instructions": "Is the review positive?"})
+
+    def stage(run: str) -> Any:
+        return run_labeling_job(
+            items_uri=items_uri,
+            task_type="text_classification",
+            labels="neg,pos",
+            provider="label_studio",
+            provider_options=options,
+            labelers_per_item=2,
+            annotations_uri=str(tmp_path / f"ann-{run}.jsonl"),
+            job_uri=str(tmp_path / f"job-{run}.json"),
+            rejects_uri=str(tmp_path / f"rej-{run}.jsonl"),
+        )
+
+    before = _project_count(server)
+    first = stage("1")
+    # Nothing labeled yet: the step returns partial (empty) labels and says so.
+    assert (first.annotations, first.complete) == (0, False)
+    job = json.loads(Path(tmp_path / "job-1.json").read_text())
+    project = int(job["external_id"])
+    assert job["progress"] == {"labeled": 0, "total": 6}
+
+    people = [Annotator(server, e) for e in ls_server.ANNOTATORS]
+
+    def answer(email: str, task: dict[str, Any]) -> list:
+        right = truth[task["data"]["item_id"]]
+        label = right if email != "ann3@example.com" else {"pos": "neg", "neg": "pos"}[right]
+        return to_result(TaskType.TEXT_CLASSIFICATION, label)
+
+    posted = _work_queue(people, project, answer)
+    per_task = Counter(task for _, task in posted)
+    # The next-task API served every task to exactly `maximum_annotations` different people.
+    assert sorted(per_task.values()) == [2] * 6
+    assert len(posted) == 12
+
+    # Misbehaviour the Community edition allows.
+    by_person = {e: [t for (p, t) in posted if p == e] for e in ls_server.ANNOTATORS}
+    twice_person = next(e for e in ("ann1@example.com", "ann2@example.com") if by_person[e])
+    twice_task = by_person[twice_person][0]
+    twice_id = people[list(ls_server.ANNOTATORS).index(twice_person)].submit(
+        project, twice_task, to_result(TaskType.TEXT_CLASSIFICATION, "neg")
+    )["id"]
+    victim_task = by_person["ann3@example.com"][0]
+    editor = next(p for p in people if p.email != "ann3@example.com")
+    editor.edit(
+        posted[("ann3@example.com", victim_task)], to_result(TaskType.TEXT_CLASSIFICATION, "pos")
+    )
+    people[2].submit(project, by_person["ann1@example.com"][-1], [], was_cancelled=True)
+
+    # A retried step: same project, no new tasks, and everything trustworthy is collected.
+    second = stage("2")
+    assert _project_count(server) == before + 1
+    job2 = json.loads(Path(tmp_path / "job-2.json").read_text())
+    assert job2["external_id"] == str(project)
+    tasks = LabelStudioProvider(url=server.url, api_key=server.admin_token).export(
+        get_provider("label_studio", {"url": server.url}).submit(
+            items, LabelingTask(TaskType.TEXT_CLASSIFICATION, ("neg", "pos")), labelers_per_item=2
+        )
+    )
+    assert len(tasks) == 6
+    assert second.annotations == 11  # 12 posted, one edited by someone else is not trusted
+    assert second.skipped == 1
+    assert second.bad_records == 2  # the double post (resolved) and the edit
+    rejects = [json.loads(line) for line in Path(tmp_path / "rej-2.jsonl").read_text().splitlines()]
+    assert {r["field"] for r in rejects} == {"completed_by", "updated_by"}
+    assert any(f"kept annotation {twice_id}" in r["reason"] for r in rejects)
+
+    rows = [json.loads(line) for line in Path(tmp_path / "ann-2.jsonl").read_text().splitlines()]
+    assert {r["annotator"] for r in rows} <= set(ls_server.ANNOTATORS)
+    assert len({(r["item"], r["annotator"]) for r in rows}) == len(rows)
+    kept = next(
+        r
+        for r in rows
+        if r["annotator"] == twice_person and r["item"] == tasks_item(tasks, twice_task)
+    )
+    assert kept["label"] == "neg"  # the later of the two annotations
+
+    # `labelloop label status` reads the pipeline's job record and asks the server.
+    assert (
+        main(
+            [
+                "label",
+                "status",
+                "--job",
+                str(tmp_path / "job-2.json"),
+                "--provider",
+                "label_studio",
+                "--options",
+                options,
+            ]
+        )
+        == 0
+    )
+    status = json.loads(capsys.readouterr().out)
+    per_item = Counter(r["item"] for r in rows)
+    assert status["labeled"] == sum(1 for n in per_item.values() if n >= 2)
+    assert status["total"] == 6
+
+    gate = quality_gate(
+        annotations_uri=str(tmp_path / "ann-2.jsonl"),
+        task_type="text_classification",
+        labels="neg,pos",
+        consolidation_method="mv",
+        agreement_metric="krippendorff_alpha",
+        min_confidence=0.99,
+        state_uri="",
+        consolidated_uri=str(tmp_path / "cons.jsonl"),
+        review_uri=str(tmp_path / "review.jsonl"),
+        metrics_uri=str(tmp_path / "metrics.json"),
+        rejects_uri=str(tmp_path / "gate-rej.jsonl"),
+    )
+    votes: dict[str, Counter] = {}
+    for r in rows:
+        votes.setdefault(r["item"], Counter())[r["label"]] += 1
+    unanimous = sum(1 for v in votes.values() if len(v) == 1)
+    assert gate.annotations == 11
+    assert gate.labeled_items == 6
+    assert gate.label_count == unanimous
+    assert gate.annotators == len({r["annotator"] for r in rows})
+    assert gate.bad_records == 0
+
+
+def tasks_item(tasks: list[dict[str, Any]], task_id: int) -> str:
+    return next(t["data"]["item_id"] for t in tasks if t["id"] == task_id)
+
+
+@pytest.mark.server
+def test_image_boxes_with_local_files_and_predictions(
+    server: ls_server.LabelStudioServer,
+) -> None:
+    folder = server.files_root / "boxes"
+    folder.mkdir()
+    items = []
+    for i in range(2):
+        path = folder / f"img{i}.png"
+        Image.fromarray(np.full((20, 40), 40 * i, dtype=np.uint8)).save(path)
+        items.append(Item(id=str(path), uri=str(path)))
+    provider = LabelStudioProvider(
+        url=server.url, api_key=server.admin_token, local_files_root=str(server.files_root)
+    )
+    task = LabelingTask(TaskType.IMAGE_OBJECT_DETECTION, ("cat", "dog"))
+    predicted = (Box(0.1, 0.1, 0.4, 0.5, "cat"),)
+    job = provider.submit(
+        items,
+        task,
+        labelers_per_item=1,
+        instructions="Box every animal.",
+        predictions={items[0].id: (predicted, 0.83)},
+    )
+    assert provider.submit(items, task, labelers_per_item=1).external_id == job.external_id
+    tasks = provider.export(job)
+    assert len(tasks) == 2
+    first = next(t for t in tasks if t["data"]["item_id"] == items[0].id)
+    admin = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}
+    )
+    # Label Studio serves the local file at the URL we gave the task.
+    image = admin.get(first["data"]["image"])
+    assert image.status_code == 200
+    assert image.content == Path(items[0].id).read_bytes()
+    preds = admin.get("/api/predictions/", params={"task": first["id"]}).json()
+    assert [p["score"] for p in preds] == [pytest.approx(0.83)]
+    assert preds[0]["result"][0]["value"]["rectanglelabels"] == ["cat"]
+
+    person = Annotator(server, "ann1@example.com")
+    drawn = (Box(0.25, 0.5, 0.75, 1.0, "dog"),)
+    while (t := person.next_task(int(job.external_id))) is not None:
+        person.submit(int(job.external_id), t["id"], to_result(task.task_type, drawn))
+    collected = provider.collect(job)
+    assert provider.progress(job).labeled == 2
+    assert len(collected.annotations) == 2
+    for ann in collected.annotations:
+        assert ann.annotator == "ann1@example.com"
+        (box,) = ann.value
+        assert isinstance(box, Box)
+        assert (box.x_min, box.y_min, box.x_max, box.y_max) == pytest.approx((0.25, 0.5, 0.75, 1.0))
+        assert box.label == "dog"
+
+
+@pytest.mark.server
+def test_ner_and_multilabel_projects(server: ls_server.LabelStudioServer) -> None:
+    provider = LabelStudioProvider(url=server.url, api_key=server.admin_token)
+    text = "Ada Lovelace lived in London."
+    item = Item(id=text_item_id(text), text=text)
+    job = provider.submit(
+        [item], LabelingTask(TaskType.TEXT_ENTITY_EXTRACTION, ("PER", "LOC")), labelers_per_item=1
+    )
+    person = Annotator(server, "ann2@example.com")
+    t = person.next_task(int(job.external_id))
+    assert t is not None
+    spans = (Span(0, 12, "PER"), Span(22, 28, "LOC"))
+    person.submit(
+        int(job.external_id), t["id"], to_result(TaskType.TEXT_ENTITY_EXTRACTION, spans, text=text)
+    )
+    (ann,) = provider.collect(job).annotations
+    assert ann.value == spans
+    assert ann.item == item.id
+
+    (server.files_root / "multi").mkdir()
+    img = server.files_root / "multi" / "multi.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(img)
+    multi = LabelStudioProvider(
+        url=server.url, api_key=server.admin_token, local_files_root=str(server.files_root)
+    )
+    task = LabelingTask(TaskType.IMAGE_MULTILABEL_CLASSIFICATION, ("sky", "sea", "sand"))
+    job = multi.submit([Item(id=str(img), uri=str(img))], task, labelers_per_item=1)
+    assert project_title("labelloop", job.key) in {
+        p["title"]
+        for p in httpx.get(
+            f"{server.url}/api/projects/", headers={"Authorization": f"Token {server.admin_token}"}
+        ).json()["results"]
+    }
+    t = person.next_task(int(job.external_id))
+    assert t is not None
+    person.submit(
+        int(job.external_id), t["id"], to_result(task.task_type, frozenset({"sea", "sky"}))
+    )
+    (ann,) = multi.collect(job).annotations
+    assert ann.value == frozenset({"sea", "sky"})
+
+
+def test_secret_manager_version_over_rest_and_no_keys_in_options() -> None:
+    import base64
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from google.oauth2.credentials import Credentials
+
+    from labelloop.providers.secrets import access_secret_version
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization", "")))
+            body = json.dumps(
+                {"payload": {"data": base64.b64encode(b"s3cret\n").decode()}}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        value = access_secret_version(
+            "projects/p/secrets/ls-key/versions/latest",
+            endpoint=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
+            credentials=Credentials(token="tok"),
+        )
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert value == "s3cret"
+    assert seen == [("/v1/projects/p/secrets/ls-key/versions/latest:access", "Bearer tok")]
+    with pytest.raises(ValueError, match="secrets never travel"):
+        get_provider("label_studio", {"url": "http://x", "api_key": "k"})
+
+
+@pytest.mark.server
+def test_gemini_then_label_studio_with_pre_annotations(
+    server: ls_server.LabelStudioServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.servers import gemini_fake
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.admin_token)
+    texts = ["sure: great", "sure: awful", "unsure: fine?", "unsure: meh"]
+    items = [Item(text_item_id(t), text=t) for t in texts]
+
+    def model(body: dict[str, Any]) -> tuple[int, Any]:
+        prompt = body["contents"][0]["parts"][0]["text"]
+        label = "pos" if ("great" in prompt or "fine" in prompt) else "neg"
+        return 200, gemini_fake.answer(
+            label, -0.01 if "sure:" in prompt and "unsure" not in prompt else -0.9
+        )
+
+    task = LabelingTask(TaskType.TEXT_CLASSIFICATION, ("neg", "pos"))
+    with gemini_fake.serve(model) as fake:
+        options = {
+            "gemini": {"project": "p", "base_url": fake.url},
+            "human": {"provider": "label_studio", "options": {"url": server.url}},
+            "threshold": 0.9,
+        }
+        routing = get_provider("gemini_then_human", options)
+        job = routing.submit(items, task, labelers_per_item=1)
+        # A retry (new process, new Gemini calls) finds the same project.
+        again = get_provider("gemini_then_human", options).submit(items, task, labelers_per_item=1)
+    human = json.loads(job.external_id)["human"]
+    assert json.loads(again.external_id)["human"]["external_id"] == human["external_id"]
+    project = int(human["external_id"])
+    admin = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}
+    )
+    exported = admin.get(
+        f"/api/projects/{project}/export",
+        params={"exportType": "JSON", "download_all_tasks": "true"},
+    ).json()
+    assert sorted(t["data"]["text"] for t in exported) == ["unsure: fine?", "unsure: meh"]
+    scores = [
+        p["score"]
+        for t in exported
+        for p in admin.get("/api/predictions/", params={"task": t["id"]}).json()
+    ]
+    assert scores == pytest.approx([np.exp(-0.9)] * 2)
+
+    person = Annotator(server, "ann3@example.com")
+    while (t := person.next_task(project)) is not None:
+        person.submit(project, t["id"], to_result(task.task_type, "neg"))
+    got = routing.collect(job)
+    by_annotator = Counter(a.annotator for a in got.annotations)
+    assert by_annotator == {"gemini:gemini-2.5-flash": 2, "ann3@example.com": 2}
+    assert routing.progress(job).done
