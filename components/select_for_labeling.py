@@ -16,6 +16,8 @@ def select_for_labeling(
     strategy: str,
     k: int,
     seed: int,
+    predictions_uri: str,
+    class_balance: bool,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
@@ -31,13 +33,16 @@ def select_for_labeling(
         strategy: Selection strategy name.
         k: Batch size.
         seed: Seed for random and tie-breaking.
+        predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
+            predictions JSONL); "" scores with the previous round's local model.
+        class_balance: Spread the picks evenly over the predicted classes.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
         summary: Scores, score histogram and predicted class mix (JSON artifact).
         pool_size: Items scored.
         selected_count: Items chosen.
-        strategy_used: The strategy that ran (`random` on a cold start).
+        strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
     """
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
@@ -51,6 +56,8 @@ def select_for_labeling(
         seed=seed,
         output_uri=selected.path,
         summary_uri=summary.path,
+        predictions_uri=predictions_uri,
+        class_balance=class_balance,
     )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

@@ -106,58 +106,6 @@ def no_predictions() -> str:
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def vertex_select_for_labeling(
-    pool: dsl.Input[dsl.Dataset],
-    state_uri: str,
-    task_type: str,
-    labels: str,
-    strategy: str,
-    k: int,
-    seed: int,
-    predictions_uri: str,
-    selected: dsl.Output[dsl.Dataset],
-    summary: dsl.Output[dsl.Artifact],
-) -> NamedTuple(
-    "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
-):
-    """Pick the `k` items to label, scoring with Vertex batch predictions when there are any.
-
-    Args:
-        pool: The import file of candidate items.
-        state_uri: The loop's state (previous round's local model, for text tasks).
-        task_type: A labelloop task type.
-        labels: The label set, comma-separated.
-        strategy: Selection strategy name.
-        k: Batch size.
-        seed: Seed for random and tie-breaking.
-        predictions_uri: `ModelBatchPredictOp`'s output folder; empty = no Vertex model yet.
-
-    Returns:
-        selected: The chosen items as a Vertex import JSONL (Dataset artifact).
-        summary: Scores, score histogram and predicted class mix (JSON artifact).
-        pool_size: Items scored.
-        selected_count: Items chosen.
-        strategy_used: The strategy that ran (`random` on a cold start).
-    """
-    from labelloop.stages.select_for_labeling import select_for_labeling as step
-
-    result = step(
-        import_uri=pool.path,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-        output_uri=selected.path,
-        summary_uri=summary.path,
-        predictions_uri=predictions_uri,
-    )
-    selected.metadata["items"] = result.selected
-    return (result.pool, result.selected, result.strategy)
-
-
-@dsl.component(base_image=IMAGE, install_kfp_package=False)
 def labeled_import_file(
     consolidated: dsl.Input[dsl.Dataset],
     dataset: dsl.Input[dsl.Dataset],

@@ -33,7 +33,9 @@ def labeling_pipeline(
     labels: str = "0,1,2,3,4,5,6,7,8,9",
     labelers_per_item: int = 3,
     selection_size: int = 200,
-    selection_strategy: str = "least_confidence",
+    selection_strategy: str = "cluster_margin",
+    class_balance: bool = False,
+    predictions_uri: str = "",
     provider: str = "simulated",
     provider_options: str = "{}",
     consolidation_method: str = "ds",
@@ -55,7 +57,11 @@ def labeling_pipeline(
         labels: The label set, comma-separated.
         labelers_per_item: Different annotators per item.
         selection_size: Items to send for labeling this round.
-        selection_strategy: Active-learning strategy (random on the first round).
+        selection_strategy: Active-learning strategy: random, least_confidence, margin, entropy,
+            k_center or cluster_margin (batch-aware; k-center diversity on a cold start).
+        class_balance: Spread each batch evenly over the predicted classes.
+        predictions_uri: Optional predictions to select with (Vertex batch-prediction output or
+            a predictions JSONL); "" uses the previous round's local model.
         provider: Labeling provider: simulated, label_studio, gemini or import.
         provider_options: Provider options as a JSON object (never secrets).
         consolidation_method: ds (Dawid-Skene, the default) or mv (majority vote).
@@ -79,6 +85,8 @@ def labeling_pipeline(
         strategy=selection_strategy,
         k=selection_size,
         seed=seed,
+        predictions_uri=predictions_uri,
+        class_balance=class_balance,
     ).set_display_name("Select items to label (active learning)")
     dataset = create_dataset(
         selected=selection.outputs["selected"],

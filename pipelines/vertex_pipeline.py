@@ -41,6 +41,7 @@ from components.gates import join_outcome, record_gate_decision
 from components.generate_import_file import generate_import_file
 from components.quality_gate import quality_gate
 from components.run_labeling_job import run_labeling_job
+from components.select_for_labeling import select_for_labeling
 from components.vertex import (
     artifact_uri,
     batch_predict_instances,
@@ -49,7 +50,6 @@ from components.vertex import (
     no_predictions,
     record_vertex_model,
     train_text_model,
-    vertex_select_for_labeling,
     vertex_task_plan,
 )
 from components.write_report import write_report
@@ -106,7 +106,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
         labels: str = "0,1,2,3,4,5,6,7,8,9",
         labelers_per_item: int = 3,
         selection_size: int = 200,
-        selection_strategy: str = "least_confidence",
+        selection_strategy: str = "cluster_margin",
+        class_balance: bool = False,
         provider: str = "simulated",
         provider_options: str = "{}",
         consolidation_method: str = "ds",
@@ -136,7 +137,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             labels: The label set, comma-separated.
             labelers_per_item: Different annotators per item.
             selection_size: Items to send for labeling this round.
-            selection_strategy: Active-learning strategy (random on the first round).
+            selection_strategy: Active-learning strategy (see the portable pipeline).
+            class_balance: Spread each batch evenly over the predicted classes.
             provider: Labeling provider: simulated, label_studio, gemini or import.
             provider_options: Provider options as a JSON object (never secrets).
             consolidation_method: ds (Dawid-Skene, the default) or mv (majority vote).
@@ -187,7 +189,7 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
         with dsl.Else(name="no-vertex-model-yet"):
             unscored = no_predictions().set_display_name("No predictions yet")
 
-        selection = vertex_select_for_labeling(
+        selection = select_for_labeling(
             pool=listing.outputs["import_file"],
             state_uri=state_uri,
             task_type=task_type,
@@ -196,6 +198,7 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             k=selection_size,
             seed=seed,
             predictions_uri=dsl.OneOf(scored.output, unscored.output),
+            class_balance=class_balance,
         ).set_display_name("Select items to label (active learning)")
         dataset = create_dataset(
             selected=selection.outputs["selected"],

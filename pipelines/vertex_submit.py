@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from labelloop import __version__
-from labelloop.config import Config, _line_map, load_config
+from labelloop.config import Config, PipelineParams, line_map, load_config
 from labelloop.errors import ConfigError, LabelloopError
 from labelloop.vertex_config import VertexSettings, parse_vertex_settings
 
@@ -65,7 +65,7 @@ def load_target(
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
         text = ""
-    lines = _line_map(text)
+    lines = line_map(text)
     # A value given with --set did not come from the file: no file line for it (or below it).
     for override in overrides:
         key = override.partition("=")[0].strip()
@@ -110,7 +110,9 @@ def parameter_values(target: Target, spec: Mapping[str, Any] | None = None) -> d
     """The run's parameter values: the `pipeline:` section plus the `vertex:` section's.
 
     With `spec`, every name must be a parameter of that template and every required parameter
-    must have a value.
+    must have a value. A `pipeline:` parameter left at its default that the template does not
+    take (e.g. the portable pipeline's `predictions_uri`: the Vertex one scores the pool
+    itself) is dropped; set to anything else, it is an error.
 
     Raises:
         ConfigError: An unknown or a missing parameter.
@@ -120,6 +122,14 @@ def parameter_values(target: Target, spec: Mapping[str, Any] | None = None) -> d
     if spec is None:
         return values
     known, required = template_parameters(spec)
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(PipelineParams)
+        if f.default is not dataclasses.MISSING
+    }
+    values = {
+        k: v for k, v in values.items() if k in known or k not in defaults or v != defaults[k]
+    }
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(

@@ -44,6 +44,8 @@ def test_unknown_field_names_line_and_suggests() -> None:
         ("provider: mturk", "pipeline.provider", "must be one of"),
         ("labels: ['a', 'a']", "pipeline.labels", "listed twice"),
         ("holdout_fraction: 1", "pipeline.holdout_fraction", "strictly between 0 and 1"),
+        ("class_balance: 1", "pipeline.class_balance", "expected true or false"),
+        ("selection_strategy: smart", "pipeline.selection_strategy", "must be one of"),
         ("provider_options: '[1]'", "pipeline.provider_options", "must be a JSON object"),
     ],
 )

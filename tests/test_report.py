@@ -698,8 +698,20 @@ needs_chromium = pytest.mark.skipif(
 def open_in_chromium(html_path: Path, screenshot: Path, *, height: int = 2400) -> str:
     """Render the page headless; return chromium's stderr (console messages land there)."""
     assert CHROMIUM is not None
+    # Headless Chromium now and then aborts at start-up on a loaded machine (a zygote pipe
+    # error, signal 6) before loading anything: start it again, up to three times.
+    for _ in range(3):
+        done = _run_chromium(html_path, screenshot, height=height)
+        if done.returncode >= 0:
+            break
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stderr
+
+
+def _run_chromium(html_path: Path, screenshot: Path, *, height: int) -> subprocess.CompletedProcess:
+    assert CHROMIUM is not None
     with tempfile.TemporaryDirectory() as profile:
-        done = subprocess.run(
+        return subprocess.run(
             [
                 CHROMIUM,
                 "--headless",
@@ -723,8 +735,6 @@ def open_in_chromium(html_path: Path, screenshot: Path, *, height: int = 2400) -
             check=False,
             env={**os.environ, "HOME": profile},
         )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done.stderr
 
 
 def console_messages(stderr: str) -> list[str]:

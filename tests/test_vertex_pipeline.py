@@ -54,7 +54,9 @@ def test_parameters_are_the_portable_ones_plus_the_vertex_ones(spec):
 
     params = spec["root"]["inputDefinitions"]["parameters"]
     portable_params = set(labeling_pipeline.component_spec.inputs)
-    assert set(params) == portable_params | set(VERTEX_PARAMETERS)
+    # The Vertex pipeline scores the pool itself (ModelBatchPredictOp), so it takes no
+    # predictions_uri parameter.
+    assert set(params) == (portable_params - {"predictions_uri"}) | set(VERTEX_PARAMETERS)
     assert params["resource_labels"]["parameterType"] == "STRUCT"
     assert "defaultValue" not in params["project"]
 

@@ -339,3 +339,18 @@ def test_upload_to_a_missing_repository_says_how_to_create_it(fake, template, tm
     target = target_for(write_config(tmp_path, template), fake, need_registry=True)
     with pytest.raises(VertexApiError, match="repository-format=KFP"):
         upload(target, str(template), host=f"{fake.endpoint}/registry/proj/missing")
+
+
+def test_portable_only_parameters_at_their_default_are_not_sent_to_the_vertex_template():
+    from labelloop.errors import ConfigError
+    from pipelines.vertex_submit import load_target, parameter_values
+    from tests.conftest import ROOT
+
+    spec = json.loads((ROOT / "compiled" / "vertex_labeling_pipeline.json").read_text())
+    target = load_target("configs/vertex.yaml")
+    values = parameter_values(target, spec)
+    assert "predictions_uri" not in values
+    assert values["selection_strategy"] == target.config.pipeline.selection_strategy
+    changed = load_target("configs/vertex.yaml", overrides=("pipeline.predictions_uri=gs://b/p",))
+    with pytest.raises(ConfigError, match="unknown parameter 'predictions_uri'"):
+        parameter_values(changed, spec)

@@ -43,7 +43,9 @@ class PipelineParams:
     labels: str = "0,1,2,3,4,5,6,7,8,9"
     labelers_per_item: int = 3
     selection_size: int = 200
-    selection_strategy: str = "least_confidence"
+    selection_strategy: str = "cluster_margin"
+    class_balance: bool = False
+    predictions_uri: str = ""
     provider: str = "simulated"
     provider_options: str = "{}"
     consolidation_method: str = "ds"
@@ -136,7 +138,7 @@ class Config:
         return dataclasses.replace(self, pipeline=dataclasses.replace(self.pipeline, **changes))
 
 
-def _line_map(text: str) -> dict[str, int]:
+def line_map(text: str) -> dict[str, int]:
     """Map dotted key paths to the 1-based line where each key appears."""
     lines: dict[str, int] = {}
 
@@ -156,9 +158,18 @@ def _line_map(text: str) -> dict[str, int]:
     return lines
 
 
+# Scalar field types: (accepted YAML types, what to say when the value is not one of them).
+_SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "bool": (bool, "expected true or false"),
+    "int": (int, "expected a whole number"),
+    "float": ((int, float), "expected a number"),
+}
+
+
 def _coerce(value: Any, annotation: Any, *, field: str) -> Any:
     """Coerce a YAML value to a dataclass field's type, or raise ValueError."""
-    if annotation in ("str", str):
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    if name == "str":
         if isinstance(value, list | tuple) and field == "labels":
             return ",".join(str(v) for v in value)
         if isinstance(value, dict) and field == "provider_options":
@@ -166,14 +177,12 @@ def _coerce(value: Any, annotation: Any, *, field: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError("expected a string")
         return str(value)
-    if annotation in ("int", int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("expected a whole number")
-        return value
-    if annotation in ("float", float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("expected a number")
-        return float(value)
+    if name in _SCALARS:
+        accepted, message = _SCALARS[name]
+        # YAML's true/false are ints to Python: only a bool field takes them.
+        if (isinstance(value, bool) and name != "bool") or not isinstance(value, accepted):
+            raise ValueError(message)
+        return float(value) if isinstance(value, int | float) and name == "float" else value
     return value
 
 
@@ -250,7 +259,7 @@ def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = 
         ) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with a 'pipeline:' section", source=path)
-    lines = _line_map(text)
+    lines = line_map(text)
     for override in overrides:
         key, value = parse_override(override)
         section, _, name = key.partition(".")

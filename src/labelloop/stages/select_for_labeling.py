@@ -1,20 +1,24 @@
-"""Stage 2: pick the items humans should label next (active learning, or a seeded cold start)."""
+"""Stage 2: pick the items humans should label next (active learning, or a cold start)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+from typing import Any
 
 import numpy as np
 
 from labelloop import state, storage
-from labelloop.active_learning.strategies import least_confidence, random_sample, top_k
-from labelloop.errors import InputError
-from labelloop.schemas import TaskType, parse_labels
+from labelloop.active_learning import strategies
+from labelloop.errors import InputError, summarize_bad_records
+from labelloop.schemas import Item, TaskType, ml_use_for, parse_labels, text_item_id
 from labelloop.stages.generate_import_file import read_import_file
 
 log = logging.getLogger(__name__)
+
+HISTOGRAM_EDGES = np.linspace(0.0, 1.0, 11)
+BAD_RECORDS_IN_SUMMARY = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +32,65 @@ class SelectionResult:
     mean_score: float
 
 
+def _excluded_ids(state_uri: str) -> set[str]:
+    """Items already labeled or already queued (registered in a dataset) in earlier rounds."""
+    ids = state.imported_ids(state_uri)
+    ids.update(str(row["item"]) for row in state.labeled_rows(state_uri) if "item" in row)
+    return ids
+
+
+def _summary(
+    *,
+    strategy: str,
+    cold_start: bool,
+    pool: int,
+    chosen: list[dict[str, Any]],
+    bad: list[Any],
+    bad_count: int,
+    labels: list[str],
+    excluded: int,
+    class_balance: bool,
+    source: str,
+    pool_histogram: dict[str, list[Any]] | None,
+) -> dict[str, Any]:
+    scores = np.asarray([c["score"] for c in chosen], dtype=np.float64)
+    hist, edges = np.histogram(np.clip(scores, 0.0, 1.0), bins=HISTOGRAM_EDGES)
+    mix: dict[str, int] = {}
+    if not cold_start:
+        mix = dict.fromkeys(labels, 0)
+        for c in chosen:
+            if c["predicted"] is not None:
+                mix[c["predicted"]] = mix.get(c["predicted"], 0) + 1
+    return {
+        "strategy": strategy,
+        "cold_start": cold_start,
+        "pool": pool,
+        "selected": len(chosen),
+        "bad_records": bad_count,
+        "items": chosen,
+        "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
+        "predicted_class_mix": mix,
+        # Additions beyond the contract.
+        "excluded": excluded,
+        "class_balance": class_balance,
+        "source": source,
+        "pool_score_histogram": pool_histogram,
+        "bad": [
+            {"source": b.source, "line": b.line, "field": b.field, "reason": b.reason}
+            for b in bad[:BAD_RECORDS_IN_SUMMARY]
+        ],
+    }
+
+
+def _item_for(content: str, item_id: str, pool: dict[str, Item]) -> Item:
+    """The import-file item of a selected prediction (from the pool when it is there)."""
+    if item_id in pool:
+        return pool[item_id]
+    if item_id == text_item_id(content):
+        return Item(id=item_id, text=content, ml_use=ml_use_for(item_id))
+    return Item(id=item_id, uri=item_id, ml_use=ml_use_for(item_id))
+
+
 def select_for_labeling(
     *,
     import_uri: str,
@@ -39,69 +102,188 @@ def select_for_labeling(
     seed: int,
     output_uri: str,
     summary_uri: str,
+    predictions_uri: str = "",
+    class_balance: bool = False,
 ) -> SelectionResult:
-    """Score the pool with the previous round's model and keep the `k` most uncertain.
+    """Score the pool and keep the `k` items most worth labeling.
 
-    Without a model (the first round) or with `strategy="random"`, a seeded random sample.
+    With `predictions_uri` the scores come from those predictions (a Vertex batch-prediction
+    output folder / prefix, or a predictions JSONL), streamed in bounded memory. Otherwise the
+    previous round's local model (`models/latest/` under `state_uri`) scores the import pool;
+    batch-aware strategies also use its input features (`training.features.featurize`). Without
+    a model (the first round) it is a cold start: k-center diversity sampling on the input
+    features for `k_center` / `cluster_margin`, a seeded random sample otherwise.
+
+    Items labeled or registered in earlier rounds (per `state_uri`) are never selected.
 
     Args:
         import_uri: The pool: the import JSONL from stage 1.
-        state_uri: The loop's state (its `models/latest/` is the previous round's model).
+        state_uri: The loop's state (earlier labels, imports and the latest model).
         task_type: A `TaskType` value.
         labels: The label set, comma-separated.
-        strategy: `random` or `least_confidence`.
+        strategy: One of `strategies.STRATEGIES`.
         k: How many items to select.
-        seed: Seed for the random sample.
+        seed: Seed for random picks, k-center's first pick and k-means.
         output_uri: Where to write the selected items (a Vertex import JSONL).
         summary_uri: Where to write the selection summary (JSON: scores, histogram, class mix).
+        predictions_uri: Predictions to score with instead of the local model ("" = local).
+        class_balance: Spread an uncertainty strategy's picks evenly over predicted classes.
+
+    Raises:
+        InputError: Unknown strategy or task type, k < 1, or predictions not found.
     """
-    if strategy not in ("random", "least_confidence"):
-        raise InputError(f"unknown strategy {strategy!r}", field="selection_strategy")
+    if strategy not in strategies.STRATEGIES:
+        raise InputError(
+            f"unknown strategy {strategy!r}; expected one of {', '.join(strategies.STRATEGIES)}",
+            field="selection_strategy",
+        )
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}", field="selection_size")
     task = TaskType.parse(task_type)
     label_list = parse_labels(labels)
     items, bad = read_import_file(import_uri)
-    model_uri = state.path(state_uri, state.MODELS_LATEST) if state_uri else ""
-    from labelloop.training.model import LocalModel
+    if bad:
+        log.warning("pool: %s", summarize_bad_records(bad))
+    excluded_ids = _excluded_ids(state_uri)
 
-    cold_start = strategy == "random" or not LocalModel.exists(model_uri)
-    scores = np.zeros(len(items))
-    predicted: list[str] = []
-    if cold_start:
-        chosen = random_sample(len(items), k, seed=seed)
+    if predictions_uri:
+        from labelloop.active_learning.predictions import select_from_predictions
+
+        picked = select_from_predictions(
+            predictions_uri,
+            k,
+            strategy=strategy,
+            seed=seed,
+            exclude_ids=excluded_ids,
+            labels=label_list,
+            class_balance=class_balance,
+        )
+        pool_items = {item.id: item for item in items}
+        selected = [_item_for(p.content, p.item, pool_items) for p in picked.items]
+        chosen = [
+            {"item": p.item, "score": p.score, "predicted": p.predicted} for p in picked.items
+        ]
+        summary = _summary(
+            strategy=strategy,
+            cold_start=False,
+            pool=picked.pool,
+            chosen=chosen,
+            bad=bad + picked.bad,
+            bad_count=len(bad) + picked.bad_records,
+            labels=label_list,
+            excluded=picked.excluded,
+            class_balance=class_balance,
+            source=predictions_uri,
+            pool_histogram=picked.pool_histogram,
+        )
+        cold_start = False
+        used = strategy
     else:
-        model = LocalModel.load(model_uri)
-        proba = model.predict_proba(items)
-        scores = least_confidence(proba)
-        chosen = top_k(scores, k)
-        predicted = [model.labels[j] for j in proba.argmax(axis=1)] if len(items) else []
-    selected = [items[i] for i in chosen]
+        selected, summary = _select_local(
+            items,
+            task=task,
+            labels=label_list,
+            state_uri=state_uri,
+            strategy=strategy,
+            k=k,
+            seed=seed,
+            excluded_ids=excluded_ids,
+            class_balance=class_balance,
+            bad=bad,
+        )
+        cold_start = bool(summary["cold_start"])
+        used = str(summary["strategy"])
     storage.write_jsonl(output_uri, (item.to_import_record(task) for item in selected))
-    chosen_scores = scores[chosen] if len(chosen) else np.zeros(0)
-    hist, edges = np.histogram(chosen_scores, bins=10, range=(0.0, 1.0))
-    class_mix = {label: 0 for label in label_list}
-    for i in chosen:
-        if predicted:
-            class_mix[predicted[i]] += 1
-    summary = {
-        "strategy": "random" if cold_start else strategy,
-        "cold_start": cold_start,
-        "pool": len(items),
-        "selected": len(selected),
-        "bad_records": len(bad),
-        "items": [
-            {"item": items[i].id, "score": float(scores[i]), "predicted": predicted[i] if predicted else None}
-            for i in chosen
-        ],
-        "score_histogram": {"counts": hist.tolist(), "edges": edges.tolist()},
-        "predicted_class_mix": class_mix if predicted else {},
-    }
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
+    scores = [c["score"] for c in summary["items"]]
     result = SelectionResult(
-        pool=len(items),
+        pool=int(summary["pool"]),
         selected=len(selected),
-        strategy=summary["strategy"],
+        strategy=used,
         cold_start=cold_start,
-        mean_score=float(chosen_scores.mean()) if len(chosen_scores) else 0.0,
+        mean_score=float(np.mean(scores)) if scores else 0.0,
     )
     log.info("selection: %s", result)
     return result
+
+
+def _select_local(
+    items: list[Item],
+    *,
+    task: TaskType,
+    labels: list[str],
+    state_uri: str,
+    strategy: str,
+    k: int,
+    seed: int,
+    excluded_ids: set[str],
+    class_balance: bool,
+    bad: list[Any],
+) -> tuple[list[Item], dict[str, Any]]:
+    """Select from the import pool with the local model (or a cold start)."""
+    from labelloop.training.model import LocalModel
+
+    exclude = np.fromiter((item.id in excluded_ids for item in items), dtype=bool, count=len(items))
+    model_uri = state.path(state_uri, state.MODELS_LATEST) if state_uri else ""
+    has_model = LocalModel.exists(model_uri)
+    proba: np.ndarray | None = None
+    model_labels = labels
+    if has_model and strategy != "random" and items:
+        model = LocalModel.load(model_uri)
+        proba = model.predict_proba(items)
+        model_labels = model.labels
+    features: Any = None
+    labeled_features: Any = None
+    if strategy in strategies.NEEDS_FEATURES and items:
+        from labelloop.training.features import featurize
+
+        features = featurize(items, task)
+        if task.is_image:
+            labeled = sorted({str(r["item"]) for r in state.labeled_rows(state_uri) if "item" in r})
+            labeled_items = [Item(id=i, uri=i) for i in labeled if not i.startswith("text:")]
+            if labeled_items:
+                labeled_features = featurize(labeled_items, task)
+    if task.is_text and strategy == "cluster_margin" and proba is not None:
+        # Hashed n-grams are too wide to cluster densely: cluster the model's outputs instead.
+        features = proba
+    picked = strategies.select(
+        strategy,
+        k,
+        seed=seed,
+        n=len(items),
+        proba=proba,
+        features=features,
+        labeled_features=labeled_features,
+        exclude=exclude,
+        class_balance=class_balance,
+    )
+    predicted: list[str | None] = [None] * len(items)
+    if proba is not None and len(items):
+        predicted = [model_labels[j] for j in proba.argmax(axis=1)]
+    chosen = [
+        {"item": items[i].id, "score": float(picked.scores[i]), "predicted": predicted[i]}
+        for i in picked.indices
+    ]
+    summary = _summary(
+        strategy=picked.strategy,
+        cold_start=picked.cold_start,
+        pool=int(len(items) - exclude.sum()),
+        chosen=chosen,
+        bad=bad,
+        bad_count=len(bad),
+        labels=labels,
+        excluded=int(exclude.sum()),
+        class_balance=class_balance,
+        source="local_model" if proba is not None else "none",
+        pool_histogram=(
+            {
+                "counts": np.histogram(
+                    np.clip(picked.scores[~exclude], 0, 1), bins=HISTOGRAM_EDGES
+                )[0].tolist(),
+                "edges": HISTOGRAM_EDGES.tolist(),
+            }
+            if proba is not None
+            else None
+        ),
+    )
+    return [items[i] for i in picked.indices], summary

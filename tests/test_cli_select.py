@@ -1,0 +1,121 @@
+"""`labelloop select PREDICTIONS --k N --strategy NAME --out FILE`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from labelloop.active_learning import strategies as al
+from labelloop.active_learning.predictions import write_predictions
+from labelloop.cli import main
+
+LABELS = ["a", "b", "c"]
+
+
+def _predictions(path: Path, n: int = 50) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(0)
+    ids = [f"gs://bucket/x/{i}.png" for i in range(n)]
+    proba = rng.dirichlet(np.ones(3), size=n)
+    write_predictions(str(path), ids, LABELS, proba)
+    return ids, proba
+
+
+def test_select_writes_the_import_file_and_summary(tmp_path: Path, capsys) -> None:
+    pred = tmp_path / "pred.jsonl"
+    ids, proba = _predictions(pred)
+    with pred.open("a") as fh:
+        fh.write('{"instance": {"content": "gs://bucket/bad.png"}, "prediction": {}}\n')
+    out = tmp_path / "next.jsonl"
+    code = main(["select", str(pred), "--k", "5", "--strategy", "margin", "--out", str(out)])
+    assert code == 0
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    expected = al.top_k(al.margin(proba), 5)
+    assert [r["imageGcsUri"] for r in records] == [ids[i] for i in expected]
+    summary = json.loads((tmp_path / "next.summary.json").read_text())
+    assert summary["selected"] == 5
+    assert summary["pool"] == 50
+    assert summary["bad_records"] == 1
+    assert summary["bad"] == [
+        {
+            "source": str(pred),
+            "line": 51,
+            "field": "prediction.confidences",
+            "reason": "missing or empty",
+        }
+    ]
+    assert sum(summary["predicted_class_mix"].values()) == 5
+    printed = capsys.readouterr().out
+    assert "selected 5 of 50 (margin)" in printed
+    assert f"{pred}:51" in printed
+
+
+def test_select_with_exclusions_and_text_task(tmp_path: Path) -> None:
+    pred = tmp_path / "pred.jsonl"
+    ids, proba = _predictions(pred)
+    best = al.top_k(al.least_confidence(proba), 4)
+    exclude = tmp_path / "done.txt"
+    exclude.write_text(ids[best[0]] + "\n")
+    out = tmp_path / "next.jsonl"
+    code = main(
+        [
+            "select",
+            str(pred),
+            "--k",
+            "3",
+            "--strategy",
+            "least_confidence",
+            "--out",
+            str(out),
+            "--exclude",
+            str(exclude),
+            "--task-type",
+            "text_classification",
+            "--summary",
+            str(tmp_path / "s.json"),
+        ]
+    )
+    assert code == 0
+    records = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["textGcsUri"] for r in records] == [ids[i] for i in best[1:4]]
+    assert json.loads((tmp_path / "s.json").read_text())["excluded"] == 1
+
+
+def test_select_reports_bad_arguments_with_exit_code_2(tmp_path: Path, capsys) -> None:
+    code = main(
+        ["select", str(tmp_path / "missing.jsonl"), "--k", "3", "--out", str(tmp_path / "o.jsonl")]
+    )
+    assert code == 2
+    assert "no predictions found" in capsys.readouterr().err
+    pred = tmp_path / "pred.jsonl"
+    _predictions(pred)
+    assert main(["select", str(pred), "--k", "0", "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
+def test_select_runs_as_a_command(tmp_path: Path) -> None:
+    pred = tmp_path / "pred.jsonl"
+    _predictions(pred, n=20)
+    out = tmp_path / "next.jsonl"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "labelloop.cli",
+            "select",
+            str(pred),
+            "--k",
+            "4",
+            "--strategy",
+            "cluster_margin",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert len(out.read_text().splitlines()) == 4
