@@ -12,7 +12,7 @@ def train_model(
     consolidated: dsl.Input[dsl.Dataset],
     dataset: dsl.Input[dsl.Dataset],
     task_type: str,
-    labels: str,
+    label_set: str,
     state_uri: str,
     holdout_fraction: float,
     seed: int,
@@ -26,7 +26,9 @@ def train_model(
         consolidated: This round's consolidated labels.
         dataset: This round's items (for inline text).
         task_type: A labelloop task type.
-        labels: The label set, comma-separated.
+        label_set: The label set, comma-separated. (Not `labels`: when this component runs as
+            a Vertex custom job, `create_custom_training_job_from_component` adds its own
+            `labels` input, the job's resource labels, which would shadow ours.)
         state_uri: The loop's state (earlier labels in, the model out for the next round).
         holdout_fraction: Share held out for evaluation.
         seed: Split and solver seed.
@@ -46,7 +48,7 @@ def train_model(
         consolidated_uri=consolidated.path,
         items_uri=dataset.path,
         task_type=task_type,
-        labels=labels,
+        labels=label_set,
         state_uri=state_uri,
         holdout_fraction=holdout_fraction,
         seed=seed,

@@ -8,16 +8,13 @@ Vertex AI Pipelines and any Kubeflow Pipelines cluster.
         -> report (every branch)
 """
 
+from typing import Any
+
 from kfp import dsl
 
-from components.create_dataset import create_dataset
-from components.gates import join_outcome, record_gate_decision
 from components.generate_import_file import generate_import_file
-from components.quality_gate import quality_gate
-from components.run_labeling_job import run_labeling_job
-from components.select_for_labeling import select_for_labeling
 from components.train_model import train_model
-from components.write_report import write_report
+from pipelines.dag import gated_training, label_round, run_report
 
 PIPELINE_NAME = "labelloop-labeling"
 
@@ -77,84 +74,52 @@ def labeling_pipeline(
     listing = generate_import_file(
         source_uri=source_uri, task_type=task_type, state_uri=state_uri
     ).set_display_name("List source and write import file")
-    selection = select_for_labeling(
+    round_ = label_round(
         pool=listing.outputs["import_file"],
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=selection_strategy,
-        k=selection_size,
-        seed=seed,
         predictions_uri=predictions_uri,
-        class_balance=class_balance,
-    ).set_display_name("Select items to label (active learning)")
-    dataset = create_dataset(
-        selected=selection.outputs["selected"],
-        task_type=task_type,
         display_name=PIPELINE_NAME,
         state_uri=state_uri,
-    ).set_display_name("Create dataset")
-    labeling = run_labeling_job(
-        dataset=dataset.outputs["dataset"],
         task_type=task_type,
         labels=labels,
+        labelers_per_item=labelers_per_item,
+        selection_size=selection_size,
+        selection_strategy=selection_strategy,
+        class_balance=class_balance,
         provider=provider,
         provider_options=provider_options,
-        labelers_per_item=labelers_per_item,
-    ).set_display_name("Run labeling job")
-    gate = quality_gate(
-        annotations=labeling.outputs["annotations"],
-        task_type=task_type,
-        labels=labels,
         consolidation_method=consolidation_method,
         agreement_metric=agreement_metric,
         min_confidence=min_confidence,
-        state_uri=state_uri,
         gold_uri=gold_uri,
-    ).set_display_name("Quality gate: agreement and consolidation")
+        seed=seed,
+    )
 
-    with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
-        with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
-            training = train_model(
-                consolidated=gate.outputs["consolidated"],
-                dataset=dataset.outputs["dataset"],
+    def train() -> Any:
+        return (
+            train_model(
+                consolidated=round_.gate.outputs["consolidated"],
+                dataset=round_.dataset.outputs["dataset"],
                 task_type=task_type,
-                labels=labels,
+                label_set=labels,
                 state_uri=state_uri,
                 holdout_fraction=holdout_fraction,
                 seed=seed,
-            ).set_display_name("Train model")
-        with dsl.Else(name="annotators-disagree"):
-            low_agreement = record_gate_decision(
-                gate="agreement",
-                label_count=gate.outputs["label_count"],
-                min_labeled_count=min_labeled_count,
-                agreement=gate.outputs["agreement"],
-                min_agreement=min_agreement,
-                metric=agreement_metric,
-            ).set_display_name("Agreement gate closed: record why")
-        trained_or_not = join_outcome(
-            outcome=dsl.OneOf(training.outputs["outcome"], low_agreement.output)
-        ).set_display_name("Join agreement gate outcome")
-    with dsl.Else(name="too-few-labels"):
-        too_few = record_gate_decision(
-            gate="label_count",
-            label_count=gate.outputs["label_count"],
-            min_labeled_count=min_labeled_count,
-            agreement=gate.outputs["agreement"],
-            min_agreement=min_agreement,
-            metric=agreement_metric,
-        ).set_display_name("Count gate closed: record why")
+            )
+            .set_display_name("Train model")
+            .outputs["outcome"]
+        )
 
-    write_report(
-        quality=gate.outputs["quality"],
-        selection_summary=selection.outputs["summary"],
-        review=gate.outputs["review"],
-        dataset=dataset.outputs["dataset"],
-        annotations=labeling.outputs["annotations"],
-        outcome=dsl.OneOf(trained_or_not.output, too_few.output),
-        state_uri=state_uri,
-        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    outcome = gated_training(
+        round_,
         min_labeled_count=min_labeled_count,
         min_agreement=min_agreement,
-    ).set_display_name("Write run report")
+        agreement_metric=agreement_metric,
+        train=train,
+    )
+    run_report(
+        round_,
+        outcome,
+        state_uri=state_uri,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
+    )

@@ -149,6 +149,26 @@ def _quiet_kfp(writer: StageLines) -> Iterator[None]:
         root.handlers = saved
 
 
+@contextlib.contextmanager
+def _temp_dir(folder: Path) -> Iterator[None]:
+    """Point TMPDIR at `folder` for the block, then put it back.
+
+    Each kfp.local task leaves a `mktemp -d` folder behind: keep them inside the run folder. Put
+    back afterwards, so nothing else in the process (a browser's sockets, say) inherits it.
+    """
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+
+
 def prepare(config: Config, *, cache_dir: Path) -> tuple[dict[str, Any], str | None]:
     """Pipeline parameter values with `sample://` resolved; also the truth file, if known."""
     params = config.pipeline.as_parameter_values()
@@ -320,9 +340,6 @@ def run_local(
     if not params["state_uri"]:
         params["state_uri"] = str(run_root / "state")
     truth = read_truth(truth_uri) if truth_uri and storage.exists(truth_uri) else {}
-    # Each kfp.local task leaves a mktemp folder behind; keep them inside the run folder.
-    os.environ["TMPDIR"] = str(tmp)
-    tempfile.tempdir = str(tmp)
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(outputs),
@@ -331,7 +348,7 @@ def run_local(
     summaries: list[RoundSummary] = []
     log_path = run_root / "kfp.log"
     console.write(f"labelloop: {rounds} round(s), outputs in {run_root}\n")
-    with log_path.open("a", encoding="utf-8") as log_file:
+    with log_path.open("a", encoding="utf-8") as log_file, _temp_dir(tmp):
         for index in range(1, rounds + 1):
             round_params = dict(params, seed=int(params["seed"]) + index - 1)
             console.write(f"round {index}/{rounds}\n")

@@ -7,7 +7,7 @@
                  labeled import file ->
                    If automl_classification:   ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
                    Elif automl_object_detection: ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
-                   Else (text):                TextDatasetCreateOp -> train_text_model (custom job)
+                   Else (text):                TextDatasetCreateOp -> train_model (custom job)
                  Else: record why not
            Else: record why not
         -> report (every branch)
@@ -36,12 +36,9 @@ from google_cloud_pipeline_components.v1.custom_job import (
 from google_cloud_pipeline_components.v1.dataset import ImageDatasetCreateOp, TextDatasetCreateOp
 from kfp import dsl
 
-from components.create_dataset import create_dataset
-from components.gates import join_outcome, record_gate_decision
+from components.gates import join_outcome
 from components.generate_import_file import generate_import_file
-from components.quality_gate import quality_gate
-from components.run_labeling_job import run_labeling_job
-from components.select_for_labeling import select_for_labeling
+from components.train_model import train_model
 from components.vertex import (
     artifact_uri,
     batch_predict_instances,
@@ -49,11 +46,10 @@ from components.vertex import (
     latest_vertex_model,
     no_predictions,
     record_vertex_model,
-    train_text_model,
     vertex_task_plan,
 )
-from components.write_report import write_report
 from labelloop.vertex_config import TrainingSettings
+from pipelines.dag import gated_training, label_round, run_report
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
 # The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:`).
@@ -80,7 +76,7 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
     settings = training or TrainingSettings()
     settings.validate()
     custom_train_model = create_custom_training_job_from_component(
-        train_text_model,
+        train_model,
         display_name="labelloop-train-text",
         machine_type=settings.custom_job_machine_type,
     )
@@ -189,185 +185,134 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
         with dsl.Else(name="no-vertex-model-yet"):
             unscored = no_predictions().set_display_name("No predictions yet")
 
-        selection = select_for_labeling(
+        round_ = label_round(
             pool=listing.outputs["import_file"],
-            state_uri=state_uri,
-            task_type=task_type,
-            labels=labels,
-            strategy=selection_strategy,
-            k=selection_size,
-            seed=seed,
             predictions_uri=dsl.OneOf(scored.output, unscored.output),
-            class_balance=class_balance,
-        ).set_display_name("Select items to label (active learning)")
-        dataset = create_dataset(
-            selected=selection.outputs["selected"],
-            task_type=task_type,
             display_name=PIPELINE_NAME,
+            dataset_task_name="Validate and record this round's items",
             state_uri=state_uri,
-        ).set_display_name("Validate and record this round's items")
-        labeling = run_labeling_job(
-            dataset=dataset.outputs["dataset"],
             task_type=task_type,
             labels=labels,
+            labelers_per_item=labelers_per_item,
+            selection_size=selection_size,
+            selection_strategy=selection_strategy,
+            class_balance=class_balance,
             provider=provider,
             provider_options=provider_options,
-            labelers_per_item=labelers_per_item,
-        ).set_display_name("Run labeling job")
-        gate = quality_gate(
-            annotations=labeling.outputs["annotations"],
-            task_type=task_type,
-            labels=labels,
             consolidation_method=consolidation_method,
             agreement_metric=agreement_metric,
             min_confidence=min_confidence,
-            state_uri=state_uri,
             gold_uri=gold_uri,
-        ).set_display_name("Quality gate: agreement and consolidation")
+            seed=seed,
+        )
+        vertex = {
+            "project": project,
+            "location": location,
+            "labels": resource_labels,
+            "encryption_spec_key_name": encryption_spec_key_name,
+        }
 
-        with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
-            with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
-                import_file = labeled_import_file(
-                    consolidated=gate.outputs["consolidated"],
-                    dataset=dataset.outputs["dataset"],
+        def automl(import_file: Any, *, prediction_type: str, multi_label: Any, name: str) -> Any:
+            """An image dataset, an AutoML training job on it, and the model recorded."""
+            data = ImageDatasetCreateOp(
+                display_name=PIPELINE_NAME,
+                gcs_source=import_file.outputs["gcs_uri"],
+                import_schema_uri=plan.outputs["import_schema_uri"],
+                **vertex,
+            ).set_display_name(f"Create Vertex image dataset ({name})")
+            job = AutoMLImageTrainingJobRunOp(
+                display_name=f"labelloop-automl-{prediction_type.replace('_', '-')}",
+                dataset=data.outputs["dataset"],
+                prediction_type=prediction_type,
+                multi_label=multi_label,
+                model_type=settings.model_type(prediction_type),
+                budget_milli_node_hours=settings.budget_milli_node_hours(prediction_type),
+                disable_early_stopping=settings.disable_early_stopping,
+                training_fraction_split=settings.training_fraction_split,
+                validation_fraction_split=settings.validation_fraction_split,
+                test_fraction_split=settings.test_fraction_split,
+                project=project,
+                location=location,
+                labels=resource_labels,
+                training_encryption_spec_key_name=encryption_spec_key_name,
+                model_encryption_spec_key_name=encryption_spec_key_name,
+            ).set_display_name(f"AutoML image {name}")
+            return record_vertex_model(
+                model=job.outputs["model"],
+                state_uri=state_uri,
+                task_type=task_type,
+                train_items=import_file.outputs["items"],
+            ).set_display_name(f"Record the {name} model")
+
+        def train() -> Any:
+            import_file = labeled_import_file(
+                consolidated=round_.gate.outputs["consolidated"],
+                dataset=round_.dataset.outputs["dataset"],
+                task_type=task_type,
+                state_uri=state_uri,
+            ).set_display_name("Write the labeled import file")
+            with dsl.If(
+                plan.outputs["trainer"] == "automl_classification", name="automl-classification"
+            ):
+                classified = automl(
+                    import_file,
+                    prediction_type="classification",
+                    multi_label=plan.outputs["multi_label"],
+                    name="classification",
+                )
+            with dsl.Elif(
+                plan.outputs["trainer"] == "automl_object_detection",
+                name="automl-object-detection",
+            ):
+                detected = automl(
+                    import_file,
+                    prediction_type="object_detection",
+                    multi_label=False,
+                    name="object detection",
+                )
+            with dsl.Else(name="text-custom-job"):
+                TextDatasetCreateOp(
+                    display_name=PIPELINE_NAME,
+                    gcs_source=import_file.outputs["gcs_uri"],
+                    import_schema_uri=plan.outputs["import_schema_uri"],
+                    **vertex,
+                ).set_display_name("Create Vertex text dataset")
+                text_training = custom_train_model(
+                    service_account=service_account,
+                    network=network,
+                    consolidated=round_.gate.outputs["consolidated"],
+                    dataset=round_.dataset.outputs["dataset"],
                     task_type=task_type,
+                    label_set=labels,
                     state_uri=state_uri,
-                ).set_display_name("Write the labeled import file")
-                with dsl.If(
-                    plan.outputs["trainer"] == "automl_classification", name="automl-classification"
-                ):
-                    classification_data = ImageDatasetCreateOp(
-                        project=project,
-                        location=location,
-                        display_name=PIPELINE_NAME,
-                        gcs_source=import_file.outputs["gcs_uri"],
-                        import_schema_uri=plan.outputs["import_schema_uri"],
-                        labels=resource_labels,
-                        encryption_spec_key_name=encryption_spec_key_name,
-                    ).set_display_name("Create Vertex image dataset")
-                    classification = AutoMLImageTrainingJobRunOp(
-                        project=project,
-                        location=location,
-                        display_name="labelloop-automl-classification",
-                        dataset=classification_data.outputs["dataset"],
-                        prediction_type="classification",
-                        multi_label=plan.outputs["multi_label"],
-                        model_type=settings.classification_model_type,
-                        budget_milli_node_hours=settings.classification_budget_milli_node_hours,
-                        disable_early_stopping=settings.disable_early_stopping,
-                        training_fraction_split=settings.training_fraction_split,
-                        validation_fraction_split=settings.validation_fraction_split,
-                        test_fraction_split=settings.test_fraction_split,
-                        labels=resource_labels,
-                        training_encryption_spec_key_name=encryption_spec_key_name,
-                        model_encryption_spec_key_name=encryption_spec_key_name,
-                    ).set_display_name("AutoML image classification")
-                    classified = record_vertex_model(
-                        model=classification.outputs["model"],
-                        state_uri=state_uri,
-                        task_type=task_type,
-                        train_items=import_file.outputs["items"],
-                    ).set_display_name("Record the classification model")
-                with dsl.Elif(
-                    plan.outputs["trainer"] == "automl_object_detection",
-                    name="automl-object-detection",
-                ):
-                    detection_data = ImageDatasetCreateOp(
-                        project=project,
-                        location=location,
-                        display_name=PIPELINE_NAME,
-                        gcs_source=import_file.outputs["gcs_uri"],
-                        import_schema_uri=plan.outputs["import_schema_uri"],
-                        labels=resource_labels,
-                        encryption_spec_key_name=encryption_spec_key_name,
-                    ).set_display_name("Create Vertex image dataset (boxes)")
-                    detection = AutoMLImageTrainingJobRunOp(
-                        project=project,
-                        location=location,
-                        display_name="labelloop-automl-object-detection",
-                        dataset=detection_data.outputs["dataset"],
-                        prediction_type="object_detection",
-                        multi_label=False,
-                        model_type=settings.object_detection_model_type,
-                        budget_milli_node_hours=settings.object_detection_budget_milli_node_hours,
-                        disable_early_stopping=settings.disable_early_stopping,
-                        training_fraction_split=settings.training_fraction_split,
-                        validation_fraction_split=settings.validation_fraction_split,
-                        test_fraction_split=settings.test_fraction_split,
-                        labels=resource_labels,
-                        training_encryption_spec_key_name=encryption_spec_key_name,
-                        model_encryption_spec_key_name=encryption_spec_key_name,
-                    ).set_display_name("AutoML object detection")
-                    detected = record_vertex_model(
-                        model=detection.outputs["model"],
-                        state_uri=state_uri,
-                        task_type=task_type,
-                        train_items=import_file.outputs["items"],
-                    ).set_display_name("Record the detection model")
-                with dsl.Else(name="text-custom-job"):
-                    TextDatasetCreateOp(
-                        project=project,
-                        location=location,
-                        display_name=PIPELINE_NAME,
-                        gcs_source=import_file.outputs["gcs_uri"],
-                        import_schema_uri=plan.outputs["import_schema_uri"],
-                        labels=resource_labels,
-                        encryption_spec_key_name=encryption_spec_key_name,
-                    ).set_display_name("Create Vertex text dataset")
-                    text_training = custom_train_model(
-                        project=project,
-                        location=location,
-                        service_account=service_account,
-                        network=network,
-                        encryption_spec_key_name=encryption_spec_key_name,
-                        labels=resource_labels,
-                        consolidated=gate.outputs["consolidated"],
-                        dataset=dataset.outputs["dataset"],
-                        task_type=task_type,
-                        label_set=labels,
-                        state_uri=state_uri,
-                        holdout_fraction=holdout_fraction,
-                        seed=seed,
-                    ).set_display_name("Train text model (custom job)")
-                trained = join_outcome(
+                    holdout_fraction=holdout_fraction,
+                    seed=seed,
+                    **vertex,
+                ).set_display_name("Train text model (custom job)")
+            return (
+                join_outcome(
                     outcome=dsl.OneOf(
                         classified.output, detected.output, text_training.outputs["outcome"]
                     )
-                ).set_display_name("Join training outcome")
-            with dsl.Else(name="annotators-disagree"):
-                low_agreement = record_gate_decision(
-                    gate="agreement",
-                    label_count=gate.outputs["label_count"],
-                    min_labeled_count=min_labeled_count,
-                    agreement=gate.outputs["agreement"],
-                    min_agreement=min_agreement,
-                    metric=agreement_metric,
-                ).set_display_name("Agreement gate closed: record why")
-            trained_or_not = join_outcome(
-                outcome=dsl.OneOf(trained.output, low_agreement.output)
-            ).set_display_name("Join agreement gate outcome")
-        with dsl.Else(name="too-few-labels"):
-            too_few = record_gate_decision(
-                gate="label_count",
-                label_count=gate.outputs["label_count"],
-                min_labeled_count=min_labeled_count,
-                agreement=gate.outputs["agreement"],
-                min_agreement=min_agreement,
-                metric=agreement_metric,
-            ).set_display_name("Count gate closed: record why")
+                )
+                .set_display_name("Join training outcome")
+                .output
+            )
 
-        write_report(
-            quality=gate.outputs["quality"],
-            selection_summary=selection.outputs["summary"],
-            outcome=dsl.OneOf(trained_or_not.output, too_few.output),
-            state_uri=state_uri,
-            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        outcome = gated_training(
+            round_,
             min_labeled_count=min_labeled_count,
             min_agreement=min_agreement,
-            review=gate.outputs["review"],
-            dataset=dataset.outputs["dataset"],
-            annotations=labeling.outputs["annotations"],
-        ).set_display_name("Write run report")
+            agreement_metric=agreement_metric,
+            train=train,
+        )
+        run_report(
+            round_,
+            outcome,
+            state_uri=state_uri,
+            min_labeled_count=min_labeled_count,
+            min_agreement=min_agreement,
+        )
 
     return vertex_labeling_pipeline
 

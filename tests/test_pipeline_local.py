@@ -128,3 +128,15 @@ def test_missing_source_fails_the_round_with_the_reason(digits_sample, tmp_path:
     assert rows[0].status.startswith("failed")
     assert "FAIL generate-import-file" in console
     assert "source directory does not exist" in (run_root / "kfp.log").read_text()
+
+
+def test_run_leaves_the_process_temp_dir_as_it_found_it(digits_sample, tmp_path: Path) -> None:
+    import os
+    import tempfile
+
+    before = (os.environ.get("TMPDIR"), tempfile.tempdir)
+    config = _config(digits_sample, tmp_path, selection_size=20, min_labeled_count=1000)
+    run_root, _, _ = _run(config, tmp_path)
+    assert (os.environ.get("TMPDIR"), tempfile.tempdir) == before
+    # kfp.local's per-task scratch folders went to the run folder, not the system's.
+    assert any((run_root / "tmp").iterdir())

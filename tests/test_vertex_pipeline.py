@@ -80,7 +80,7 @@ def test_gcpc_ops_and_settings_per_branch(spec):
         "automl-image-training-job",
         "automl-image-training-job-2",
         "model-batch-predict",
-        "train-text-model",
+        "train-model",
     } <= gcpc
 
     def constant(task: str, name: str) -> Any:
@@ -101,9 +101,9 @@ def test_gcpc_ops_and_settings_per_branch(spec):
         schema["componentInputParameter"] == "pipelinechannel--vertex-task-plan-import_schema_uri"
     )
     # The custom job's resource labels are the run's labels, not the label set.
-    labels = tasks["train-text-model"]["inputs"]["parameters"]["labels"]
+    labels = tasks["train-model"]["inputs"]["parameters"]["labels"]
     assert labels["componentInputParameter"] == "pipelinechannel--resource_labels"
-    assert tasks["train-text-model"]["inputs"]["parameters"]["label_set"][
+    assert tasks["train-model"]["inputs"]["parameters"]["label_set"][
         "componentInputParameter"
     ].endswith("labels")
 
@@ -136,7 +136,7 @@ def test_image_is_pinned_everywhere_including_the_custom_job(spec):
 
     text = json.dumps(spec)
     assert IMAGE not in text
-    pools = spec["components"]["comp-train-text-model"]["inputDefinitions"]["parameters"][
+    pools = spec["components"]["comp-train-model"]["inputDefinitions"]["parameters"][
         "worker_pool_specs"
     ]
     (pool,) = pools["defaultValue"]

@@ -159,17 +159,17 @@ def line_map(text: str) -> dict[str, int]:
 
 
 # Scalar field types: (accepted YAML types, what to say when the value is not one of them).
-_SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "bool": (bool, "expected true or false"),
-    "int": (int, "expected a whole number"),
-    "float": ((int, float), "expected a number"),
+_SCALARS: dict[type, tuple[type | tuple[type, ...], str]] = {
+    bool: (bool, "expected true or false"),
+    int: (int, "expected a whole number"),
+    float: ((int, float), "expected a number"),
 }
 
 
-def _coerce(value: Any, annotation: Any, *, field: str) -> Any:
+def _coerce(value: Any, kind: Any, *, field: str) -> Any:
     """Coerce a YAML value to a dataclass field's type, or raise ValueError."""
-    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    if name == "str":
+    if kind is str:
+        # Friendlier YAML for two pipeline parameters that travel as strings.
         if isinstance(value, list | tuple) and field == "labels":
             return ",".join(str(v) for v in value)
         if isinstance(value, dict) and field == "provider_options":
@@ -177,22 +177,37 @@ def _coerce(value: Any, annotation: Any, *, field: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError("expected a string")
         return str(value)
-    if name in _SCALARS:
-        accepted, message = _SCALARS[name]
+    if kind in _SCALARS:
+        accepted, message = _SCALARS[kind]
         # YAML's true/false are ints to Python: only a bool field takes them.
-        if (isinstance(value, bool) and name != "bool") or not isinstance(value, accepted):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, accepted):
             raise ValueError(message)
-        return float(value) if isinstance(value, int | float) and name == "float" else value
-    return value
+        return float(value) if isinstance(value, int | float) and kind is float else value
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping")
+        return {str(k): str(v) for k, v in value.items()}
+    raise ValueError(f"unsupported field type {kind}")
 
 
-def _build(cls: type[Any], data: Any, *, section: str, source: str, lines: dict[str, int]) -> Any:
+def build_section(
+    cls: type[Any], data: Any, *, section: str, source: str | None, lines: Mapping[str, int]
+) -> Any:
+    """Build dataclass `cls` from a YAML mapping, typed field by field.
+
+    Nested dataclass fields are built recursively (their paths are `section.field.sub`).
+
+    Raises:
+        ConfigError: Not a mapping, an unknown field (with a close-match hint), a value of the
+            wrong type, or a required field missing; each naming file, line and field.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
             "expected a mapping", source=source, line=lines.get(section), field=section
         )
+    hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -203,8 +218,12 @@ def _build(cls: type[Any], data: Any, *, section: str, source: str, lines: dict[
             raise ConfigError(
                 f"unknown field{hint}", source=source, line=lines.get(path), field=path
             )
+        kind = hints[key]
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            kwargs[key] = build_section(kind, value, section=path, source=source, lines=lines)
+            continue
         try:
-            kwargs[key] = _coerce(value, fields[key].type, field=key)
+            kwargs[key] = _coerce(value, kind, field=key)
         except ValueError as exc:
             raise ConfigError(
                 f"{exc}, got {value!r}", source=source, line=lines.get(path), field=path
@@ -277,10 +296,12 @@ def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = 
             line=lines.get(key),
             field=key,
         )
-    pipeline = _build(
+    pipeline = build_section(
         PipelineParams, data.get("pipeline"), section="pipeline", source=path, lines=lines
     )
-    local = _build(LocalSettings, data.get("local"), section="local", source=path, lines=lines)
+    local = build_section(
+        LocalSettings, data.get("local"), section="local", source=path, lines=lines
+    )
     if local.rounds < 1:
         raise ConfigError(
             "must be at least 1", source=path, line=lines.get("local.rounds"), field="local.rounds"

@@ -9,13 +9,13 @@ Nothing here imports kfp or a Google client, and nothing reads the environment.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import typing
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
+from labelloop.config import build_section
 from labelloop.errors import ConfigError
 
 SECTION = "vertex"
@@ -143,6 +143,18 @@ class TrainingSettings:
     test_fraction_split: float = 0.1
     custom_job_machine_type: str = "n1-standard-4"
     batch_predict_machine_type: str = ""
+
+    def model_type(self, prediction_type: str) -> str:
+        """The AutoML model type for `classification` or `object_detection`."""
+        if prediction_type == "object_detection":
+            return self.object_detection_model_type
+        return self.classification_model_type
+
+    def budget_milli_node_hours(self, prediction_type: str) -> int:
+        """The AutoML node-hour budget for `classification` or `object_detection`."""
+        if prediction_type == "object_detection":
+            return self.object_detection_budget_milli_node_hours
+        return self.classification_budget_milli_node_hours
 
     def validate(
         self, *, source: str | None = None, lines: Mapping[str, int] | None = None
@@ -349,57 +361,6 @@ class VertexSettings:
         }
 
 
-def _coerce(value: Any, annotation: Any, *, field: str) -> Any:
-    kind = str(annotation)
-    if kind == "str":
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise ValueError("expected a string")
-        return str(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError("expected true or false")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("expected a whole number")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError("expected a number")
-        return float(value)
-    if kind.startswith("dict"):
-        if not isinstance(value, dict):
-            raise ValueError("expected a mapping")
-        return {str(k): str(v) for k, v in value.items()}
-    raise ValueError(f"unsupported field type {kind} for {field}")
-
-
-def _build(
-    cls: type[Any], data: Any, *, section: str, source: str | None, lines: Mapping[str, int]
-) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise _fail("expected a mapping", field=section, source=source, lines=lines)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    nested = {"schedule": ScheduleSettings, "training": TrainingSettings}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{section}.{key}"
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise _fail(f"unknown field{hint}", field=path, source=source, lines=lines)
-        if cls is VertexSettings and key in nested:
-            kwargs[key] = _build(nested[key], value, section=path, source=source, lines=lines)
-            continue
-        try:
-            kwargs[key] = _coerce(value, fields[key].type, field=path)
-        except ValueError as exc:
-            raise _fail(f"{exc}, got {value!r}", field=path, source=source, lines=lines) from None
-    return cls(**kwargs)
-
-
 def parse_vertex_settings(
     data: Mapping[str, Any] | None,
     *,
@@ -415,5 +376,7 @@ def parse_vertex_settings(
     """
     return typing.cast(
         VertexSettings,
-        _build(VertexSettings, dict(data or {}), section=SECTION, source=source, lines=lines or {}),
+        build_section(
+            VertexSettings, dict(data or {}), section=SECTION, source=source, lines=lines or {}
+        ),
     )

@@ -1,0 +1,165 @@
+"""The DAG pieces both pipelines share: one labeling round, the two gates, and the report.
+
+A pipeline function calls these inside its body; the tasks they create join that pipeline.
+Only what differs between targets stays in the pipeline modules: how the pool is scored
+(`predictions_uri`) and how a model is trained (the `train` callback).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+
+from components.create_dataset import create_dataset
+from components.gates import join_outcome, record_gate_decision
+from components.quality_gate import quality_gate
+from components.run_labeling_job import run_labeling_job
+from components.select_for_labeling import select_for_labeling
+from components.write_report import write_report
+
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+    """The tasks of one labeling round, up to and including the quality gate."""
+
+    selection: Any
+    dataset: Any
+    labeling: Any
+    gate: Any
+
+
+def label_round(
+    *,
+    pool: Any,
+    predictions_uri: Any,
+    display_name: str,
+    dataset_task_name: str = "Create dataset",
+    state_uri: Any,
+    task_type: Any,
+    labels: Any,
+    labelers_per_item: Any,
+    selection_size: Any,
+    selection_strategy: Any,
+    class_balance: Any,
+    provider: Any,
+    provider_options: Any,
+    consolidation_method: Any,
+    agreement_metric: Any,
+    min_confidence: Any,
+    gold_uri: Any,
+    seed: Any,
+) -> Round:
+    """Stages 2-5: select from `pool`, register the items, label them, check the labels.
+
+    `dataset_task_name` names stage 3's task in the console (the Vertex target creates its
+    Vertex dataset later, from the labels, so there stage 3 only validates and records).
+    """
+    selection = select_for_labeling(
+        pool=pool,
+        state_uri=state_uri,
+        task_type=task_type,
+        labels=labels,
+        strategy=selection_strategy,
+        k=selection_size,
+        seed=seed,
+        predictions_uri=predictions_uri,
+        class_balance=class_balance,
+    ).set_display_name("Select items to label (active learning)")
+    dataset = create_dataset(
+        selected=selection.outputs["selected"],
+        task_type=task_type,
+        display_name=display_name,
+        state_uri=state_uri,
+    ).set_display_name(dataset_task_name)
+    labeling = run_labeling_job(
+        dataset=dataset.outputs["dataset"],
+        task_type=task_type,
+        labels=labels,
+        provider=provider,
+        provider_options=provider_options,
+        labelers_per_item=labelers_per_item,
+    ).set_display_name("Run labeling job")
+    gate = quality_gate(
+        annotations=labeling.outputs["annotations"],
+        task_type=task_type,
+        labels=labels,
+        consolidation_method=consolidation_method,
+        agreement_metric=agreement_metric,
+        min_confidence=min_confidence,
+        state_uri=state_uri,
+        gold_uri=gold_uri,
+    ).set_display_name("Quality gate: agreement and consolidation")
+    return Round(selection, dataset, labeling, gate)
+
+
+def gated_training(
+    round_: Round,
+    *,
+    min_labeled_count: Any,
+    min_agreement: Any,
+    agreement_metric: Any,
+    train: Callable[[], Any],
+) -> Any:
+    """`If label_count >= min` and, inside, `If agreement >= min`: `train()`; else why not.
+
+    Args:
+        round_: The round whose gate decides.
+        min_labeled_count: The count gate's threshold.
+        min_agreement: The agreement gate's threshold.
+        agreement_metric: The agreement metric's name, for the closed gate's reason.
+        train: Creates the training tasks (inside both gates) and returns the channel of the
+            training outcome JSON.
+
+    Returns:
+        The channel of the round's outcome JSON, whichever branch ran (a `dsl.OneOf`).
+    """
+    gate = round_.gate
+    closed = {
+        "label_count": gate.outputs["label_count"],
+        "min_labeled_count": min_labeled_count,
+        "agreement": gate.outputs["agreement"],
+        "min_agreement": min_agreement,
+        "metric": agreement_metric,
+    }
+    with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
+        with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
+            trained = train()
+        with dsl.Else(name="annotators-disagree"):
+            low_agreement = record_gate_decision(gate="agreement", **closed).set_display_name(
+                "Agreement gate closed: record why"
+            )
+        # KFP cannot nest dsl.OneOf: join the inner gate's branches first.
+        trained_or_not = join_outcome(
+            outcome=dsl.OneOf(trained, low_agreement.output)
+        ).set_display_name("Join agreement gate outcome")
+    with dsl.Else(name="too-few-labels"):
+        too_few = record_gate_decision(gate="label_count", **closed).set_display_name(
+            "Count gate closed: record why"
+        )
+    return dsl.OneOf(trained_or_not.output, too_few.output)
+
+
+def run_report(
+    round_: Round,
+    outcome: Any,
+    *,
+    state_uri: Any,
+    min_labeled_count: Any,
+    min_agreement: Any,
+) -> Any:
+    """The report task, fed by the round and whichever gate branch ran."""
+    return write_report(
+        quality=round_.gate.outputs["quality"],
+        selection_summary=round_.selection.outputs["summary"],
+        review=round_.gate.outputs["review"],
+        dataset=round_.dataset.outputs["dataset"],
+        annotations=round_.labeling.outputs["annotations"],
+        outcome=outcome,
+        state_uri=state_uri,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
+    ).set_display_name("Write run report")
