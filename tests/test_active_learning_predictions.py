@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,12 @@ import pytest
 
 from labelloop.active_learning import strategies as al
 from labelloop.active_learning.predictions import (
+    PARALLEL_MIN_BYTES,
+    _decode_kept,
+    _parse_valid,
+    _Scanner,
+    hash_ids,
+    parse_line,
     prediction_files,
     select_from_predictions,
     write_predictions,
@@ -264,3 +271,231 @@ def test_vertex_output_prefix_on_gcs(gcs_bucket: str) -> None:
     assert [s.item for s in out.items] == [ids[i] for i in expected]
     assert out.pool == 300
     assert out.items[0].source.startswith(prefix)
+
+
+# --------------------------------------------------------------------------- the compiled fast path
+
+
+def _reference(path: Path, k: int, strategy: str) -> tuple[list[str], list[tuple[int, str]]]:
+    """The straightforward reading: json per line, exact scores, full stable sort."""
+    contents, rows, bad = [], [], []
+    seen: set[str] = set()
+    for number, text in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not text.strip():
+            continue
+        try:
+            content, conf, _ = parse_line(text)
+        except ValueError as exc:
+            bad.append((number, str(exc).partition(": ")[0]))
+            continue
+        if content in seen:
+            bad.append((number, "instance.content"))
+            continue
+        seen.add(content)
+        contents.append(content)
+        rows.append(conf)
+    scores = [float(al.uncertainty(np.asarray([r]), strategy=strategy)[0]) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: (-scores[i], i))
+    return [contents[i] for i in order[:k]], bad
+
+
+def _formats(value: float, i: int) -> str:
+    """The number spellings a JSON writer may use."""
+    return [repr(value), f"{value:.6g}", f"{value:.3e}", f"{value:.17g}", f"{value:.2f}"][i % 5]
+
+
+@pytest.mark.parametrize("strategy", ["least_confidence", "margin", "entropy"])
+def test_selection_equals_the_json_reference_on_random_data_with_ties(
+    tmp_path: Path, strategy: str
+) -> None:
+    rng = np.random.default_rng(11)
+    n = 600
+    proba = rng.dirichlet(np.full(4, 0.7), size=n)
+    # Ties: repeated rows, and rows rounded to two decimals (many equal scores).
+    proba[100:160] = proba[0]
+    proba[200:300] = np.round(proba[200:300], 2)
+    proba[200:300, 3] = 1.0 - proba[200:300, :3].sum(axis=1)
+    proba = np.clip(proba, 0.0, 1.0)
+    lines = []
+    for i, row in enumerate(proba):
+        numbers = ", ".join(_formats(float(v), i + j) for j, v in enumerate(row))
+        lines.append(
+            f'{{"instance": {{"content": "gs://b/{i:04d}.png"}}, '
+            f'"prediction": {{"confidences": [{numbers}]}}}}'
+        )
+    path = tmp_path / "pred.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    expected, bad = _reference(path, 40, strategy)
+    for block_bytes in (997, 1 << 20):
+        out = select_from_predictions(str(path), 40, strategy=strategy, block_bytes=block_bytes)
+        assert [s.item for s in out.items] == expected
+        # Two-decimal spellings can make a row sum to 1.01 or more: bad on both paths alike.
+        assert [(b.line, b.field) for b in out.bad] == bad
+        assert out.pool == n - len(bad)
+
+
+def test_whitespace_and_key_order_variants_take_the_fast_path_and_agree(tmp_path: Path) -> None:
+    conf = [0.125, 0.5, 0.25, 0.125]
+    variants = [
+        '{"instance": {"content": "gs://b/a.png"}, "prediction": {"confidences": %s}}',
+        '{"instance":{"content":"gs://b/a.png","mimeType":"image/png"},"prediction":{"confidences":%s}}',
+        '{ "prediction" : { "confidences" : %s , "ids": ["1","2","3","4"] } ,\t'
+        '"instance" : { "mimeType" : "image/png" , "content" : "gs://b/a.png" } }',
+        '{"prediction": {"displayNames": ["a", "b\\"q", "c", "d"], "confidences": %s}, '
+        '"instance": {"content": "gs://b/a.png"}}',
+        '{"instance": {"content": "gs://b/a.png"}, "prediction": {"confidences": %s}}\r',
+    ]
+    spellings = ["[0.125, 0.5, 0.25, 0.125]", "[1.25e-1,5E-1,0.25 ,\t125e-3]"]
+    scanner = _Scanner(None, 1)
+    for template in variants:
+        for spelling in spellings:
+            line = (template % spelling).encode()
+            scanned = scanner.scan(np.frombuffer(line + b"\n", dtype=np.uint8))
+            assert scanned.status.tolist() == [0], line
+            np.testing.assert_array_equal(scanned.values, conf)
+            assert scanned.chash[0] == hash_ids(["gs://b/a.png"])[0]
+            path = tmp_path / "one.jsonl"
+            path.write_bytes(line + b"\n")
+            out = select_from_predictions(str(path), 1, strategy="least_confidence")
+            assert [s.item for s in out.items] == ["gs://b/a.png"]
+            assert out.items[0].score == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("confidences", "field", "reason"),
+    [
+        ("[01, 0, 0, 0]", "*", "not valid JSON"),
+        ("[1., 0, 0, 0]", "*", "not valid JSON"),
+        ("[.5, 0.5, 0, 0]", "*", "not valid JSON"),
+        ("[+0.5, 0.5, 0, 0]", "*", "not valid JSON"),
+        ("[0.5, 0.5, 0, 0,]", "*", "not valid JSON"),
+        ("[NaN, 0.5, 0.5, 0]", "prediction.confidences", "NaN"),
+        ("[Infinity, 0, 0, 0]", "prediction.confidences", "NaN"),
+        ("[1e400, 0, 0, 0]", "prediction.confidences", "NaN"),
+        ('["0.5", 0.5, 0, 0]', "prediction.confidences", "not all numbers"),
+        ("[true, 0, 0, 0]", "prediction.confidences", "not all numbers"),
+        ("[]", "prediction.confidences", "missing or empty"),
+        ("[-0.5, 0.5, 0.5, 0.5]", "prediction.confidences", "negative"),
+        ("[0.2, 0.2, 0.2, 0.2]", "prediction.confidences", "sums to 0.8"),
+        ("[0.5, 0.5, 0.0101, 0]", "prediction.confidences", "sums to 1.01"),
+    ],
+)
+def test_bad_numbers_among_good_lines_read_as_json_would(
+    tmp_path: Path, confidences: str, field: str, reason: str
+) -> None:
+    ids, proba = _pool(30, seed=12)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    lines = path.read_text().splitlines()
+    lines.insert(
+        7,
+        '{"instance": {"content": "gs://b/bad.png"}, '
+        f'"prediction": {{"confidences": {confidences}}}}}',
+    )
+    path.write_text("\n".join(lines) + "\n")
+    out = select_from_predictions(str(path), 5, strategy="margin", block_bytes=1500)
+    assert [(b.line, b.field) for b in out.bad] == [(8, field)]
+    assert reason in out.bad[0].reason
+    assert out.pool == 30
+    assert [s.item for s in out.items] == [ids[i] for i in al.top_k(al.margin(proba), 5)]
+
+
+def test_values_within_rounding_of_the_sum_tolerance_follow_the_exact_rule(tmp_path: Path) -> None:
+    # 0.99 + 0.02 = 1.01 exactly in decimal; in floats the sum may land either side of 1.01.
+    rows = [[0.99, 0.02], [0.495, 0.495], [0.5, 0.51], [0.5, 0.509999]]
+    path = tmp_path / "pred.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps(
+                {"instance": {"content": f"gs://b/{i}.png"}, "prediction": {"confidences": r}}
+            )
+            + "\n"
+            for i, r in enumerate(rows)
+        )
+    )
+    out = select_from_predictions(str(path), 4, strategy="margin")
+    _, bad = _reference(path, 4, "margin")
+    assert [(b.line, b.field) for b in out.bad] == bad
+
+
+@pytest.mark.parametrize("block_bytes", [1, 64, 333, 4096])
+def test_lines_split_across_block_boundaries_and_long_lines(
+    tmp_path: Path, block_bytes: int
+) -> None:
+    ids, proba = _pool(120, seed=13)
+    # Long ids make some lines longer than a block (the buffer grows).
+    ids = [f"gs://bucket/{'x' * (i % 7) * 90}/{i}.png" for i in range(len(ids))]
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))  # no newline after the last line
+    out = select_from_predictions(str(path), 15, strategy="entropy", block_bytes=block_bytes)
+    assert [s.item for s in out.items] == [ids[i] for i in al.top_k(al.entropy(proba), 15)]
+    assert out.pool == 120
+    assert out.bad_records == 0
+
+
+def test_escaped_and_non_ascii_ids_and_duplicates_hash_alike(tmp_path: Path) -> None:
+    rows = [
+        ("gs://b/caf\u00e9.png", True),  # UTF-8 bytes on the fast path
+        ("gs://b/caf\u00e9.png", False),  # the same id escaped: json.loads path
+        ("gs://b/x.png", True),
+        ("gs://b/x.png", True),
+    ]
+    lines = []
+    for content, plain in rows:
+        rec = {"instance": {"content": content}, "prediction": {"confidences": [0.5, 0.5]}}
+        lines.append(json.dumps(rec, ensure_ascii=not plain))
+    path = tmp_path / "pred.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = select_from_predictions(str(path), 5, strategy="margin")
+    assert [(b.line, b.reason) for b in out.bad] == [(2, "duplicate item"), (4, "duplicate item")]
+    assert sorted(s.item for s in out.items) == ["gs://b/caf\u00e9.png", "gs://b/x.png"]
+    excluded = select_from_predictions(
+        str(path), 5, strategy="margin", exclude_ids=["gs://b/caf\u00e9.png"]
+    )
+    assert excluded.excluded == 1
+    assert [s.item for s in excluded.items] == ["gs://b/x.png"]
+
+
+def test_parallel_scan_of_a_big_block_equals_the_serial_scan(tmp_path: Path) -> None:
+    ids, proba = _pool(6000, seed=14)
+    path = tmp_path / "pred.jsonl"
+    write_predictions(str(path), ids, LABELS, proba)
+    lines = path.read_text().splitlines()
+    lines[3001] = lines[3001].replace('"confidences": [', '"confidences": [-1, ', 1)
+    path.write_text("\n".join(lines) + "\n")
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    assert raw.shape[0] > PARALLEL_MIN_BYTES
+    serial = _Scanner(None, 1).scan(raw)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        parallel = _Scanner(pool, 3).scan(raw)
+    for field in ("line_start", "line_end", "status", "vstart", "vcount", "chash", "values"):
+        np.testing.assert_array_equal(getattr(parallel, field), getattr(serial, field))
+    out = select_from_predictions(str(path), 20, strategy="margin")
+    assert [(b.line, b.field) for b in out.bad] == [(3002, "prediction.confidences")]
+    scores = al.margin(proba)
+    scores[3001] = -np.inf
+    assert [s.item for s in out.items] == [ids[i] for i in al.top_k(scores, 20)]
+    assert out.pool == 5999
+
+
+def test_kept_lines_decode_as_json_does() -> None:
+    def line(names: object, conf: str = "[0.25, 0.75]", content: str = "gs://b/a.png") -> bytes:
+        pred = "" if names is None else f'"displayNames": {json.dumps(names)}, '
+        return (
+            f'{{"instance": {{"content": {json.dumps(content)}}}, '
+            f'"prediction": {{{pred}"confidences": {conf}}}}}'
+        ).encode()
+
+    raws = [
+        line(["cat", "dog"]),
+        line(["c]at", 'd"og']),  # a `]` in a name: json.loads decides
+        line(None),
+        line(["only one"]),  # wrong length: default names
+        line(["cat", "dog"], conf="[0.30452949348101396, 0.69547050651898604]"),
+        line(["cat", "dog"], conf="[2.5e-1,7.5E-1]"),
+        line(["cat", "dog"], content="gs://b/caf\u00e9 \\ x.png"),  # escapes: json path
+        b'{"instance": {"content": "a"}, "prediction": {"displayNames": null, '
+        b'"confidences": [0.5, 0.5]}}',
+    ]
+    assert _decode_kept(raws) == [_parse_valid(r) for r in raws]

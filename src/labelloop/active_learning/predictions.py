@@ -5,14 +5,21 @@ Vertex writes `prediction.results-NNNNN-of-NNNNN` files under its output directo
 "displayNames": [...], "confidences": [...]}}`. The local model's predictions are written in the
 same shape (`write_predictions`), so one reader serves both.
 
-Speed: files are read in blocks of whole lines (16 MiB). In a block, numpy finds the two fields
-the selection needs (`"content":` and `"confidences":`, by their colons) for every line at
-once, and pandas' C CSV parser reads all the confidence lists as one numeric table; no Python
-object is built per number and no dict per line. A line the fast path cannot vouch for (a key
-missing or repeated, escapes in the id, a value that is not a plain number, another number of
-classes, a blank) goes through `json.loads` and the same checks, so the answer does not depend
-on which path read a line. The fast path reads only those two fields: it does not re-validate
-the rest of a line (a line cut short after its confidences still counts).
+Speed: files are read in blocks of whole lines (32 MiB). A compiled scanner (numba) reads each
+block once, byte by byte: it skips strings, finds the `"content"` string (hashed on the fly, no
+Python object per line) and the `"confidences"` list (parsed straight into a float array), and
+gives each line a status. Checks (negative values, sums) and scores are then numpy over the
+whole block. A line the scanner cannot vouch for (a key missing or repeated, escapes in the id,
+a value that is not a plain JSON number, NaN, a sum within rounding of the tolerance) goes
+through `json.loads` and the same checks, so the answer does not depend on which path read a
+line. The fast path reads only those two fields: it does not re-validate the rest of a line
+(a line cut short after its confidences still counts).
+
+Numbers with at most 15 significant digits are parsed exactly (correctly rounded, as
+`float()`); longer ones (e.g. `repr` of a float64) within a few ulps. The running top keeps a
+few spare candidates and the kept lines are re-scored from `json.loads` at the end, so the
+selection equals the exact one. The kept lines are decoded for the output by three regular
+expressions where the scanner vouched for them (`json.loads` otherwise).
 
 Memory: per block a small multiple of the block size; across the pool only the running top
 candidates and one 64-bit hash per item (to find duplicates): about 8 bytes per pool item.
@@ -20,16 +27,20 @@ candidates and one 64-bit hash per item (to find duplicates): about 8 bytes per 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import io
+import itertools
 import json
 import logging
 import math
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from typing import IO, Any
+import os
+import re
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from typing import Any
 
+import numba
 import numpy as np
 
 from labelloop import storage
@@ -41,15 +52,245 @@ log = logging.getLogger(__name__)
 
 VERTEX_RESULTS_PREFIX = "prediction.results-"
 SUM_TOLERANCE = 0.01
-BLOCK_BYTES = 16 << 20
+BLOCK_BYTES = 32 << 20
 MAX_BAD_KEPT = 10_000
 HISTOGRAM_EDGES = np.linspace(0.0, 1.0, 11)
 # Batch-aware strategies and class balancing re-rank this many times k best-by-margin candidates.
 CANDIDATE_FACTOR = 10
+# Spare candidates kept beyond k, re-ranked with exactly parsed confidences at the end.
+SPARE_CANDIDATES = 64
+# Blocks at least this big are scanned in parts on threads, one per core (at most 4).
+PARALLEL_MIN_BYTES = 1 << 20
 
-_CONF_KEY = b'"confidences"'
-_CONTENT_KEY = b'"content"'
 _MASK64 = (1 << 64) - 1
+
+# --------------------------------------------------------------------------- compiled scanner
+
+# Line status from `_scan`.
+_EXACT, _APPROX, _SLOW, _BLANK = 0, 1, 2, 3
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_POW10 = np.array([10.0**i for i in range(23)])
+_CONF_KEY = np.frombuffer(b'"confidences"', dtype=np.uint8).copy()
+_CONTENT_KEY = np.frombuffer(b'"content"', dtype=np.uint8).copy()
+
+
+@numba.njit(cache=True, nogil=True)
+def _at(buf: np.ndarray, i: int, key: np.ndarray) -> bool:  # pragma: no cover - compiled
+    if i + key.shape[0] > buf.shape[0]:
+        return False
+    for j in range(key.shape[0]):  # noqa: SIM110 - compiled loop, no generator
+        if buf[i + j] != key[j]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _skip_ws(buf: np.ndarray, i: int, n: int) -> int:  # pragma: no cover - compiled
+    while i < n and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
+        i += 1
+    return i
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _scan(  # noqa: PLR0917 - numba: plain arrays in, no objects
+    buf: np.ndarray,
+    pos: int,
+    values: np.ndarray,
+    line_start: np.ndarray,
+    line_end: np.ndarray,
+    status: np.ndarray,
+    vstart: np.ndarray,
+    vcount: np.ndarray,
+    chash: np.ndarray,
+) -> tuple[int, int, int]:  # pragma: no cover - compiled
+    """Read lines of `buf` from `pos` in one pass: confidences, the content's hash, a status.
+
+    A line is `_SLOW` (json.loads decides) unless it holds exactly one `"content": "..."`
+    string without escapes and exactly one `"confidences": [...]` list of plain JSON numbers.
+    Numbers are `mantissa / 10**p`, correctly rounded (`_EXACT`) when the mantissa has at most
+    15 digits and |p| <= 22, else within a few ulps (`_APPROX`).
+
+    Returns:
+        (lines read, values written, position after the last line read). Stops early when the
+        per-line arrays are full.
+    """
+    n = buf.shape[0]
+    cap = status.shape[0]
+    nv = 0
+    line = 0
+    j = pos
+    while j < n and line < cap:
+        s = j
+        st = _EXACT
+        nconf = 0
+        ncont = 0
+        v0 = nv
+        cnt = 0
+        h = np.uint64(_FNV_OFFSET)
+        nonblank = False
+        while j < n and buf[j] != 10:
+            c = buf[j]
+            if c == 34:  # a string: a key we want, or skipped whole
+                if st != _SLOW and j + 1 < n and buf[j + 1] == 99 and _at(buf, j, _CONF_KEY):
+                    nconf += 1
+                    k = _skip_ws(buf, j + 13, n)
+                    ok = False
+                    if k < n and buf[k] == 58:
+                        k = _skip_ws(buf, k + 1, n)
+                        if k < n and buf[k] == 91:
+                            k = _skip_ws(buf, k + 1, n)
+                            nv = v0
+                            cnt = 0
+                            while k < n:
+                                neg = buf[k] == 45
+                                if neg:
+                                    k += 1
+                                if k >= n:
+                                    break
+                                d = int(buf[k]) - 48
+                                if d < 0 or d > 9:
+                                    break
+                                if d == 0 and k + 1 < n and 48 <= buf[k + 1] <= 57:
+                                    break  # leading zero: not JSON
+                                # Mantissa m (all digits), exponent p; z = leading zeros.
+                                m = 0
+                                nd = 0
+                                z = 0
+                                p = 0
+                                while True:
+                                    m = m * 10 + d
+                                    nd += 1
+                                    if m == 0:
+                                        z += 1
+                                    k += 1
+                                    if k >= n:
+                                        break
+                                    d = int(buf[k]) - 48
+                                    if d < 0 or d > 9:
+                                        break
+                                if k < n and buf[k] == 46:
+                                    k += 1
+                                    if k >= n:
+                                        break
+                                    d = int(buf[k]) - 48
+                                    if d < 0 or d > 9:
+                                        break
+                                    while True:
+                                        m = m * 10 + d
+                                        nd += 1
+                                        p -= 1
+                                        if m == 0:
+                                            z += 1
+                                        k += 1
+                                        if k >= n:
+                                            break
+                                        d = int(buf[k]) - 48
+                                        if d < 0 or d > 9:
+                                            break
+                                if k < n and (buf[k] == 101 or buf[k] == 69):
+                                    k += 1
+                                    eneg = False
+                                    if k < n and (buf[k] == 45 or buf[k] == 43):
+                                        eneg = buf[k] == 45
+                                        k += 1
+                                    if k >= n or buf[k] < 48 or buf[k] > 57:
+                                        break
+                                    ex = 0
+                                    while k < n and 48 <= buf[k] <= 57:
+                                        if ex < 10000:
+                                            ex = ex * 10 + (buf[k] - 48)
+                                        k += 1
+                                    p += -ex if eneg else ex
+                                if nd - z > 18 or p > 300 or p < -300:
+                                    break  # 64-bit overflow, huge or tiny: json.loads decides
+                                if m > 9007199254740992 or p > 22 or p < -22:
+                                    st = _APPROX
+                                    v = float(m) * 10.0**p
+                                elif p < 0:
+                                    v = float(m) / _POW10[-p]
+                                else:
+                                    v = float(m) * _POW10[p]
+                                values[nv] = -v if neg else v
+                                nv += 1
+                                cnt += 1
+                                k = _skip_ws(buf, k, n)
+                                if k < n and buf[k] == 44:
+                                    k = _skip_ws(buf, k + 1, n)
+                                    continue
+                                ok = k < n and buf[k] == 93
+                                break
+                    if not ok:
+                        st = _SLOW
+                    j = k
+                    nonblank = True
+                    continue
+                if st != _SLOW and j + 1 < n and buf[j + 1] == 99 and _at(buf, j, _CONTENT_KEY):
+                    ncont += 1
+                    k = _skip_ws(buf, j + 9, n)
+                    ok = False
+                    if k < n and buf[k] == 58:
+                        k = _skip_ws(buf, k + 1, n)
+                        if k < n and buf[k] == 34:
+                            k += 1
+                            cs = k
+                            h = np.uint64(_FNV_OFFSET)
+                            while k < n and buf[k] != 34 and buf[k] != 92 and buf[k] >= 32:
+                                h = (h ^ np.uint64(buf[k])) * np.uint64(_FNV_PRIME)
+                                k += 1
+                            ok = k < n and buf[k] == 34 and k > cs
+                    if not ok:
+                        st = _SLOW
+                    j = k + 1 if ok else k
+                    nonblank = True
+                    continue
+                # Any other string: skip it, escapes included.
+                j += 1
+                while j < n and buf[j] != 34 and buf[j] != 10:
+                    if buf[j] == 92 and j + 1 < n and buf[j + 1] != 10:
+                        j += 1
+                    j += 1
+                if j < n and buf[j] == 34:
+                    j += 1
+                nonblank = True
+                continue
+            j += 1
+        e = j
+        if e > s and buf[e - 1] == 13:
+            e -= 1
+        if not nonblank:  # no string seen: blank unless something else is there
+            for q in range(s, e):
+                if buf[q] != 32 and buf[q] != 9:
+                    nonblank = True
+                    break
+        if not nonblank:
+            st = _BLANK
+        elif st != _SLOW and (nconf != 1 or ncont != 1 or cnt == 0):
+            st = _SLOW
+        if st >= _SLOW:
+            nv = v0
+            cnt = 0
+        line_start[line] = s
+        line_end[line] = e
+        status[line] = st
+        vstart[line] = v0
+        vcount[line] = cnt
+        chash[line] = h
+        line += 1
+        j += 1  # past the newline
+    return line, nv, j
+
+
+@numba.njit(cache=True, nogil=True)
+def _fnv1a(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """FNV-1a 64 of each `data[offsets[i]:offsets[i + 1]]` (the scanner's content hash)."""
+    out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
+    for i in range(out.shape[0]):
+        h = np.uint64(_FNV_OFFSET)
+        for j in range(offsets[i], offsets[i + 1]):
+            h = (h ^ np.uint64(data[j])) * np.uint64(_FNV_PRIME)
+        out[i] = h
+    return out
 
 
 # --------------------------------------------------------------------------- hashing
@@ -67,23 +308,15 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 def _hash_bytes(values: Sequence[bytes]) -> np.ndarray:
-    """A 64-bit hash per byte string, for duplicates and exclusions within this process.
+    """FNV-1a 64 per byte string: the hash the scanner computes, stable across processes.
 
-    Python's own (SipHash) bytes hash: fast, and its per-process salt does not matter because
-    every comparison happens inside one run. Two different ids collide with probability about
-    n**2 / 2**64 (3e-6 for 10M items).
+    Used for duplicates, exclusions and random's per-item draw. Two different ids collide
+    with probability about n**2 / 2**64 (3e-6 for 10M items).
     """
-    return np.fromiter(map(hash, values), dtype=np.int64, count=len(values)).view(np.uint64)
-
-
-def _stable_keys(values: Sequence[bytes]) -> np.ndarray:
-    """A hash that is the same in every process (CRC-32 and Adler-32, mixed): random's draw."""
-    packed = np.fromiter(
-        ((zlib.crc32(v) << 32) | zlib.adler32(v) for v in values),
-        dtype=np.uint64,
-        count=len(values),
-    )
-    return _mix(packed)
+    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = np.frombuffer(b"".join(values), dtype=np.uint8)
+    return np.asarray(_fnv1a(data, offsets), dtype=np.uint64)
 
 
 def hash_ids(ids: Iterable[str]) -> np.ndarray:
@@ -91,25 +324,50 @@ def hash_ids(ids: Iterable[str]) -> np.ndarray:
     return _hash_bytes([s.encode("utf-8") for s in ids])
 
 
+@numba.njit(cache=True, nogil=True)
+def _insert(table: np.ndarray, hashes: np.ndarray, dup: np.ndarray) -> int:  # pragma: no cover
+    """Insert `hashes` into an open-addressing set (0 = empty slot); flag those already in."""
+    mask = table.shape[0] - 1
+    added = 0
+    for i in range(hashes.shape[0]):
+        h = hashes[i]
+        if h == 0:
+            h = np.uint64(1)
+        slot = (h ^ (h >> np.uint64(29))) & np.uint64(mask)
+        while True:
+            t = table[slot]
+            if t == 0:
+                table[slot] = h
+                dup[i] = False
+                added += 1
+                break
+            if t == h:
+                dup[i] = True
+                break
+            slot = (slot + np.uint64(1)) & np.uint64(mask)
+    return added
+
+
 class _SeenHashes:
-    """A set of uint64 hashes as sorted runs merged by size: O(log n) runs, 8 bytes per item."""
+    """A set of uint64 hashes (linear probing, load at most 0.7): about 11 bytes per item."""
 
     def __init__(self) -> None:
-        self.runs: list[np.ndarray] = []
+        self.table = np.zeros(1 << 16, dtype=np.uint64)
+        self.count = 0
 
-    def contains(self, h: np.ndarray) -> np.ndarray:
-        found = np.zeros(h.shape[0], dtype=bool)
-        for run in self.runs:
-            pos = np.searchsorted(run, h)
-            hit = pos < run.shape[0]
-            found[hit] |= run[pos[hit]] == h[hit]
-        return found
-
-    def add(self, h: np.ndarray) -> None:
-        run = np.sort(h)
-        while self.runs and self.runs[-1].shape[0] <= run.shape[0]:
-            run = np.sort(np.concatenate([self.runs.pop(), run]))
-        self.runs.append(run)
+    def insert(self, h: np.ndarray) -> np.ndarray:
+        """Add `h` in order; True where a hash was already there (earlier or in `h`)."""
+        need = self.count + h.shape[0]
+        if need > 0.7 * self.table.shape[0]:
+            size = self.table.shape[0]
+            while need > 0.7 * size:
+                size *= 2
+            old = self.table[self.table != 0]
+            self.table = np.zeros(size, dtype=np.uint64)
+            _insert(self.table, old, np.zeros(old.shape[0], dtype=np.bool_))
+        dup = np.zeros(h.shape[0], dtype=np.bool_)
+        self.count += _insert(self.table, h, dup)
+        return dup
 
 
 # --------------------------------------------------------------------------- block parsing
@@ -125,6 +383,112 @@ class _Block:
     starts: np.ndarray  # (g,) byte offsets of the lines in the block
     ends: np.ndarray  # (g,)
     bad: list[BadRecord]
+    lines: int  # lines in the block, blank ones included
+
+
+class _Scratch:
+    """Scanner output arrays, kept across blocks so their pages are touched once."""
+
+    def __init__(self) -> None:
+        self.values = np.zeros(0)
+        self.lines = 0
+        self._alloc_lines(1 << 16)
+
+    def _alloc_lines(self, n: int) -> None:
+        self.lines = n
+        self.line_start = np.empty(n, dtype=np.int64)
+        self.line_end = np.empty(n, dtype=np.int64)
+        self.status = np.empty(n, dtype=np.uint8)
+        self.vstart = np.empty(n, dtype=np.int64)
+        self.vcount = np.empty(n, dtype=np.int64)
+        self.chash = np.empty(n, dtype=np.uint64)
+
+    def scan(self, raw: np.ndarray) -> tuple[int, int]:
+        """Scan all lines of `raw`; returns (lines, values) held in the arrays."""
+        # Every number takes at least two bytes ("0," or "0]").
+        if self.values.shape[0] < raw.shape[0] // 2 + 1:
+            self.values = np.empty(raw.shape[0] // 2 + 1)
+        lines = values = pos = 0
+        while pos < raw.shape[0]:
+            if lines == self.lines:
+                keep = [a[:lines].copy() for a in self._arrays()]
+                self._alloc_lines(2 * lines)
+                for dst, src in zip(self._arrays(), keep, strict=True):
+                    dst[:lines] = src
+            got, nv, pos = _scan(
+                raw,
+                pos,
+                self.values[values:],
+                self.line_start[lines:],
+                self.line_end[lines:],
+                self.status[lines:],
+                self.vstart[lines:],
+                self.vcount[lines:],
+                self.chash[lines:],
+            )
+            self.vstart[lines : lines + got] += values
+            lines += got
+            values += nv
+        return lines, values
+
+    def _arrays(self) -> list[np.ndarray]:
+        return [self.line_start, self.line_end, self.status, self.vstart, self.vcount, self.chash]
+
+
+@dataclasses.dataclass
+class _Scanned:
+    """The scanner's per-line output for a whole block (see `_scan`)."""
+
+    line_start: np.ndarray
+    line_end: np.ndarray
+    status: np.ndarray
+    vstart: np.ndarray
+    vcount: np.ndarray
+    chash: np.ndarray
+    values: np.ndarray
+
+
+class _Scanner:
+    """Scans a block in parts (cut at newlines) on threads: the compiled scan releases the GIL."""
+
+    def __init__(self, pool: concurrent.futures.ThreadPoolExecutor | None, parts: int) -> None:
+        self.pool = pool
+        self.scratch = [_Scratch() for _ in range(parts)]
+
+    def scan(self, raw: np.ndarray) -> _Scanned:
+        parts = len(self.scratch) if raw.shape[0] >= PARALLEL_MIN_BYTES else 1
+        bounds = [0]
+        for p in range(1, parts):
+            cut = int(raw.shape[0] * p // parts)
+            nl = np.flatnonzero(raw[max(cut, bounds[-1]) :][: 1 << 20] == 10)
+            if nl.shape[0]:
+                bounds.append(max(cut, bounds[-1]) + int(nl[0]) + 1)
+        bounds.append(raw.shape[0])
+        pieces = [raw[a:b] for a, b in itertools.pairwise(bounds)]
+        used = self.scratch[: len(pieces)]
+        if self.pool is not None and len(pieces) > 1:
+            counts = list(self.pool.map(lambda sc, piece: sc.scan(piece), used, pieces))
+        else:
+            counts = [sc.scan(piece) for sc, piece in zip(used, pieces, strict=True)]
+        lines = [n for n, _ in counts]
+        nvs = [nv for _, nv in counts]
+        v_offsets = np.cumsum([0, *nvs])
+
+        def join(name: str, shift: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+            arrays = [getattr(sc, name)[:n] for sc, n in zip(used, lines, strict=True)]
+            if shift is not None:
+                arrays = [a + d for a, d in zip(arrays, shift, strict=False)]
+            return np.concatenate(arrays)
+
+        return _Scanned(
+            line_start=join("line_start", bounds),
+            line_end=join("line_end", bounds),
+            status=join("status"),
+            vstart=join("vstart", v_offsets),
+            vcount=join("vcount"),
+            chash=join("chash"),
+            values=np.concatenate([sc.values[:nv] for sc, nv in zip(used, nvs, strict=True)]),
+        )
 
 
 def _scores(conf: np.ndarray, keys: np.ndarray, *, strategy: str, seed: int) -> np.ndarray:
@@ -135,6 +499,30 @@ def _scores(conf: np.ndarray, keys: np.ndarray, *, strategy: str, seed: int) -> 
     # Batch-aware strategies and class balancing prefilter by margin.
     name = strategy if strategy in strategies.SCORERS else "margin"
     return strategies.uncertainty(conf, strategy=name)
+
+
+def _scores_ragged(
+    values: np.ndarray,
+    starts: np.ndarray,
+    widths: np.ndarray,
+    keys: np.ndarray,
+    *,
+    strategy: str,
+    seed: int,
+) -> np.ndarray:
+    """`_scores` of rows `values[starts[i]:starts[i] + widths[i]]`, one matrix per width."""
+    out = np.zeros(starts.shape[0])
+    if not out.shape[0]:
+        return out
+    w = int(widths[0])
+    if values.shape[0] == w * out.shape[0] and starts[0] == 0 and (widths == w).all():
+        # One width and the rows tile `values`: a reshape, no gather.
+        return _scores(values.reshape(-1, w), keys, strategy=strategy, seed=seed)
+    for w in np.unique(widths):
+        members = np.flatnonzero(widths == w)
+        matrix = values[starts[members, None] + np.arange(w)]
+        out[members] = _scores(matrix, keys[members], strategy=strategy, seed=seed)
+    return out
 
 
 def _check_row(conf: Any) -> str | None:
@@ -187,132 +575,50 @@ def parse_line(text: str | bytes) -> tuple[str, list[float], list[str]]:
     return content, [float(v) for v in conf], [str(n) for n in names]
 
 
-def _read_matrix(spans: list[bytes]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Parse comma-separated number lists with pandas' C parser.
-
-    Returns:
-        (matrix, off_width): an (n, width) matrix for the most common width, and a mask of the
-        rows with another number of values (their matrix rows are meaningless). None when the
-        C parser cannot vouch for the block (quotes, comment characters, junk): the caller then
-        reads every line with `json.loads`.
-    """
-    import pandas as pd
-
-    text = b"\n".join(spans)
-    if b'"' in text or b"#" in text:
-        return None
-    width = common = spans[0].count(b",") + 1
-    off_width = np.zeros(len(spans), dtype=bool)
-    for attempt in range(2):
-        try:
-            frame = pd.read_csv(
-                io.BytesIO(text),
-                header=None,
-                names=list(range(width)),
-                dtype=np.float64,
-                engine="c",
-                skip_blank_lines=False,
-                quoting=3,  # csv.QUOTE_NONE
-            )
-        except (ValueError, pd.errors.ParserError):
-            if attempt == 0:
-                # Rows of different lengths: parse at the widest, keep the most common width.
-                counts = np.fromiter((s.count(b",") + 1 for s in spans), dtype=np.int64)
-                width = int(counts.max())
-                common = int(np.bincount(counts).argmax())
-                off_width = counts != common
-                continue
-            return None
-        matrix = frame.to_numpy(dtype=np.float64)
-        if matrix.shape[0] != len(spans):
-            return None
-        return matrix[:, :common], off_width
-    return None
-
-
-def _parse_block(buf: bytes, *, source: str, first_line: int, strategy: str, seed: int) -> _Block:
+def _parse_block(
+    buf: bytes | memoryview,
+    *,
+    source: str,
+    first_line: int,
+    strategy: str,
+    seed: int,
+    scanned: _Scanned,
+) -> _Block:
     """Score the lines of one block; bad lines become `BadRecord`s with their line numbers."""
-    raw = np.frombuffer(buf, dtype=np.uint8)
-    newlines = np.flatnonzero(raw == ord("\n"))
-    if newlines.shape[0] == 0 or newlines[-1] != raw.shape[0] - 1:
-        newlines = np.append(newlines, raw.shape[0])
-    n = newlines.shape[0]
-    offsets = np.concatenate([[0], newlines + 1])
-    # Locate `"confidences":` and `"content":` by their colons (vectorized); a line must hold
-    # exactly one of each, followed by `[` and `"` (one optional space), else json.loads reads it.
-    colons = np.flatnonzero(raw == ord(":"))
-    value_starts = []
-    for key, opener in ((_CONF_KEY, ord("[")), (_CONTENT_KEY, ord('"'))):
-        at = colons[colons >= len(key)]
-        for j in range(len(key) - 1, -1, -1):
-            at = at[raw[at - len(key) + j] == key[j]]
-        start = at + 1
-        start = np.minimum(
-            start + (raw[np.minimum(start, raw.shape[0] - 1)] == ord(" ")), raw.shape[0] - 1
-        )
-        at_line = np.searchsorted(newlines, at)
-        once = np.bincount(at_line, minlength=n) == 1
-        ok = raw[start] == opener
-        pos = np.full(n, -1, dtype=np.int64)
-        pos[at_line[ok]] = start[ok] + 1
-        value_starts.append((pos, once))
-    (conf_at, conf_once), (content_at, content_once) = value_starts
-    fast = conf_once & content_once & (conf_at > 0) & (content_at > 0)
-    fast_rows_arr = np.flatnonzero(fast)
-    closes = np.flatnonzero(raw == ord("]"))
-    quotes = np.flatnonzero(raw == ord('"'))
-    o = conf_at[fast_rows_arr]
-    q = content_at[fast_rows_arr]
-    e = closes[np.minimum(np.searchsorted(closes, o), max(closes.shape[0] - 1, 0))]
-    qe = quotes[np.minimum(np.searchsorted(quotes, q), max(quotes.shape[0] - 1, 0))]
-    line_end = newlines[fast_rows_arr]
-    ok = (e > o) & (e < line_end) & (qe > q) & (qe < line_end)
-    if closes.shape[0] == 0 or quotes.shape[0] == 0:
-        ok[:] = False
-    slashes = np.flatnonzero(raw == ord("\\"))
-    if slashes.size:
-        ok &= np.searchsorted(slashes, q) == np.searchsorted(slashes, qe)
-    slow_rows = np.flatnonzero(~fast).tolist() + fast_rows_arr[~ok].tolist()
-    fast_rows_arr, o, e, q, qe = fast_rows_arr[ok], o[ok], e[ok], q[ok], qe[ok]
-    conf_spans = [buf[a:b] for a, b in zip(o.tolist(), e.tolist(), strict=True)]
-    ids = [buf[a:b] for a, b in zip(q.tolist(), qe.tolist(), strict=True)]
-    fast_rows = fast_rows_arr
-    parsed = _read_matrix(conf_spans) if conf_spans else None
-    rows = fast_rows.astype(np.int64)
-    matrix = np.zeros((0, 0))
-    off_width = np.zeros(0, dtype=bool)
-    if parsed is None:
-        slow_rows = sorted(slow_rows + fast_rows.tolist())
-        rows, ids = np.zeros(0, dtype=np.int64), []
-    else:
-        matrix, off_width = parsed
+    n = scanned.status.shape[0]
+    status, values = scanned.status, scanned.values
+    fast = np.flatnonzero(status <= _APPROX)
+    vstart, vcount = scanned.vstart[fast], scanned.vcount[fast]
+    hashes = scanned.chash[fast]
     bad: list[BadRecord] = []
-    if matrix.shape[0]:
-        # Rows the matrix cannot hold exactly (other widths, NaN) are re-read by json.loads.
-        unclear = off_width | np.isnan(matrix).any(axis=1) | np.isinf(matrix).any(axis=1)
-        negative = np.asarray((matrix < 0).any(axis=1)) & ~unclear
-        wrong_sum = (np.abs(matrix.sum(axis=1) - 1.0) > SUM_TOLERANCE) & ~unclear & ~negative
-        for i in np.flatnonzero(negative | wrong_sum):
-            reason = "negative value" if negative[i] else f"sums to {matrix[i].sum():.4g}, not 1"
+    slow = np.flatnonzero(status == _SLOW)
+    scores = _scores_ragged(values, vstart, vcount, hashes, strategy=strategy, seed=seed)
+    if fast.shape[0]:
+        # Validity checks per line, vectorized; fast lines' values tile `values` in order.
+        negative = np.minimum.reduceat(values, vstart) < 0
+        total = np.add.reduceat(values, vstart)
+        off = np.abs(total - 1.0)
+        # Sums within rounding of the tolerance are left to the exact (json) path.
+        borderline = np.abs(off - SUM_TOLERANCE) < 1e-9
+        wrong_sum = (off > SUM_TOLERANCE) & ~negative & ~borderline
+        for i in np.flatnonzero((negative | wrong_sum) & ~borderline):
+            reason = "negative value" if negative[i] else f"sums to {total[i]:.4g}, not 1"
             bad.append(
-                BadRecord(source, first_line + int(rows[i]), "prediction.confidences", reason)
+                BadRecord(source, first_line + int(fast[i]), "prediction.confidences", reason)
             )
-        slow_rows.extend(rows[unclear].tolist())
-        good = ~(unclear | negative | wrong_sum)
-        if not good.all():
-            ids = [x for x, g in zip(ids, good.tolist(), strict=True) if g]
-            rows, matrix = rows[good], matrix[good]
-    hashes = _hash_bytes(ids)
-    keys = _stable_keys(ids) if strategy == "random" else hashes
-    scores = _scores(matrix, keys, strategy=strategy, seed=seed) if rows.size else np.zeros(0)
+        good = ~(negative | wrong_sum | borderline)
+        if borderline.any():
+            slow = np.sort(np.concatenate([slow, fast[borderline]]))
+        fast, hashes, scores = fast[good], hashes[good], scores[good]
+    rows = fast.astype(np.int64)
 
+    # The rest (escapes, other layouts, invalid lines) goes through json.loads.
     extra_rows: list[int] = []
     extra_contents: list[bytes] = []
     extra_conf: list[list[float]] = []
-    for i in sorted(slow_rows):
-        line = buf[offsets[i] : offsets[i + 1]].rstrip(b"\r\n")
-        if not line.strip():
-            continue  # blank lines are not records
+    line_start, line_end = scanned.line_start, scanned.line_end
+    for i in slow.tolist():
+        line = bytes(buf[line_start[i] : line_end[i]])
         try:
             content, conf, _names = parse_line(line)
         except ValueError as exc:
@@ -324,30 +630,28 @@ def _parse_block(buf: bytes, *, source: str, first_line: int, strategy: str, see
         extra_conf.append(conf)
     if extra_rows:
         extra_hashes = _hash_bytes(extra_contents)
-        extra_keys = _stable_keys(extra_contents) if strategy == "random" else extra_hashes
-        extra_scores = np.zeros(len(extra_rows))
-        # Score the json-read rows in groups of equal width (vectorized per group).
-        widths = np.fromiter((len(c) for c in extra_conf), dtype=np.int64, count=len(extra_conf))
-        for w in np.unique(widths):
-            members = np.flatnonzero(widths == w)
-            group = np.asarray([extra_conf[m] for m in members], dtype=np.float64)
-            extra_scores[members] = _scores(
-                group, extra_keys[members], strategy=strategy, seed=seed
-            )
+        widths = np.fromiter(map(len, extra_conf), dtype=np.int64, count=len(extra_conf))
+        flat = np.fromiter(
+            (v for c in extra_conf for v in c), dtype=np.float64, count=int(widths.sum())
+        )
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        extra_scores = _scores_ragged(
+            flat, starts, widths, extra_hashes, strategy=strategy, seed=seed
+        )
         rows = np.concatenate([rows, np.asarray(extra_rows, dtype=np.int64)])
         hashes = np.concatenate([hashes, extra_hashes])
         scores = np.concatenate([scores, extra_scores])
         order = np.argsort(rows, kind="stable")
         rows, hashes, scores = rows[order], hashes[order], scores[order]
     bad.sort(key=lambda r: r.line)
-    ends = offsets[rows + 1] - 1
     return _Block(
         line_numbers=first_line + rows,
         hashes=hashes,
         scores=scores,
-        starts=offsets[rows],
-        ends=ends,
+        starts=line_start[rows],
+        ends=line_end[rows],
         bad=bad,
+        lines=n,
     )
 
 
@@ -379,7 +683,7 @@ def prediction_files(uri: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def _open_binary(uri: str) -> Iterator[IO[bytes]]:
+def _open_binary(uri: str) -> Iterator[io.BufferedIOBase]:
     if storage.is_gcs(uri):
         bucket, name = storage.split_gcs(uri)
         with storage.gcs_client().bucket(bucket).blob(name).open("rb") as fh:
@@ -408,6 +712,72 @@ def iter_blocks(uri: str, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[i
             line += block.count(b"\n")
     if rest:
         yield line, rest
+
+
+def _read_blocks(
+    uri: str, *, block_bytes: int = BLOCK_BYTES, buffers: int = 1
+) -> Generator[memoryview, None, None]:
+    """Yield blocks of whole lines of a file (the last one may lack its newline).
+
+    `buffers` buffers are reused in turn (read into, the partial last line moved to the front
+    of the next), so their pages are touched once; a block stays valid until `buffers` more
+    blocks have been asked for.
+    """
+    bufs = [bytearray(block_bytes) for _ in range(buffers)]
+    current = 0
+    buf = bufs[0]
+    filled = 0
+    with _open_binary(uri) as fh:
+        while True:
+            if filled == len(buf):  # a line longer than the buffer: grow it
+                bigger = bytearray(2 * len(buf))
+                bigger[:filled] = buf[:filled]
+                buf = bufs[current] = bigger
+            with memoryview(buf) as view:
+                got = fh.readinto(view[filled:])
+            if not got:
+                break
+            filled += got
+            cut = buf.rfind(b"\n", 0, filled)
+            if cut < 0:
+                continue
+            with memoryview(buf) as view:
+                yield view[: cut + 1]
+            rest = filled - cut - 1
+            current = (current + 1) % buffers
+            if len(bufs[current]) < len(buf):
+                bufs[current] = bytearray(len(buf))
+            bufs[current][:rest] = buf[cut + 1 : filled]
+            buf = bufs[current]
+            filled = rest
+    if filled:
+        with memoryview(buf) as view:
+            yield view[:filled]
+
+
+def _scanned_blocks(
+    uri: str,
+    *,
+    block_bytes: int,
+    scanner: _Scanner,
+    reader: concurrent.futures.ThreadPoolExecutor,
+) -> Iterator[tuple[memoryview, _Scanned]]:
+    """Blocks and their scans; the next block is read and scanned while this one is used."""
+    blocks = _read_blocks(uri, block_bytes=block_bytes, buffers=2)
+
+    def step() -> tuple[memoryview, _Scanned] | None:
+        buf = next(blocks, None)
+        return None if buf is None else (buf, scanner.scan(np.frombuffer(buf, dtype=np.uint8)))
+
+    pending = reader.submit(step)
+    try:
+        while (item := pending.result()) is not None:
+            pending = reader.submit(step)
+            yield item
+    finally:
+        pending.cancel()
+        concurrent.futures.wait([pending])
+        blocks.close()
 
 
 # --------------------------------------------------------------------------- selection
@@ -447,6 +817,17 @@ def item_id(content: str) -> str:
     return text_item_id(content)
 
 
+def _histogram(scores: np.ndarray) -> np.ndarray:
+    """Counts of `scores` (clipped to [0, 1]) in the bins of `HISTOGRAM_EDGES` (last closed)."""
+    x = np.clip(scores, 0.0, 1.0)
+    bins = HISTOGRAM_EDGES.shape[0] - 1
+    idx = np.minimum((x * bins).astype(np.int64), bins - 1)
+    # Rounding in x * bins can land one bin off at an edge: compare with the edges themselves.
+    idx -= x < HISTOGRAM_EDGES[idx]
+    idx += (x >= HISTOGRAM_EDGES[idx + 1]) & (idx < bins - 1)
+    return np.bincount(idx, minlength=bins)
+
+
 def _top(scores: np.ndarray, order_key: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k best scores; ties by smaller order_key. Partial selection."""
     n = scores.shape[0]
@@ -461,6 +842,13 @@ def _top(scores: np.ndarray, order_key: np.ndarray, k: int) -> np.ndarray:
         part = np.concatenate([part[scores[part] > cut], tied])
     order = np.lexsort((order_key[part], -scores[part]))
     return part[order][:k].astype(np.int64)
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def select_from_predictions(
@@ -514,70 +902,87 @@ def select_from_predictions(
     histogram = np.zeros(HISTOGRAM_EDGES.shape[0] - 1, dtype=np.int64)
     pool = excluded = bad_count = 0
     bad: list[BadRecord] = []
-    for file_index, file_uri in enumerate(files):
-        for first_line, buf in iter_blocks(file_uri, block_bytes=block_bytes):
-            block = _parse_block(
-                buf, source=file_uri, first_line=first_line, strategy=strategy, seed=seed
-            )
-            bad_count += len(block.bad)
-            bad.extend(block.bad[: max(0, max_bad_kept - len(bad))])
-            # Duplicates: within the block (first wins) and against earlier blocks.
-            _, first_idx = np.unique(block.hashes, return_index=True)
-            dup = np.ones(block.hashes.shape[0], dtype=bool)
-            dup[first_idx] = False
-            dup |= seen.contains(block.hashes)
-            for i in np.flatnonzero(dup):
-                bad_count += 1
-                if len(bad) < max_bad_kept:
-                    bad.append(
-                        BadRecord(
-                            file_uri,
-                            int(block.line_numbers[i]),
-                            "instance.content",
-                            "duplicate item",
+    parts = max(1, min(4, _usable_cpus()))
+    threads = concurrent.futures.ThreadPoolExecutor(parts) if parts > 1 else None
+    scanner = _Scanner(threads, parts)
+    reader = concurrent.futures.ThreadPoolExecutor(1)
+    # Approximate scores (long mantissas) can swap near-ties: keep spares, re-rank at the end.
+    kept = keep + SPARE_CANDIDATES
+    try:
+        for file_index, file_uri in enumerate(files):
+            first_line = 1
+            for buf, scanned in _scanned_blocks(
+                file_uri, block_bytes=block_bytes, scanner=scanner, reader=reader
+            ):
+                block = _parse_block(
+                    buf,
+                    source=file_uri,
+                    first_line=first_line,
+                    strategy=strategy,
+                    seed=seed,
+                    scanned=scanned,
+                )
+                first_line += block.lines
+                bad_count += len(block.bad)
+                bad.extend(block.bad[: max(0, max_bad_kept - len(bad))])
+                # Duplicates: within the block (first wins) and against earlier blocks.
+                dup = seen.insert(block.hashes)
+                for i in np.flatnonzero(dup):
+                    bad_count += 1
+                    if len(bad) < max_bad_kept:
+                        bad.append(
+                            BadRecord(
+                                file_uri,
+                                int(block.line_numbers[i]),
+                                "instance.content",
+                                "duplicate item",
+                            )
                         )
-                    )
-            seen.add(block.hashes[~dup])
-            unique = ~dup
-            is_excluded = np.zeros(unique.shape[0], dtype=bool)
-            if excluded_hashes.size:
-                is_excluded = np.isin(block.hashes, excluded_hashes) & unique
-            excluded += int(is_excluded.sum())
-            eligible = np.flatnonzero(unique & ~is_excluded)
-            pool += int(eligible.shape[0])
-            scores = block.scores[eligible]
-            histogram += np.histogram(np.clip(scores, 0.0, 1.0), bins=HISTOGRAM_EDGES)[0]
-            # Global order key: (file, line) packed into one int for tie-breaking.
-            keys = (file_index << 40) + block.line_numbers[eligible]
-            local = _top(scores, keys, keep)
-            if best_scores.shape[0] == keep:
-                # Only lines that can still enter the running top are kept (ties: later lines
-                # lose, so strictly better scores only).
-                local = local[scores[local] > best_scores[-1]]
-            rows = eligible[local]
-            starts, ends, numbers = (
-                block.starts[rows].tolist(),
-                block.ends[rows].tolist(),
-                block.line_numbers[rows].tolist(),
-            )
-            candidates = [
-                (file_uri, number, buf[a:b])
-                for number, a, b in zip(numbers, starts, ends, strict=True)
-            ]
-            merged_scores = np.concatenate([best_scores, scores[local]])
-            merged_keys = np.concatenate([best_keys, keys[local]])
-            merged_lines = best_lines + candidates
-            top = _top(merged_scores, merged_keys, keep)
-            best_scores, best_keys = merged_scores[top], merged_keys[top]
-            best_lines = [merged_lines[i] for i in top]
+                unique = ~dup
+                is_excluded = np.zeros(unique.shape[0], dtype=bool)
+                if excluded_hashes.size:
+                    is_excluded = np.isin(block.hashes, excluded_hashes) & unique
+                excluded += int(is_excluded.sum())
+                eligible = np.flatnonzero(unique & ~is_excluded)
+                pool += int(eligible.shape[0])
+                scores = block.scores[eligible]
+                histogram += _histogram(scores)
+                # Global order key: (file, line) packed into one int for tie-breaking.
+                keys = (file_index << 40) + block.line_numbers[eligible]
+                local = _top(scores, keys, kept)
+                if best_scores.shape[0] == kept:
+                    # Only lines that can still enter the running top are kept (ties: later lines
+                    # lose, so strictly better scores only).
+                    local = local[scores[local] > best_scores[-1]]
+                rows = eligible[local]
+                starts, ends, numbers = (
+                    block.starts[rows].tolist(),
+                    block.ends[rows].tolist(),
+                    block.line_numbers[rows].tolist(),
+                )
+                candidates = [
+                    (file_uri, number, bytes(buf[a:b]))
+                    for number, a, b in zip(numbers, starts, ends, strict=True)
+                ]
+                merged_scores = np.concatenate([best_scores, scores[local]])
+                merged_keys = np.concatenate([best_keys, keys[local]])
+                merged_lines = best_lines + candidates
+                top = _top(merged_scores, merged_keys, kept)
+                best_scores, best_keys = merged_scores[top], merged_keys[top]
+                best_lines = [merged_lines[i] for i in top]
+    finally:
+        reader.shutdown()
+        if threads is not None:
+            threads.shutdown()
     if bad_count:
         log.warning(
             "%d bad prediction line(s); first: %s", bad_count, "; ".join(str(r) for r in bad[:3])
         )
     items, label_list = _finish(
         best_lines,
-        best_scores,
+        best_keys,
         k,
+        keep=keep,
         strategy=strategy,
         seed=seed,
         labels=labels,
@@ -609,18 +1014,97 @@ def _parse_valid(raw: bytes) -> tuple[str, list[float], list[str]]:
     return content, conf, [str(n) for n in names]
 
 
+_CONTENT_RE = re.compile(rb'"content"\s*:\s*"([^"\\\x00-\x1f]*)"')
+_CONF_RE = re.compile(rb'"confidences"\s*:\s*\[([^\]]*)\]')
+_NAMES_RE = re.compile(rb'"displayNames"\s*:\s*(\[[^\]]*\])')
+
+
+def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
+    """`_parse_valid` of each line, without a full `json.loads` where the scanner vouches.
+
+    Lines the scanner reads on its fast path hold one plain `"content"` string and one list of
+    plain numbers, so three regular expressions and `float()` decode them exactly; the display
+    names list (usually the same on every line) is decoded once per distinct spelling. Any
+    doubt (a display name with `]`, repeated keys) falls back to `json.loads`.
+    """
+    if not raws:
+        return []
+    scanned = _Scanner(None, 1).scan(np.frombuffer(b"\n".join(raws) + b"\n", dtype=np.uint8))
+    fast = scanned.status <= _APPROX
+    if fast.shape[0] != len(raws):
+        fast = np.zeros(len(raws), dtype=bool)
+    names_cache: dict[bytes, list[str] | None] = {}
+    out = []
+    for raw, ok in zip(raws, fast.tolist(), strict=True):
+        decoded = _decode_plain(raw, names_cache) if ok else None
+        out.append(decoded if decoded is not None else _parse_valid(raw))
+    return out
+
+
+def _decode_plain(
+    raw: bytes, names_cache: dict[bytes, list[str] | None]
+) -> tuple[str, list[float], list[str]] | None:
+    """Decode a line the scanner accepted; None when `json.loads` must decide."""
+    contents = _CONTENT_RE.findall(raw)
+    confs = _CONF_RE.findall(raw)
+    names_spans = _NAMES_RE.findall(raw)
+    if (
+        len(contents) != 1
+        or len(confs) != 1
+        or len(names_spans) > 1
+        or raw.count(b'"displayNames"') != len(names_spans)
+    ):
+        return None
+    conf = [float(v) for v in confs[0].split(b",")]
+    names: list[str] | None = None
+    if names_spans:
+        span = names_spans[0]
+        if span not in names_cache:
+            try:
+                value = json.loads(span)
+            except ValueError:
+                value = None
+            names_cache[span] = [str(n) for n in value] if isinstance(value, list) else None
+        names = names_cache[span]
+        if names is None:
+            return None
+    if names is None or len(names) != len(conf):
+        names = [str(i) for i in range(len(conf))]
+    return contents[0].decode("utf-8"), conf, list(names)
+
+
 def _finish(
     lines: list[tuple[str, int, bytes]],
-    scores: np.ndarray,
+    order_keys: np.ndarray,
     k: int,
     *,
+    keep: int,
     strategy: str,
     seed: int,
     labels: Sequence[str] | None,
     class_balance: bool,
 ) -> tuple[list[SelectedPrediction], list[str]]:
-    """Decode the kept lines and, for batch-aware strategies, re-rank them down to `k`."""
-    parsed = [_parse_valid(raw) for _, _, raw in lines]
+    """Decode the kept lines, re-score them exactly, keep the best `keep` and, for batch-aware
+    strategies, re-rank those down to `k`."""
+    parsed = _decode_kept([raw for _, _, raw in lines])
+    if parsed:
+        widths = np.fromiter((len(c) for _, c, _ in parsed), dtype=np.int64, count=len(parsed))
+        flat = np.fromiter(
+            (v for _, c, _ in parsed for v in c), dtype=np.float64, count=int(widths.sum())
+        )
+        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+        hashes = (
+            _hash_bytes([c.encode("utf-8") for c, _, _ in parsed])
+            if strategy == "random"
+            else np.zeros(len(parsed), dtype=np.uint64)
+        )
+        scores = _scores_ragged(flat, starts, widths, hashes, strategy=strategy, seed=seed)
+        best = _top(scores, order_keys, keep)
+        parsed = [parsed[int(i)] for i in best]
+        lines = [lines[int(i)] for i in best]
+        scores = scores[best]
+    else:
+        scores = np.zeros(0)
     names = sorted({n for _, _, ns in parsed for n in ns}) if labels is None else list(labels)
     if strategy in strategies.NEEDS_FEATURES or class_balance:
         column = {n: j for j, n in enumerate(names)}

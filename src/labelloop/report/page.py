@@ -12,6 +12,7 @@ import datetime as dt
 import functools
 import html
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -223,7 +224,8 @@ def _plot(make: Callable[[], bytes], alt: str, caption: str = "") -> str:
     """Draw one plot; a plot that fails leaves a note instead of taking the page down."""
     try:
         return img(make(), alt, caption)
-    except (ValueError, TypeError, IndexError) as exc:
+    # RuntimeError: matplotlib's font rasteriser on absurd coordinates.
+    except (ValueError, TypeError, IndexError, RuntimeError) as exc:
         log.warning("report: plot %r failed: %s", alt, exc)
         return notes([f"The plot “{alt}” could not be drawn ({exc})."])
 
@@ -626,7 +628,9 @@ def active_learning_section(data: ReportData) -> str:
     mix = s.get("predicted_class_mix")
     if isinstance(mix, dict) and mix:
         names = [str(k) for k in mix]
-        values = np.array([number(v) or 0.0 for v in mix.values()])
+        # Counts: anything that is not a finite non-negative number counts as none.
+        given = [number(v) for v in mix.values()]
+        values = np.array([c if c is not None and 0.0 <= c < math.inf else 0.0 for c in given])
         caption = ""
         if len(names) > MAX_CLASSES_PLOTTED:
             keep = np.sort(np.argsort(-values, kind="stable")[:MAX_CLASSES_PLOTTED])
