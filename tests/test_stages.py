@@ -255,3 +255,16 @@ def test_closed_gate_reasons_read_like_sentences() -> None:
         "threshold": 10,
         "metric": "label_count",
     }
+
+
+def test_read_jsonl_objects_reports_bad_lines_with_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"item": "a", "label": "1"}\n\nnot json\n{"label": "2"}\n[1]\n{"item": "b"}\n')
+    rows, bad = storage.read_jsonl_objects(str(path))
+    assert [(n, r["item"]) for n, r in rows] == [(1, "a"), (6, "b")]
+    assert [(b.line, b.field, b.reason) for b in bad] == [
+        (3, "*", "not valid JSON"),
+        (4, "item", "missing"),
+        (5, "item", "missing"),
+    ]
+    assert storage.read_jsonl_objects(str(tmp_path / "absent.jsonl")) == ([], [])

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from labelloop.errors import InputError
+from labelloop.errors import BadRecord, InputError
 
 if TYPE_CHECKING:
     from google.cloud.storage import Client
@@ -187,6 +187,36 @@ def write_bytes(uri: str, data: bytes) -> None:
 def write_text(uri: str, text: str) -> None:
     """Write a whole UTF-8 text file atomically."""
     write_bytes(uri, text.encode("utf-8"))
+
+
+def read_jsonl_objects(
+    uri: str, *, required: str = "item"
+) -> tuple[list[tuple[int, dict[str, Any]]], list[BadRecord]]:
+    """Read a JSONL file of objects, each with a `required` key, with their line numbers.
+
+    A missing file reads as empty. Unreadable lines and objects without `required` become bad
+    records (file, line, field): counted by the caller, never silently dropped.
+    """
+    import json
+
+    rows: list[tuple[int, dict[str, Any]]] = []
+    bad: list[BadRecord] = []
+    if not uri or not exists(uri):
+        return rows, bad
+    with open_read(uri) as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except json.JSONDecodeError:
+                bad.append(BadRecord(uri, number, "*", "not valid JSON"))
+                continue
+            if not isinstance(row, dict) or required not in row:
+                bad.append(BadRecord(uri, number, required, "missing"))
+                continue
+            rows.append((number, row))
+    return rows, bad
 
 
 def write_jsonl(uri: str, rows: Iterable[dict[str, Any]]) -> int:

@@ -107,20 +107,9 @@ def write_labeled_import_file(
     rows: dict[str, tuple[str, int, dict[str, Any]]] = {}
     for number, row in enumerate(state.labeled_rows(state_uri), start=1):
         rows[str(row.get("item"))] = (state.path(state_uri, state.LABELS), number, row)
-    bad: list[BadRecord] = []
-    with storage.open_read(consolidated_uri) as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError:
-                bad.append(BadRecord(consolidated_uri, number, "*", "not valid JSON"))
-                continue
-            if not isinstance(row, dict) or "item" not in row:
-                bad.append(BadRecord(consolidated_uri, number, "item", "missing"))
-                continue
-            rows[str(row["item"])] = (consolidated_uri, number, row)
+    this_round, bad = storage.read_jsonl_objects(consolidated_uri)
+    for number, row in this_round:
+        rows[str(row["item"])] = (consolidated_uri, number, row)
     items, item_bad = read_import_file(items_uri)
     bad.extend(item_bad)
     inline = {item.id: item for item in items}

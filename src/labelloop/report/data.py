@@ -68,25 +68,9 @@ def read_json_object(uri: str) -> dict[str, Any]:
 
 
 def read_jsonl_objects(uri: str) -> tuple[list[dict[str, Any]], list[BadRecord]]:
-    """JSON objects, one per line; unreadable lines become bad records (counted, not dropped)."""
-    rows: list[dict[str, Any]] = []
-    bad: list[BadRecord] = []
-    if not uri or not storage.exists(uri):
-        return rows, bad
-    with storage.open_read(uri) as fh:
-        for number_, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError:
-                bad.append(BadRecord(uri, number_, "*", "not valid JSON"))
-                continue
-            if not isinstance(row, dict) or "item" not in row:
-                bad.append(BadRecord(uri, number_, "item", "missing"))
-                continue
-            rows.append(row)
-    return rows, bad
+    """JSON objects with an `item`, one per line; unreadable lines become bad records."""
+    rows, bad = storage.read_jsonl_objects(uri)
+    return [row for _, row in rows], bad
 
 
 def per_class_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 
 import numpy as np
 
 from labelloop import state, storage
-from labelloop.errors import InputError
+from labelloop.errors import InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, parse_labels
 
 log = logging.getLogger(__name__)
@@ -31,11 +30,11 @@ def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, 
     rows: dict[str, dict[str, object]] = {}
     for row in state.labeled_rows(state_uri):
         rows[str(row["item"])] = row
-    with storage.open_read(consolidated_uri) as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                rows[str(row["item"])] = row
+    this_round, bad = storage.read_jsonl_objects(consolidated_uri)
+    if bad:
+        log.warning("consolidated labels: %s", summarize_bad_records(bad))
+    for _, row in this_round:
+        rows[str(row["item"])] = row
     # Rows without the flag come from files written before it existed: they were all trainable.
     return [rows[k] for k in sorted(rows) if rows[k].get("trainable", True)]
 
