@@ -30,6 +30,8 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
+import gc
 import io
 import itertools
 import json
@@ -37,8 +39,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Generator, Iterable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import numba
 import numpy as np
@@ -293,6 +295,17 @@ def _fnv1a(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no c
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _gather_rows(values: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:  # pragma: no cover
+    """Rows `values[starts[i]:starts[i] + w]` as a matrix (no index array)."""
+    out = np.empty((starts.shape[0], w))
+    for i in range(starts.shape[0]):
+        s = starts[i]
+        for j in range(w):
+            out[i, j] = values[s + j]
+    return out
+
+
 # --------------------------------------------------------------------------- hashing
 
 
@@ -382,6 +395,7 @@ class _Block:
     scores: np.ndarray  # (g,)
     starts: np.ndarray  # (g,) byte offsets of the lines in the block
     ends: np.ndarray  # (g,)
+    fast: np.ndarray  # (g,) bool: the scanner vouched for the line (status exact or approx)
     bad: list[BadRecord]
     lines: int  # lines in the block, blank ones included
 
@@ -515,12 +529,14 @@ def _scores_ragged(
     if not out.shape[0]:
         return out
     w = int(widths[0])
-    if values.shape[0] == w * out.shape[0] and starts[0] == 0 and (widths == w).all():
+    same = widths == w
+    if values.shape[0] == w * out.shape[0] and starts[0] == 0 and same.all():
         # One width and the rows tile `values`: a reshape, no gather.
         return _scores(values.reshape(-1, w), keys, strategy=strategy, seed=seed)
-    for w in np.unique(widths):
-        members = np.flatnonzero(widths == w)
-        matrix = values[starts[members, None] + np.arange(w)]
+    # Usually nearly all rows share the first row's width: no sort of all widths for that.
+    for width in [w, *np.unique(widths[~same]).tolist()]:
+        members = np.flatnonzero(widths == width)
+        matrix = _gather_rows(values, starts[members], int(width))
         out[members] = _scores(matrix, keys[members], strategy=strategy, seed=seed)
     return out
 
@@ -650,6 +666,7 @@ def _parse_block(
         scores=scores,
         starts=line_start[rows],
         ends=line_end[rows],
+        fast=status[rows] <= _APPROX,
         bad=bad,
         lines=n,
     )
@@ -851,6 +868,36 @@ def _usable_cpus() -> int:
     return os.cpu_count() or 1
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (restored after, if it was on).
+
+    The selection makes many short-lived objects and no reference cycles; each full collection
+    would re-walk every object of the process (numba alone holds hundreds of thousands).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _without_gc(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _gc_paused():
+            return fn(*args, **kwargs)
+
+    return run
+
+
+@_without_gc
 def select_from_predictions(
     uri: str,
     k: int,
@@ -899,6 +946,7 @@ def select_from_predictions(
     best_scores = np.zeros(0)
     best_keys = np.zeros(0, dtype=np.int64)
     best_lines: list[tuple[str, int, bytes]] = []
+    best_fast = np.zeros(0, dtype=bool)
     histogram = np.zeros(HISTOGRAM_EDGES.shape[0] - 1, dtype=np.int64)
     pool = excluded = bad_count = 0
     bad: list[BadRecord] = []
@@ -949,27 +997,35 @@ def select_from_predictions(
                 histogram += _histogram(scores)
                 # Global order key: (file, line) packed into one int for tie-breaking.
                 keys = (file_index << 40) + block.line_numbers[eligible]
-                local = _top(scores, keys, kept)
                 if best_scores.shape[0] == kept:
                     # Only lines that can still enter the running top are kept (ties: later lines
-                    # lose, so strictly better scores only).
-                    local = local[scores[local] > best_scores[-1]]
+                    # lose, so strictly better scores only). They are a prefix of the block's
+                    # order, so filtering first picks the same lines.
+                    entrants = np.flatnonzero(scores > best_scores[-1])
+                    local = entrants[_top(scores[entrants], keys[entrants], kept)]
+                else:
+                    local = _top(scores, keys, kept)
                 rows = eligible[local]
-                starts, ends, numbers = (
-                    block.starts[rows].tolist(),
-                    block.ends[rows].tolist(),
-                    block.line_numbers[rows].tolist(),
-                )
-                candidates = [
-                    (file_uri, number, bytes(buf[a:b]))
-                    for number, a, b in zip(numbers, starts, ends, strict=True)
-                ]
+                held = best_scores.shape[0]
                 merged_scores = np.concatenate([best_scores, scores[local]])
                 merged_keys = np.concatenate([best_keys, keys[local]])
-                merged_lines = best_lines + candidates
+                merged_fast = np.concatenate([best_fast, block.fast[rows]])
                 top = _top(merged_scores, merged_keys, kept)
                 best_scores, best_keys = merged_scores[top], merged_keys[top]
-                best_lines = [merged_lines[i] for i in top]
+                best_fast = merged_fast[top]
+                # Copy a line's bytes only once it has entered the running top.
+                entered = top[top >= held] - held
+                added = {
+                    int(j): (file_uri, int(number), bytes(buf[a:b]))
+                    for j, number, a, b in zip(
+                        entered.tolist(),
+                        block.line_numbers[rows[entered]].tolist(),
+                        block.starts[rows[entered]].tolist(),
+                        block.ends[rows[entered]].tolist(),
+                        strict=True,
+                    )
+                }
+                best_lines = [best_lines[i] if i < held else added[i - held] for i in top.tolist()]
     finally:
         reader.shutdown()
         if threads is not None:
@@ -981,6 +1037,7 @@ def select_from_predictions(
     items, label_list = _finish(
         best_lines,
         best_keys,
+        best_fast,
         k,
         keep=keep,
         strategy=strategy,
@@ -1017,27 +1074,115 @@ def _parse_valid(raw: bytes) -> tuple[str, list[float], list[str]]:
 _CONTENT_RE = re.compile(rb'"content"\s*:\s*"([^"\\\x00-\x1f]*)"')
 _CONF_RE = re.compile(rb'"confidences"\s*:\s*\[([^\]]*)\]')
 _NAMES_RE = re.compile(rb'"displayNames"\s*:\s*(\[[^\]]*\])')
+_NAMES_KEY_RE = re.compile(rb'"displayNames"')
 
 
-def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
+def _decode_kept(
+    raws: list[bytes], *, fast: np.ndarray | None = None
+) -> list[tuple[str, list[float], list[str]]]:
     """`_parse_valid` of each line, without a full `json.loads` where the scanner vouches.
 
     Lines the scanner reads on its fast path hold one plain `"content"` string and one list of
     plain numbers, so three regular expressions and `float()` decode them exactly; the display
     names list (usually the same on every line) is decoded once per distinct spelling. Any
     doubt (a display name with `]`, repeated keys) falls back to `json.loads`.
+
+    Args:
+        raws: The lines, without their newlines.
+        fast: Per line, whether the scanner read it on its fast path (as it did in its block);
+            default: scan the lines again.
     """
     if not raws:
         return []
-    scanned = _Scanner(None, 1).scan(np.frombuffer(b"\n".join(raws) + b"\n", dtype=np.uint8))
-    fast = scanned.status <= _APPROX
-    if fast.shape[0] != len(raws):
-        fast = np.zeros(len(raws), dtype=bool)
+    if fast is None or fast.shape[0] != len(raws):
+        scanned = _Scanner(None, 1).scan(np.frombuffer(b"\n".join(raws) + b"\n", dtype=np.uint8))
+        fast = scanned.status <= _APPROX
+        if fast.shape[0] != len(raws):
+            fast = np.zeros(len(raws), dtype=bool)
     names_cache: dict[bytes, list[str] | None] = {}
+    joined = _decode_joined(raws, fast, names_cache)
+    if joined is not None:
+        return [
+            d if d is not None else _parse_valid(raw) for d, raw in zip(joined, raws, strict=True)
+        ]
     out = []
     for raw, ok in zip(raws, fast.tolist(), strict=True):
         decoded = _decode_plain(raw, names_cache) if ok else None
         out.append(decoded if decoded is not None else _parse_valid(raw))
+    return out
+
+
+def _matches_per_line(
+    pattern: re.Pattern[bytes], text: bytes, starts: np.ndarray, ends: np.ndarray
+) -> tuple[np.ndarray, list[bytes], np.ndarray] | None:
+    """Matches of `pattern` in `text` (lines joined by newlines) -> (line of each match, its
+    group 1 (or whole match), matches per line); None when a match runs past its line's end,
+    where the per-line matches could differ."""
+    found = list(pattern.finditer(text))
+    begin = np.fromiter((m.start() for m in found), dtype=np.int64, count=len(found))
+    end = np.fromiter((m.end() for m in found), dtype=np.int64, count=len(found))
+    line = np.searchsorted(starts, begin, side="right") - 1
+    if (end > ends[line]).any():
+        return None
+    group = 1 if pattern.groups else 0
+    return line, [m.group(group) for m in found], np.bincount(line, minlength=starts.shape[0])
+
+
+def _decode_joined(
+    raws: list[bytes], fast: np.ndarray, names_cache: dict[bytes, list[str] | None]
+) -> list[tuple[str, list[float], list[str]] | None] | None:
+    """`_decode_plain` of the `fast` lines (None for the others) in one pass over all lines.
+
+    Each pattern runs once over the joined lines; a match that stays within its line is the
+    match the per-line search finds. Returns None (decode line by line) if one does not.
+    """
+    joined = b"\n".join(raws)
+    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
+    starts = np.zeros(len(raws), dtype=np.int64)
+    starts[1:] = np.cumsum(lengths + 1)[:-1]
+    ends = starts + lengths
+    contents = _matches_per_line(_CONTENT_RE, joined, starts, ends)
+    confs = _matches_per_line(_CONF_RE, joined, starts, ends)
+    names_found = _matches_per_line(_NAMES_RE, joined, starts, ends)
+    keys = _matches_per_line(_NAMES_KEY_RE, joined, starts, ends)
+    if contents is None or confs is None or names_found is None or keys is None:
+        return None
+    (c_line, c_text, c_count), (f_line, f_text, f_count) = contents, confs
+    (n_line, n_text, n_count), key_count = names_found, keys[2]
+    ok = fast & (c_count == 1) & (f_count == 1) & (n_count <= 1) & (key_count == n_count)
+    content_of = np.full(len(raws), -1, dtype=np.int64)
+    content_of[c_line] = np.arange(c_line.shape[0])
+    conf_of = np.full(len(raws), -1, dtype=np.int64)
+    conf_of[f_line] = np.arange(f_line.shape[0])
+    names_of = np.full(len(raws), -1, dtype=np.int64)
+    names_of[n_line] = np.arange(n_line.shape[0])
+    chosen = np.flatnonzero(ok)
+    groups = [f_text[j] for j in conf_of[chosen].tolist()]
+    # One split and float() over all lists: the same pieces as splitting each list.
+    values = list(map(float, b",".join(groups).split(b","))) if groups else []
+    widths = [g.count(b",") + 1 for g in groups]
+    out: list[tuple[str, list[float], list[str]] | None] = [None] * len(raws)
+    at = 0
+    for i, c, n, w in zip(
+        chosen.tolist(), content_of[chosen].tolist(), names_of[chosen].tolist(), widths, strict=True
+    ):
+        conf = values[at : at + w]
+        at += w
+        names: list[str] | None = None
+        if n >= 0:
+            span = n_text[n]
+            if span not in names_cache:
+                try:
+                    value = json.loads(span)
+                except ValueError:
+                    value = None
+                names_cache[span] = [str(x) for x in value] if isinstance(value, list) else None
+            names = names_cache[span]
+            if names is None:
+                continue
+        if names is None or len(names) != w:
+            names = [str(x) for x in range(w)]
+        out[i] = (c_text[c].decode("utf-8"), conf, list(names))
     return out
 
 
@@ -1076,6 +1221,7 @@ def _decode_plain(
 def _finish(
     lines: list[tuple[str, int, bytes]],
     order_keys: np.ndarray,
+    fast: np.ndarray,
     k: int,
     *,
     keep: int,
@@ -1086,11 +1232,13 @@ def _finish(
 ) -> tuple[list[SelectedPrediction], list[str]]:
     """Decode the kept lines, re-score them exactly, keep the best `keep` and, for batch-aware
     strategies, re-rank those down to `k`."""
-    parsed = _decode_kept([raw for _, _, raw in lines])
+    parsed = _decode_kept([raw for _, _, raw in lines], fast=fast)
     if parsed:
         widths = np.fromiter((len(c) for _, c, _ in parsed), dtype=np.int64, count=len(parsed))
         flat = np.fromiter(
-            (v for _, c, _ in parsed for v in c), dtype=np.float64, count=int(widths.sum())
+            itertools.chain.from_iterable(c for _, c, _ in parsed),
+            dtype=np.float64,
+            count=int(widths.sum()),
         )
         starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         hashes = (
@@ -1105,7 +1253,11 @@ def _finish(
         scores = scores[best]
     else:
         scores = np.zeros(0)
-    names = sorted({n for _, _, ns in parsed for n in ns}) if labels is None else list(labels)
+    if labels is None:
+        # Most lines share one names list: collect the distinct lists first.
+        names = sorted({n for ns in {tuple(ns) for _, _, ns in parsed} for n in ns})
+    else:
+        names = list(labels)
     if strategy in strategies.NEEDS_FEATURES or class_balance:
         column = {n: j for j, n in enumerate(names)}
         proba = np.zeros((len(parsed), len(names)))
@@ -1125,18 +1277,20 @@ def _finish(
     else:
         chosen = np.arange(min(k, len(parsed)))
     out = []
-    for i in chosen:
-        content, conf, ns = parsed[int(i)]
-        source, line, _ = lines[int(i)]
+    score_list = scores.tolist()
+    for i in np.asarray(chosen, dtype=np.int64).tolist():
+        content, conf, ns = parsed[i]
+        source, line, _ = lines[i]
         predicted = ns[conf.index(max(conf))] if conf else ""
         out.append(
             SelectedPrediction(
                 item=item_id(content),
-                score=float(scores[int(i)]),
+                score=score_list[i],
                 predicted=predicted,
                 source=source,
                 line=line,
-                confidences={n: float(v) for n, v in zip(ns, conf, strict=True)},
+                # Values are floats already (float() or json.loads, then float()).
+                confidences=dict(zip(ns, conf, strict=True)),
                 content=content,
             )
         )
