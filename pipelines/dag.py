@@ -95,26 +95,29 @@ def label_round(
     return Round(selection, dataset, labeling, gate)
 
 
-def gated_training(
+def gates_training_and_report(
     round_: Round,
     *,
     min_labeled_count: Any,
     min_agreement: Any,
     agreement_metric: Any,
+    state_uri: Any,
     train: Callable[[], Any],
 ) -> Any:
     """`If label_count >= min` and, inside, `If agreement >= min`: `train()`; else why not.
+    Then the report, fed by whichever branch ran.
 
     Args:
         round_: The round whose gate decides.
         min_labeled_count: The count gate's threshold.
         min_agreement: The agreement gate's threshold.
         agreement_metric: The agreement metric's name, for the closed gate's reason.
+        state_uri: The loop's state (the report records the round there).
         train: Creates the training tasks (inside both gates) and returns the channel of the
             training outcome JSON.
 
     Returns:
-        The channel of the round's outcome JSON, whichever branch ran (a `dsl.OneOf`).
+        The report task.
     """
     gate = round_.gate
     closed = {
@@ -139,25 +142,13 @@ def gated_training(
         too_few = record_gate_decision(gate="label_count", **closed).set_display_name(
             "Count gate closed: record why"
         )
-    return dsl.OneOf(trained_or_not.output, too_few.output)
-
-
-def run_report(
-    round_: Round,
-    outcome: Any,
-    *,
-    state_uri: Any,
-    min_labeled_count: Any,
-    min_agreement: Any,
-) -> Any:
-    """The report task, fed by the round and whichever gate branch ran."""
     return write_report(
         quality=round_.gate.outputs["quality"],
         selection_summary=round_.selection.outputs["summary"],
         review=round_.gate.outputs["review"],
         dataset=round_.dataset.outputs["dataset"],
         annotations=round_.labeling.outputs["annotations"],
-        outcome=outcome,
+        outcome=dsl.OneOf(trained_or_not.output, too_few.output),
         state_uri=state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         min_labeled_count=min_labeled_count,

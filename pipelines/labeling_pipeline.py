@@ -14,7 +14,7 @@ from kfp import dsl
 
 from components.generate_import_file import generate_import_file
 from components.train_model import train_model
-from pipelines.dag import gated_training, label_round, run_report
+from pipelines.dag import gates_training_and_report, label_round
 
 PIPELINE_NAME = "labelloop-labeling"
 
@@ -109,17 +109,11 @@ def labeling_pipeline(
             .outputs["outcome"]
         )
 
-    outcome = gated_training(
+    gates_training_and_report(
         round_,
         min_labeled_count=min_labeled_count,
         min_agreement=min_agreement,
         agreement_metric=agreement_metric,
-        train=train,
-    )
-    run_report(
-        round_,
-        outcome,
         state_uri=state_uri,
-        min_labeled_count=min_labeled_count,
-        min_agreement=min_agreement,
+        train=train,
     )

@@ -49,7 +49,7 @@ from components.vertex import (
     vertex_task_plan,
 )
 from labelloop.vertex_config import TrainingSettings
-from pipelines.dag import gated_training, label_round, run_report
+from pipelines.dag import gates_training_and_report, label_round
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
 # The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:`).
@@ -299,19 +299,13 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
                 .output
             )
 
-        outcome = gated_training(
+        gates_training_and_report(
             round_,
             min_labeled_count=min_labeled_count,
             min_agreement=min_agreement,
             agreement_metric=agreement_metric,
-            train=train,
-        )
-        run_report(
-            round_,
-            outcome,
             state_uri=state_uri,
-            min_labeled_count=min_labeled_count,
-            min_agreement=min_agreement,
+            train=train,
         )
 
     return vertex_labeling_pipeline
