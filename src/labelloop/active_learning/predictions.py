@@ -42,11 +42,10 @@ import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
-import numba
 import numpy as np
 
 from labelloop import storage
-from labelloop.active_learning import strategies
+from labelloop.active_learning import scanner, strategies
 from labelloop.errors import BadRecord, InputError
 from labelloop.schemas import text_item_id
 
@@ -65,246 +64,7 @@ SPARE_CANDIDATES = 64
 PARALLEL_MIN_BYTES = 1 << 20
 
 _MASK64 = (1 << 64) - 1
-
-# --------------------------------------------------------------------------- compiled scanner
-
-# Line status from `_scan`.
-_EXACT, _APPROX, _SLOW, _BLANK = 0, 1, 2, 3
-_FNV_OFFSET = 0xCBF29CE484222325
-_FNV_PRIME = 0x100000001B3
-_POW10 = np.array([10.0**i for i in range(23)])
-_CONF_KEY = np.frombuffer(b'"confidences"', dtype=np.uint8).copy()
-_CONTENT_KEY = np.frombuffer(b'"content"', dtype=np.uint8).copy()
-
-
-@numba.njit(cache=True, nogil=True)
-def _at(buf: np.ndarray, i: int, key: np.ndarray) -> bool:  # pragma: no cover - compiled
-    if i + key.shape[0] > buf.shape[0]:
-        return False
-    for j in range(key.shape[0]):  # noqa: SIM110 - compiled loop, no generator
-        if buf[i + j] != key[j]:
-            return False
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
-def _skip_ws(buf: np.ndarray, i: int, n: int) -> int:  # pragma: no cover - compiled
-    while i < n and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
-        i += 1
-    return i
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _scan(  # noqa: PLR0917 - numba: plain arrays in, no objects
-    buf: np.ndarray,
-    pos: int,
-    values: np.ndarray,
-    line_start: np.ndarray,
-    line_end: np.ndarray,
-    status: np.ndarray,
-    vstart: np.ndarray,
-    vcount: np.ndarray,
-    chash: np.ndarray,
-) -> tuple[int, int, int]:  # pragma: no cover - compiled
-    """Read lines of `buf` from `pos` in one pass: confidences, the content's hash, a status.
-
-    A line is `_SLOW` (json.loads decides) unless it holds exactly one `"content": "..."`
-    string without escapes and exactly one `"confidences": [...]` list of plain JSON numbers.
-    Numbers are `mantissa / 10**p`, correctly rounded (`_EXACT`) when the mantissa has at most
-    15 digits and |p| <= 22, else within a few ulps (`_APPROX`).
-
-    Returns:
-        (lines read, values written, position after the last line read). Stops early when the
-        per-line arrays are full.
-    """
-    n = buf.shape[0]
-    cap = status.shape[0]
-    nv = 0
-    line = 0
-    j = pos
-    while j < n and line < cap:
-        s = j
-        st = _EXACT
-        nconf = 0
-        ncont = 0
-        v0 = nv
-        cnt = 0
-        h = np.uint64(_FNV_OFFSET)
-        nonblank = False
-        while j < n and buf[j] != 10:
-            c = buf[j]
-            if c == 34:  # a string: a key we want, or skipped whole
-                if st != _SLOW and j + 1 < n and buf[j + 1] == 99 and _at(buf, j, _CONF_KEY):
-                    nconf += 1
-                    k = _skip_ws(buf, j + 13, n)
-                    ok = False
-                    if k < n and buf[k] == 58:
-                        k = _skip_ws(buf, k + 1, n)
-                        if k < n and buf[k] == 91:
-                            k = _skip_ws(buf, k + 1, n)
-                            nv = v0
-                            cnt = 0
-                            while k < n:
-                                neg = buf[k] == 45
-                                if neg:
-                                    k += 1
-                                if k >= n:
-                                    break
-                                d = int(buf[k]) - 48
-                                if d < 0 or d > 9:
-                                    break
-                                if d == 0 and k + 1 < n and 48 <= buf[k + 1] <= 57:
-                                    break  # leading zero: not JSON
-                                # Mantissa m (all digits), exponent p; z = leading zeros.
-                                m = 0
-                                nd = 0
-                                z = 0
-                                p = 0
-                                while True:
-                                    m = m * 10 + d
-                                    nd += 1
-                                    if m == 0:
-                                        z += 1
-                                    k += 1
-                                    if k >= n:
-                                        break
-                                    d = int(buf[k]) - 48
-                                    if d < 0 or d > 9:
-                                        break
-                                if k < n and buf[k] == 46:
-                                    k += 1
-                                    if k >= n:
-                                        break
-                                    d = int(buf[k]) - 48
-                                    if d < 0 or d > 9:
-                                        break
-                                    while True:
-                                        m = m * 10 + d
-                                        nd += 1
-                                        p -= 1
-                                        if m == 0:
-                                            z += 1
-                                        k += 1
-                                        if k >= n:
-                                            break
-                                        d = int(buf[k]) - 48
-                                        if d < 0 or d > 9:
-                                            break
-                                if k < n and (buf[k] == 101 or buf[k] == 69):
-                                    k += 1
-                                    eneg = False
-                                    if k < n and (buf[k] == 45 or buf[k] == 43):
-                                        eneg = buf[k] == 45
-                                        k += 1
-                                    if k >= n or buf[k] < 48 or buf[k] > 57:
-                                        break
-                                    ex = 0
-                                    while k < n and 48 <= buf[k] <= 57:
-                                        if ex < 10000:
-                                            ex = ex * 10 + (buf[k] - 48)
-                                        k += 1
-                                    p += -ex if eneg else ex
-                                if nd - z > 18 or p > 300 or p < -300:
-                                    break  # 64-bit overflow, huge or tiny: json.loads decides
-                                if m > 9007199254740992 or p > 22 or p < -22:
-                                    st = _APPROX
-                                    v = float(m) * 10.0**p
-                                elif p < 0:
-                                    v = float(m) / _POW10[-p]
-                                else:
-                                    v = float(m) * _POW10[p]
-                                values[nv] = -v if neg else v
-                                nv += 1
-                                cnt += 1
-                                k = _skip_ws(buf, k, n)
-                                if k < n and buf[k] == 44:
-                                    k = _skip_ws(buf, k + 1, n)
-                                    continue
-                                ok = k < n and buf[k] == 93
-                                break
-                    if not ok:
-                        st = _SLOW
-                    j = k
-                    nonblank = True
-                    continue
-                if st != _SLOW and j + 1 < n and buf[j + 1] == 99 and _at(buf, j, _CONTENT_KEY):
-                    ncont += 1
-                    k = _skip_ws(buf, j + 9, n)
-                    ok = False
-                    if k < n and buf[k] == 58:
-                        k = _skip_ws(buf, k + 1, n)
-                        if k < n and buf[k] == 34:
-                            k += 1
-                            cs = k
-                            h = np.uint64(_FNV_OFFSET)
-                            while k < n and buf[k] != 34 and buf[k] != 92 and buf[k] >= 32:
-                                h = (h ^ np.uint64(buf[k])) * np.uint64(_FNV_PRIME)
-                                k += 1
-                            ok = k < n and buf[k] == 34 and k > cs
-                    if not ok:
-                        st = _SLOW
-                    j = k + 1 if ok else k
-                    nonblank = True
-                    continue
-                # Any other string: skip it, escapes included.
-                j += 1
-                while j < n and buf[j] != 34 and buf[j] != 10:
-                    if buf[j] == 92 and j + 1 < n and buf[j + 1] != 10:
-                        j += 1
-                    j += 1
-                if j < n and buf[j] == 34:
-                    j += 1
-                nonblank = True
-                continue
-            j += 1
-        e = j
-        if e > s and buf[e - 1] == 13:
-            e -= 1
-        if not nonblank:  # no string seen: blank unless something else is there
-            for q in range(s, e):
-                if buf[q] != 32 and buf[q] != 9:
-                    nonblank = True
-                    break
-        if not nonblank:
-            st = _BLANK
-        elif st != _SLOW and (nconf != 1 or ncont != 1 or cnt == 0):
-            st = _SLOW
-        if st >= _SLOW:
-            nv = v0
-            cnt = 0
-        line_start[line] = s
-        line_end[line] = e
-        status[line] = st
-        vstart[line] = v0
-        vcount[line] = cnt
-        chash[line] = h
-        line += 1
-        j += 1  # past the newline
-    return line, nv, j
-
-
-@numba.njit(cache=True, nogil=True)
-def _fnv1a(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """FNV-1a 64 of each `data[offsets[i]:offsets[i + 1]]` (the scanner's content hash)."""
-    out = np.empty(offsets.shape[0] - 1, dtype=np.uint64)
-    for i in range(out.shape[0]):
-        h = np.uint64(_FNV_OFFSET)
-        for j in range(offsets[i], offsets[i + 1]):
-            h = (h ^ np.uint64(data[j])) * np.uint64(_FNV_PRIME)
-        out[i] = h
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _gather_rows(values: np.ndarray, starts: np.ndarray, w: int) -> np.ndarray:  # pragma: no cover
-    """Rows `values[starts[i]:starts[i] + w]` as a matrix (no index array)."""
-    out = np.empty((starts.shape[0], w))
-    for i in range(starts.shape[0]):
-        s = starts[i]
-        for j in range(w):
-            out[i, j] = values[s + j]
-    return out
-
+_NO_SPANS = np.zeros((0, 4), dtype=np.int64)
 
 # --------------------------------------------------------------------------- hashing
 
@@ -329,36 +89,12 @@ def _hash_bytes(values: Sequence[bytes]) -> np.ndarray:
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     data = np.frombuffer(b"".join(values), dtype=np.uint8)
-    return np.asarray(_fnv1a(data, offsets), dtype=np.uint64)
+    return np.asarray(scanner.fnv1a(data, offsets), dtype=np.uint64)
 
 
 def hash_ids(ids: Iterable[str]) -> np.ndarray:
     """The hash the reader gives an instance's `content` (for exclusion lists)."""
     return _hash_bytes([s.encode("utf-8") for s in ids])
-
-
-@numba.njit(cache=True, nogil=True)
-def _insert(table: np.ndarray, hashes: np.ndarray, dup: np.ndarray) -> int:  # pragma: no cover
-    """Insert `hashes` into an open-addressing set (0 = empty slot); flag those already in."""
-    mask = table.shape[0] - 1
-    added = 0
-    for i in range(hashes.shape[0]):
-        h = hashes[i]
-        if h == 0:
-            h = np.uint64(1)
-        slot = (h ^ (h >> np.uint64(29))) & np.uint64(mask)
-        while True:
-            t = table[slot]
-            if t == 0:
-                table[slot] = h
-                dup[i] = False
-                added += 1
-                break
-            if t == h:
-                dup[i] = True
-                break
-            slot = (slot + np.uint64(1)) & np.uint64(mask)
-    return added
 
 
 class _SeenHashes:
@@ -377,9 +113,9 @@ class _SeenHashes:
                 size *= 2
             old = self.table[self.table != 0]
             self.table = np.zeros(size, dtype=np.uint64)
-            _insert(self.table, old, np.zeros(old.shape[0], dtype=np.bool_))
+            scanner.insert_hashes(self.table, old, np.zeros(old.shape[0], dtype=np.bool_))
         dup = np.zeros(h.shape[0], dtype=np.bool_)
-        self.count += _insert(self.table, h, dup)
+        self.count += scanner.insert_hashes(self.table, h, dup)
         return dup
 
 
@@ -395,7 +131,6 @@ class _Block:
     scores: np.ndarray  # (g,)
     starts: np.ndarray  # (g,) byte offsets of the lines in the block
     ends: np.ndarray  # (g,)
-    fast: np.ndarray  # (g,) bool: the scanner vouched for the line (status exact or approx)
     bad: list[BadRecord]
     lines: int  # lines in the block, blank ones included
 
@@ -417,21 +152,23 @@ class _Scratch:
         self.vcount = np.empty(n, dtype=np.int64)
         self.chash = np.empty(n, dtype=np.uint64)
 
-    def scan(self, raw: np.ndarray) -> tuple[int, int]:
-        """Scan all lines of `raw`; returns (lines, values) held in the arrays."""
+    def scan(self, raw: np.ndarray, start: int, end: int) -> tuple[int, int]:
+        """Scan the lines of `raw[start:end]`; returns (lines, values) held in the arrays."""
         # Every number takes at least two bytes ("0," or "0]").
-        if self.values.shape[0] < raw.shape[0] // 2 + 1:
-            self.values = np.empty(raw.shape[0] // 2 + 1)
-        lines = values = pos = 0
-        while pos < raw.shape[0]:
+        if self.values.shape[0] < (end - start) // 2 + 1:
+            self.values = np.empty((end - start) // 2 + 1)
+        lines = values = 0
+        pos = start
+        while pos < end:
             if lines == self.lines:
                 keep = [a[:lines].copy() for a in self._arrays()]
                 self._alloc_lines(2 * lines)
                 for dst, src in zip(self._arrays(), keep, strict=True):
                     dst[:lines] = src
-            got, nv, pos = _scan(
+            got, nv, pos = scanner.scan(
                 raw,
                 pos,
+                end,
                 self.values[values:],
                 self.line_start[lines:],
                 self.line_end[lines:],
@@ -439,6 +176,7 @@ class _Scratch:
                 self.vstart[lines:],
                 self.vcount[lines:],
                 self.chash[lines:],
+                _NO_SPANS,
             )
             self.vstart[lines : lines + got] += values
             lines += got
@@ -451,7 +189,7 @@ class _Scratch:
 
 @dataclasses.dataclass
 class _Scanned:
-    """The scanner's per-line output for a whole block (see `_scan`)."""
+    """The scanner's per-line output for a whole block (see `scanner.scan`)."""
 
     line_start: np.ndarray
     line_end: np.ndarray
@@ -478,25 +216,25 @@ class _Scanner:
             if nl.shape[0]:
                 bounds.append(max(cut, bounds[-1]) + int(nl[0]) + 1)
         bounds.append(raw.shape[0])
-        pieces = [raw[a:b] for a, b in itertools.pairwise(bounds)]
+        pieces = list(itertools.pairwise(bounds))
         used = self.scratch[: len(pieces)]
         if self.pool is not None and len(pieces) > 1:
-            counts = list(self.pool.map(lambda sc, piece: sc.scan(piece), used, pieces))
+            counts = list(self.pool.map(lambda sc, piece: sc.scan(raw, *piece), used, pieces))
         else:
-            counts = [sc.scan(piece) for sc, piece in zip(used, pieces, strict=True)]
+            counts = [sc.scan(raw, *piece) for sc, piece in zip(used, pieces, strict=True)]
         lines = [n for n, _ in counts]
         nvs = [nv for _, nv in counts]
         v_offsets = np.cumsum([0, *nvs])
 
-        def join(name: str, shift: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        def join(name: str, shift: np.ndarray | None = None) -> np.ndarray:
             arrays = [getattr(sc, name)[:n] for sc, n in zip(used, lines, strict=True)]
             if shift is not None:
                 arrays = [a + d for a, d in zip(arrays, shift, strict=False)]
             return np.concatenate(arrays)
 
         return _Scanned(
-            line_start=join("line_start", bounds),
-            line_end=join("line_end", bounds),
+            line_start=join("line_start"),
+            line_end=join("line_end"),
             status=join("status"),
             vstart=join("vstart", v_offsets),
             vcount=join("vcount"),
@@ -536,7 +274,7 @@ def _scores_ragged(
     # Usually nearly all rows share the first row's width: no sort of all widths for that.
     for width in [w, *np.unique(widths[~same]).tolist()]:
         members = np.flatnonzero(widths == width)
-        matrix = _gather_rows(values, starts[members], int(width))
+        matrix = scanner.gather_rows(values, starts[members], int(width))
         out[members] = _scores(matrix, keys[members], strategy=strategy, seed=seed)
     return out
 
@@ -603,11 +341,11 @@ def _parse_block(
     """Score the lines of one block; bad lines become `BadRecord`s with their line numbers."""
     n = scanned.status.shape[0]
     status, values = scanned.status, scanned.values
-    fast = np.flatnonzero(status <= _APPROX)
+    fast = np.flatnonzero(status <= scanner.APPROX)
     vstart, vcount = scanned.vstart[fast], scanned.vcount[fast]
     hashes = scanned.chash[fast]
     bad: list[BadRecord] = []
-    slow = np.flatnonzero(status == _SLOW)
+    slow = np.flatnonzero(status == scanner.SLOW)
     scores = _scores_ragged(values, vstart, vcount, hashes, strategy=strategy, seed=seed)
     if fast.shape[0]:
         # Validity checks per line, vectorized; fast lines' values tile `values` in order.
@@ -666,7 +404,6 @@ def _parse_block(
         scores=scores,
         starts=line_start[rows],
         ends=line_end[rows],
-        fast=status[rows] <= _APPROX,
         bad=bad,
         lines=n,
     )
@@ -946,7 +683,6 @@ def select_from_predictions(
     best_scores = np.zeros(0)
     best_keys = np.zeros(0, dtype=np.int64)
     best_lines: list[tuple[str, int, bytes]] = []
-    best_fast = np.zeros(0, dtype=bool)
     histogram = np.zeros(HISTOGRAM_EDGES.shape[0] - 1, dtype=np.int64)
     pool = excluded = bad_count = 0
     bad: list[BadRecord] = []
@@ -1009,10 +745,8 @@ def select_from_predictions(
                 held = best_scores.shape[0]
                 merged_scores = np.concatenate([best_scores, scores[local]])
                 merged_keys = np.concatenate([best_keys, keys[local]])
-                merged_fast = np.concatenate([best_fast, block.fast[rows]])
                 top = _top(merged_scores, merged_keys, kept)
                 best_scores, best_keys = merged_scores[top], merged_keys[top]
-                best_fast = merged_fast[top]
                 # Copy a line's bytes only once it has entered the running top.
                 entered = top[top >= held] - held
                 added = {
@@ -1037,7 +771,6 @@ def select_from_predictions(
     items, label_list = _finish(
         best_lines,
         best_keys,
-        best_fast,
         k,
         keep=keep,
         strategy=strategy,
@@ -1071,157 +804,108 @@ def _parse_valid(raw: bytes) -> tuple[str, list[float], list[str]]:
     return content, conf, [str(n) for n in names]
 
 
-_CONTENT_RE = re.compile(rb'"content"\s*:\s*"([^"\\\x00-\x1f]*)"')
-_CONF_RE = re.compile(rb'"confidences"\s*:\s*\[([^\]]*)\]')
-_NAMES_RE = re.compile(rb'"displayNames"\s*:\s*(\[[^\]]*\])')
-_NAMES_KEY_RE = re.compile(rb'"displayNames"')
+# A display-names list without `]` in its strings (json.loads reads the others' lines).
+_NAMES_VALUE_RE = re.compile(rb"\s*:\s*(\[[^\]]*\])")
 
 
-def _decode_kept(
-    raws: list[bytes], *, fast: np.ndarray | None = None
-) -> list[tuple[str, list[float], list[str]]]:
-    """`_parse_valid` of each line, without a full `json.loads` where the scanner vouches.
+def _rescan(raws: list[bytes]) -> tuple[_Scanned, np.ndarray, bytes]:
+    """Scan `raws` (lines without newlines) again, recording the spans decoding needs.
 
-    Lines the scanner reads on its fast path hold one plain `"content"` string and one list of
-    plain numbers, so three regular expressions and `float()` decode them exactly; the display
-    names list (usually the same on every line) is decoded once per distinct spelling. Any
-    doubt (a display name with `]`, repeated keys) falls back to `json.loads`.
+    Returns:
+        (the scan, `scanner.scan`'s spans per line, the lines joined by newlines).
+    """
+    joined = b"\n".join(raws) + b"\n"
+    buf = np.frombuffer(joined, dtype=np.uint8)
+    n = len(raws)
+    out = _Scanned(
+        line_start=np.empty(n, dtype=np.int64),
+        line_end=np.empty(n, dtype=np.int64),
+        status=np.empty(n, dtype=np.uint8),
+        vstart=np.empty(n, dtype=np.int64),
+        vcount=np.empty(n, dtype=np.int64),
+        chash=np.empty(n, dtype=np.uint64),
+        values=np.empty(buf.shape[0] // 2 + 1),
+    )
+    spans = np.empty((n, 4), dtype=np.int64)
+    got, nv, _ = scanner.scan(
+        buf,
+        0,
+        buf.shape[0],
+        out.values,
+        out.line_start,
+        out.line_end,
+        out.status,
+        out.vstart,
+        out.vcount,
+        out.chash,
+        spans,
+    )
+    if got != n:  # cannot happen: one line per raw
+        raise ValueError(f"re-scan read {got} lines from {n}")
+    out.values = out.values[:nv]
+    return out, spans, joined
+
+
+def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
+    """`_parse_valid` of each line, without `json.loads` where the scanner reads the line.
+
+    Lines the scanner reads (one plain `"content"` string, one list of plain numbers) take the
+    content's text and the values from it (numbers it parses only approximately are read again
+    with `float()`); the display names (usually one spelling on every line) are decoded once per
+    spelling. Any doubt (a `]` in a display name, a repeated key) goes to `json.loads`.
 
     Args:
         raws: The lines, without their newlines.
-        fast: Per line, whether the scanner read it on its fast path (as it did in its block);
-            default: scan the lines again.
     """
     if not raws:
         return []
-    if fast is None or fast.shape[0] != len(raws):
-        scanned = _Scanner(None, 1).scan(np.frombuffer(b"\n".join(raws) + b"\n", dtype=np.uint8))
-        fast = scanned.status <= _APPROX
-        if fast.shape[0] != len(raws):
-            fast = np.zeros(len(raws), dtype=bool)
+    scanned, spans, joined = _rescan(raws)
+    values = scanned.values.tolist()
+    # Decoded once per spelling / width; the lists are shared between lines (read only).
     names_cache: dict[bytes, list[str] | None] = {}
-    joined = _decode_joined(raws, fast, names_cache)
-    if joined is not None:
-        return [
-            d if d is not None else _parse_valid(raw) for d, raw in zip(joined, raws, strict=True)
-        ]
+    default_names: dict[int, list[str]] = {}
     out = []
-    for raw, ok in zip(raws, fast.tolist(), strict=True):
-        decoded = _decode_plain(raw, names_cache) if ok else None
-        out.append(decoded if decoded is not None else _parse_valid(raw))
-    return out
-
-
-def _matches_per_line(
-    pattern: re.Pattern[bytes], text: bytes, starts: np.ndarray, ends: np.ndarray
-) -> tuple[np.ndarray, list[bytes], np.ndarray] | None:
-    """Matches of `pattern` in `text` (lines joined by newlines) -> (line of each match, its
-    group 1 (or whole match), matches per line); None when a match runs past its line's end,
-    where the per-line matches could differ."""
-    found = list(pattern.finditer(text))
-    begin = np.fromiter((m.start() for m in found), dtype=np.int64, count=len(found))
-    end = np.fromiter((m.end() for m in found), dtype=np.int64, count=len(found))
-    line = np.searchsorted(starts, begin, side="right") - 1
-    if (end > ends[line]).any():
-        return None
-    group = 1 if pattern.groups else 0
-    return line, [m.group(group) for m in found], np.bincount(line, minlength=starts.shape[0])
-
-
-def _decode_joined(
-    raws: list[bytes], fast: np.ndarray, names_cache: dict[bytes, list[str] | None]
-) -> list[tuple[str, list[float], list[str]] | None] | None:
-    """`_decode_plain` of the `fast` lines (None for the others) in one pass over all lines.
-
-    Each pattern runs once over the joined lines; a match that stays within its line is the
-    match the per-line search finds. Returns None (decode line by line) if one does not.
-    """
-    joined = b"\n".join(raws)
-    lengths = np.fromiter(map(len, raws), dtype=np.int64, count=len(raws))
-    starts = np.zeros(len(raws), dtype=np.int64)
-    starts[1:] = np.cumsum(lengths + 1)[:-1]
-    ends = starts + lengths
-    contents = _matches_per_line(_CONTENT_RE, joined, starts, ends)
-    confs = _matches_per_line(_CONF_RE, joined, starts, ends)
-    names_found = _matches_per_line(_NAMES_RE, joined, starts, ends)
-    keys = _matches_per_line(_NAMES_KEY_RE, joined, starts, ends)
-    if contents is None or confs is None or names_found is None or keys is None:
-        return None
-    (c_line, c_text, c_count), (f_line, f_text, f_count) = contents, confs
-    (n_line, n_text, n_count), key_count = names_found, keys[2]
-    ok = fast & (c_count == 1) & (f_count == 1) & (n_count <= 1) & (key_count == n_count)
-    content_of = np.full(len(raws), -1, dtype=np.int64)
-    content_of[c_line] = np.arange(c_line.shape[0])
-    conf_of = np.full(len(raws), -1, dtype=np.int64)
-    conf_of[f_line] = np.arange(f_line.shape[0])
-    names_of = np.full(len(raws), -1, dtype=np.int64)
-    names_of[n_line] = np.arange(n_line.shape[0])
-    chosen = np.flatnonzero(ok)
-    groups = [f_text[j] for j in conf_of[chosen].tolist()]
-    # One split and float() over all lists: the same pieces as splitting each list.
-    values = list(map(float, b",".join(groups).split(b","))) if groups else []
-    widths = [g.count(b",") + 1 for g in groups]
-    out: list[tuple[str, list[float], list[str]] | None] = [None] * len(raws)
-    at = 0
-    for i, c, n, w in zip(
-        chosen.tolist(), content_of[chosen].tolist(), names_of[chosen].tolist(), widths, strict=True
+    for i, (st, v0, nv, (cs, ce, names_at, list_end)) in enumerate(
+        zip(
+            scanned.status.tolist(),
+            scanned.vstart.tolist(),
+            scanned.vcount.tolist(),
+            spans.tolist(),
+            strict=True,
+        )
     ):
-        conf = values[at : at + w]
-        at += w
-        names: list[str] | None = None
-        if n >= 0:
-            span = n_text[n]
-            if span not in names_cache:
-                try:
-                    value = json.loads(span)
-                except ValueError:
-                    value = None
-                names_cache[span] = [str(x) for x in value] if isinstance(value, list) else None
-            names = names_cache[span]
-            if names is None:
-                continue
-        if names is None or len(names) != w:
-            names = [str(x) for x in range(w)]
-        out[i] = (c_text[c].decode("utf-8"), conf, list(names))
+        decoded: tuple[str, list[float], list[str]] | None = None
+        # A backslash anywhere (an escaped key?): json.loads decides.
+        if st <= scanner.APPROX and names_at != -2 and b"\\" not in raws[i]:
+            if st == scanner.EXACT:
+                conf = values[v0 : v0 + nv]
+            else:  # long mantissas: float() reads them exactly
+                opening = joined.rfind(b"[", 0, list_end)
+                conf = [float(t) for t in joined[opening + 1 : list_end].split(b",")]
+            names: list[str] | None = None
+            if names_at >= 0:
+                match = _NAMES_VALUE_RE.match(joined, names_at)
+                span = match.group(1) if match else b""
+                if span not in names_cache:
+                    try:
+                        value = json.loads(span)
+                    except ValueError:
+                        value = None
+                    names_cache[span] = [str(x) for x in value] if isinstance(value, list) else None
+                names = names_cache[span]
+            if names_at < 0 or (names is not None and len(names) != nv):
+                if nv not in default_names:
+                    default_names[nv] = [str(x) for x in range(nv)]
+                names = default_names[nv]
+            if names is not None:
+                decoded = (joined[cs:ce].decode("utf-8"), conf, names)
+        out.append(decoded if decoded is not None else _parse_valid(raws[i]))
     return out
-
-
-def _decode_plain(
-    raw: bytes, names_cache: dict[bytes, list[str] | None]
-) -> tuple[str, list[float], list[str]] | None:
-    """Decode a line the scanner accepted; None when `json.loads` must decide."""
-    contents = _CONTENT_RE.findall(raw)
-    confs = _CONF_RE.findall(raw)
-    names_spans = _NAMES_RE.findall(raw)
-    if (
-        len(contents) != 1
-        or len(confs) != 1
-        or len(names_spans) > 1
-        or raw.count(b'"displayNames"') != len(names_spans)
-    ):
-        return None
-    conf = [float(v) for v in confs[0].split(b",")]
-    names: list[str] | None = None
-    if names_spans:
-        span = names_spans[0]
-        if span not in names_cache:
-            try:
-                value = json.loads(span)
-            except ValueError:
-                value = None
-            names_cache[span] = [str(n) for n in value] if isinstance(value, list) else None
-        names = names_cache[span]
-        if names is None:
-            return None
-    if names is None or len(names) != len(conf):
-        names = [str(i) for i in range(len(conf))]
-    return contents[0].decode("utf-8"), conf, list(names)
 
 
 def _finish(
     lines: list[tuple[str, int, bytes]],
     order_keys: np.ndarray,
-    fast: np.ndarray,
     k: int,
     *,
     keep: int,
@@ -1232,7 +916,7 @@ def _finish(
 ) -> tuple[list[SelectedPrediction], list[str]]:
     """Decode the kept lines, re-score them exactly, keep the best `keep` and, for batch-aware
     strategies, re-rank those down to `k`."""
-    parsed = _decode_kept([raw for _, _, raw in lines], fast=fast)
+    parsed = _decode_kept([raw for _, _, raw in lines])
     if parsed:
         widths = np.fromiter((len(c) for _, c, _ in parsed), dtype=np.int64, count=len(parsed))
         flat = np.fromiter(
