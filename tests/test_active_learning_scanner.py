@@ -35,6 +35,7 @@ def _scan(
         "chash": np.zeros(n, dtype=np.uint64),
     }
     values = np.full(len(data) // 2 + 1, np.nan)
+    stats = np.full((n, 4), np.nan)
     spans = np.zeros((n if walk else 0, 4), dtype=np.int64)
     lines, nv, stop = scanner.scan(
         raw,
@@ -42,10 +43,12 @@ def _scan(
         end,
         values,
         *(out[f] for f in FIELDS),
+        stats,
         spans,
     )
     result = {f: a[:lines] for f, a in out.items()}
     result["values"] = values[:nv]
+    result["stats"] = stats[:lines]
     result["stop"] = np.array([stop])
     return result
 
@@ -53,7 +56,7 @@ def _scan(
 def _assert_same(data: bytes, *, pos: int = 0, end: int | None = None) -> dict[str, np.ndarray]:
     chunks = _scan(data, walk=False, pos=pos, end=end)
     walked = _scan(data, walk=True, pos=pos, end=end)
-    for field in (*FIELDS, "values", "stop"):
+    for field in (*FIELDS, "values", "stats", "stop"):
         np.testing.assert_array_equal(chunks[field], walked[field], err_msg=f"{field}: {data!r}")
     return chunks
 

@@ -152,6 +152,7 @@ class _Scratch:
         self.vstart = np.empty(n, dtype=np.int64)
         self.vcount = np.empty(n, dtype=np.int64)
         self.chash = np.empty(n, dtype=np.uint64)
+        self.stats = np.empty((n, 4))
 
     def scan(self, raw: np.ndarray, start: int, end: int) -> tuple[int, int]:
         """Scan the lines of `raw[start:end]`; returns (lines, values) held in the arrays."""
@@ -177,6 +178,7 @@ class _Scratch:
                 self.vstart[lines:],
                 self.vcount[lines:],
                 self.chash[lines:],
+                self.stats[lines:],
                 _NO_SPANS,
             )
             self.vstart[lines : lines + got] += values
@@ -185,7 +187,15 @@ class _Scratch:
         return lines, values
 
     def _arrays(self) -> list[np.ndarray]:
-        return [self.line_start, self.line_end, self.status, self.vstart, self.vcount, self.chash]
+        return [
+            self.line_start,
+            self.line_end,
+            self.status,
+            self.vstart,
+            self.vcount,
+            self.chash,
+            self.stats,
+        ]
 
 
 @dataclasses.dataclass
@@ -198,6 +208,7 @@ class _Scanned:
     vstart: np.ndarray
     vcount: np.ndarray
     chash: np.ndarray
+    stats: np.ndarray  # (lines, 4): min, sum, largest, second largest of the values
     values: np.ndarray
 
 
@@ -240,6 +251,7 @@ class _Scanner:
             vstart=join("vstart", v_offsets),
             vcount=join("vcount"),
             chash=join("chash"),
+            stats=join("stats"),
             values=np.concatenate([sc.values[:nv] for sc, nv in zip(used, nvs, strict=True)]),
         )
 
@@ -252,6 +264,26 @@ def _scores(conf: np.ndarray, keys: np.ndarray, *, strategy: str, seed: int) -> 
     # Batch-aware strategies and class balancing prefilter by margin.
     name = strategy if strategy in strategies.SCORERS else "margin"
     return strategies.uncertainty(conf, strategy=name)
+
+
+def _block_scores(
+    values: np.ndarray,
+    vstart: np.ndarray,
+    vcount: np.ndarray,
+    stats: np.ndarray,
+    keys: np.ndarray,
+    *,
+    strategy: str,
+    seed: int,
+) -> np.ndarray:
+    """`_scores_ragged` of the scanner's lines; least confidence and margin (also the
+    prefilter of batch-aware strategies) from the per-line largest values it keeps."""
+    name = strategy if strategy in strategies.SCORERS or strategy == "random" else "margin"
+    if name == "least_confidence":
+        return strategies.least_confidence_from_top(stats[:, 2])
+    if name == "margin" and (vcount >= 2).all():
+        return strategies.margin_from_top2(stats[:, 2], stats[:, 3])
+    return _scores_ragged(values, vstart, vcount, keys, strategy=strategy, seed=seed)
 
 
 def _scores_ragged(
@@ -345,13 +377,14 @@ def _parse_block(
     fast = np.flatnonzero(status <= scanner.APPROX)
     vstart, vcount = scanned.vstart[fast], scanned.vcount[fast]
     hashes = scanned.chash[fast]
+    stats = scanned.stats[fast]
     bad: list[BadRecord] = []
     slow = np.flatnonzero(status == scanner.SLOW)
-    scores = _scores_ragged(values, vstart, vcount, hashes, strategy=strategy, seed=seed)
+    scores = _block_scores(values, vstart, vcount, stats, hashes, strategy=strategy, seed=seed)
     if fast.shape[0]:
-        # Validity checks per line, vectorized; fast lines' values tile `values` in order.
-        negative = np.minimum.reduceat(values, vstart) < 0
-        total = np.add.reduceat(values, vstart)
+        # Validity checks per line from the scanner's per-line min and sum.
+        negative = stats[:, 0] < 0
+        total = stats[:, 1]
         off = np.abs(total - 1.0)
         # Sums within rounding of the tolerance are left to the exact (json) path.
         borderline = np.abs(off - SUM_TOLERANCE) < 1e-9
@@ -860,6 +893,7 @@ def _rescan(raws: list[bytes]) -> tuple[_Scanned, np.ndarray, bytes]:
         vstart=np.empty(n, dtype=np.int64),
         vcount=np.empty(n, dtype=np.int64),
         chash=np.empty(n, dtype=np.uint64),
+        stats=np.empty((n, 4)),
         values=np.empty(buf.shape[0] // 2 + 1),
     )
     spans = np.empty((n, 4), dtype=np.int64)
@@ -874,6 +908,7 @@ def _rescan(raws: list[bytes]) -> tuple[_Scanned, np.ndarray, bytes]:
         out.vstart,
         out.vcount,
         out.chash,
+        out.stats,
         spans,
     )
     if got != n:  # cannot happen: one line per raw

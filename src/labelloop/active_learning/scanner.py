@@ -191,6 +191,30 @@ def _blank(buf: np.ndarray, s: int, e: int) -> bool:  # pragma: no cover - compi
     return True
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _line_stats(
+    values: np.ndarray, nv: int, cnt: int, stats: np.ndarray, line: int
+) -> None:  # pragma: no cover - compiled
+    """Row `line` of `stats`: min, sum (left to right), largest and second largest value."""
+    lo = np.inf
+    total = 0.0
+    first = -np.inf
+    second = -np.inf
+    for i in range(nv, nv + cnt):
+        v = values[i]
+        lo = min(lo, v)
+        total += v
+        if v > first:
+            second = first
+            first = v
+        elif v > second:
+            second = v
+    stats[line, 0] = lo
+    stats[line, 1] = total
+    stats[line, 2] = first
+    stats[line, 3] = second
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _walk_line(  # noqa: PLR0917 - numba: plain arrays in, no objects
     buf: np.ndarray,
@@ -205,6 +229,7 @@ def _walk_line(  # noqa: PLR0917 - numba: plain arrays in, no objects
     vstart: np.ndarray,
     vcount: np.ndarray,
     chash: np.ndarray,
+    stats: np.ndarray,
     spans: np.ndarray,
 ) -> tuple[int, int]:  # pragma: no cover - compiled
     """Read the line starting at `s` byte by byte (any line, escapes included); write row `line`.
@@ -271,6 +296,7 @@ def _walk_line(  # noqa: PLR0917 - numba: plain arrays in, no objects
     vstart[line] = nv
     vcount[line] = cnt
     chash[line] = h
+    _line_stats(values, nv, cnt, stats, line)
     if record:
         spans[line, 0] = cs
         spans[line, 1] = ce
@@ -297,6 +323,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
     vstart: np.ndarray,
     vcount: np.ndarray,
     chash: np.ndarray,
+    stats: np.ndarray,
     spans: np.ndarray,
 ) -> tuple[int, int, int]:  # pragma: no cover - compiled
     """Read the lines of `buf[pos:end]`.
@@ -305,6 +332,8 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
         buf: The block (positions in the outputs are indices into it).
         pos: Where the first line starts.
         end: Where the part ends (after a newline, or the end of the block).
+        stats: Per line (rows as `status`): the values' min, sum, largest and second largest
+            (inf, 0, -inf, -inf without values).
         spans: Empty, or one row per line (as `status`) to receive where the content string's
             text starts and ends, where a `"displayNames"` key ends (-1: none, -2: more than
             one) and where the confidences list's `]` is: what decoding a line needs. Lines are
@@ -322,7 +351,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
         while j < end and line < cap:
             j, cnt = _walk_line(
                 buf, j, end, values, nv, line,
-                line_start, line_end, status, vstart, vcount, chash, spans,
+                line_start, line_end, status, vstart, vcount, chash, stats, spans,
             )  # fmt: skip
             nv += cnt
             line += 1
@@ -394,7 +423,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
                 if walk or nconf != 1 or ncont != 1:
                     _, cnt = _walk_line(
                         buf, s, p + 1, values, nv, line,
-                        line_start, line_end, status, vstart, vcount, chash, spans,
+                        line_start, line_end, status, vstart, vcount, chash, stats, spans,
                     )  # fmt: skip
                 else:
                     e = p
@@ -415,6 +444,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
                     vstart[line] = nv
                     vcount[line] = cnt
                     chash[line] = h
+                    _line_stats(values, nv, cnt, stats, line)
                 nv += cnt
                 line += 1
                 s = p + 1
@@ -442,7 +472,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
     if s < end:  # a last line without a newline
         _, cnt = _walk_line(
             buf, s, end, values, nv, line,
-            line_start, line_end, status, vstart, vcount, chash, spans,
+            line_start, line_end, status, vstart, vcount, chash, stats, spans,
         )  # fmt: skip
         nv += cnt
         line += 1

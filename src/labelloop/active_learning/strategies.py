@@ -35,7 +35,7 @@ def least_confidence(proba: np.ndarray) -> np.ndarray:
     proba = np.asarray(proba, dtype=np.float64)
     if proba.shape[0] == 0:
         return np.zeros(0)
-    return 1.0 - proba.max(axis=1)
+    return least_confidence_from_top(proba.max(axis=1))
 
 
 def margin(proba: np.ndarray) -> np.ndarray:
@@ -46,7 +46,17 @@ def margin(proba: np.ndarray) -> np.ndarray:
     if proba.shape[1] < 2:
         return 1.0 - proba[:, 0]
     top2 = -np.partition(-proba, 1, axis=1)[:, :2]
-    return 1.0 - (top2[:, 0] - top2[:, 1])
+    return margin_from_top2(top2[:, 0], top2[:, 1])
+
+
+def margin_from_top2(largest: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """`margin` from each row's largest and second largest probability (all it depends on)."""
+    return 1.0 - (largest - second)
+
+
+def least_confidence_from_top(largest: np.ndarray) -> np.ndarray:
+    """`least_confidence` from each row's largest probability."""
+    return 1.0 - largest
 
 
 def entropy(proba: np.ndarray) -> np.ndarray:
