@@ -551,7 +551,7 @@ def _read_blocks(
 def _mapped_blocks(path: os.PathLike[str], *, block_bytes: int) -> Iterator[memoryview]:
     """Blocks of whole lines of a local file, each a view of its own read-only mapping.
 
-    Windows of about `block_bytes` start at a line start (mapped from the page boundary before
+    Windows of about `block_bytes` (the first an eighth of it) start at a line start (mapped from the page boundary before
     it) and end after their last newline; a line longer than the window doubles it. Resident
     memory is what the live blocks touched, as with read buffers. (A file truncated while it
     is read ends the process with SIGBUS, as any mapped read does.)
@@ -559,7 +559,9 @@ def _mapped_blocks(path: os.PathLike[str], *, block_bytes: int) -> Iterator[memo
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         start = 0  # the next block's first byte: a line start
-        window = block_bytes
+        # A small first block: the pipeline (scan the next block while this one is merged)
+        # starts working sooner.
+        window = max(1, block_bytes // 8)
         while start < size:
             at = start - start % mmap.ALLOCATIONGRANULARITY
             length = min(size - at, start - at + window)
@@ -576,6 +578,7 @@ def _mapped_blocks(path: os.PathLike[str], *, block_bytes: int) -> Iterator[memo
             del mapped  # the block holds the mapping; it is unmapped with the block's last view
             yield block
             start = at + cut + 1
+            window = max(window, block_bytes)
 
 
 def _scanned_blocks(
