@@ -551,9 +551,10 @@ def _read_blocks(
 def _mapped_blocks(path: os.PathLike[str], *, block_bytes: int) -> Iterator[memoryview]:
     """Blocks of whole lines of a local file, each a view of its own read-only mapping.
 
-    Windows of about `block_bytes` (the first an eighth of it) start at a line start (mapped from the page boundary before
-    it) and end after their last newline; a line longer than the window doubles it. Resident
-    memory is what the live blocks touched, as with read buffers. (A file truncated while it
+    Windows of about `block_bytes` (the first an eighth of it) start at a line start (mapped
+    from the page boundary before it) and end after their last newline; a line longer than the
+    window doubles it. Resident memory is what the live blocks touched, as with read buffers.
+    (A file truncated while it
     is read ends the process with SIGBUS, as any mapped read does.)
     """
     with open(path, "rb") as fh:
