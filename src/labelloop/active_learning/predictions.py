@@ -220,6 +220,11 @@ class _Scanner:
         self.scratch = [_Scratch() for _ in range(parts)]
 
     def scan(self, raw: np.ndarray) -> _Scanned:
+        if raw.flags.writeable:
+            # Read-only whatever the source (a mapping is, a read buffer is not): numba
+            # compiles, and caches (e.g. in the image), one scanner per array type.
+            raw = raw.view()
+            raw.flags.writeable = False
         parts = len(self.scratch) if raw.shape[0] >= PARALLEL_MIN_BYTES else 1
         bounds = [0]
         for p in range(1, parts):
