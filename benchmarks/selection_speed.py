@@ -14,6 +14,7 @@ The files are generated into a temporary folder and deleted afterwards.
 Usage:
     .venv/bin/python benchmarks/selection_speed.py                  # 1M lines, top 10k
     .venv/bin/python benchmarks/selection_speed.py --full           # + 10M lines memory check
+    .venv/bin/python benchmarks/selection_speed.py --numbers repr   # 17-digit confidences
 """
 
 from __future__ import annotations
@@ -36,22 +37,32 @@ from labelloop.active_learning.predictions import select_from_predictions  # noq
 N_CLASSES = 10
 IDS = json.dumps([str(1000 + j) for j in range(N_CLASSES)])
 NAMES = json.dumps([str(j) for j in range(N_CLASSES)])
-TEMPLATE = (
-    '{"instance": {"content": "gs://bucket/images/img_%09d.png", "mimeType": "image/png"}, '
-    f'"prediction": {{"ids": {IDS}, "displayNames": {NAMES}, "confidences": ['
-    + ", ".join(["%.6g"] * N_CLASSES)
-    + "]}}\n"
-)
+# Number spellings: 6 significant digits, or a float64's repr (up to 17, parsed approximately
+# by the scanner and re-read exactly for the kept lines).
+NUMBER_FORMATS = {"short": "%.6g", "repr": "%r"}
 
 
-def generate(path: Path, n: int, *, seed: int = 0, bad_every: int = 100_000) -> None:
+def template(number_format: str) -> str:
+    """One prediction line with `%` slots for the index and the confidences."""
+    return (
+        '{"instance": {"content": "gs://bucket/images/img_%09d.png", "mimeType": "image/png"}, '
+        f'"prediction": {{"ids": {IDS}, "displayNames": {NAMES}, "confidences": ['
+        + ", ".join([NUMBER_FORMATS[number_format]] * N_CLASSES)
+        + "]}}\n"
+    )
+
+
+def generate(
+    path: Path, n: int, *, seed: int = 0, bad_every: int = 100_000, numbers: str = "short"
+) -> None:
     """Write `n` prediction lines (Dirichlet confidences); every `bad_every`-th is bad."""
     rng = np.random.default_rng(seed)
+    line = template(numbers)
     with path.open("w", encoding="utf-8") as fh:
         for start in range(0, n, 100_000):
             m = min(100_000, n - start)
             proba = rng.dirichlet(np.full(N_CLASSES, 0.3), size=m)
-            lines = [TEMPLATE % (start + i, *proba[i]) for i in range(m)]
+            lines = [line % (start + i, *proba[i].tolist()) for i in range(m)]
             for i in range(0, m, bad_every):
                 if start + i > 0:
                     # A valid-JSON line with a negative confidence: reported, not selected.
@@ -103,12 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-size", type=int, default=10_000_000)
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each; best is kept")
     p.add_argument("--tmp", help="folder for the generated files (default: system temp)")
+    p.add_argument(
+        "--numbers",
+        choices=sorted(NUMBER_FORMATS),
+        default="short",
+        help="confidence spelling: short (%%.6g) or repr (a float64's repr, up to 17 digits)",
+    )
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="labelloop-speed-") as tmp:
         path = Path(tmp) / "prediction.results-00000-of-00001"
         t = time.perf_counter()
-        generate(path, args.size)
+        generate(path, args.size, numbers=args.numbers)
         size_mb = path.stat().st_size / 2**20
         print(
             f"generated {args.size:,} lines ({size_mb:,.0f} MiB) in {time.perf_counter() - t:.1f} s"
@@ -131,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             naive_runs.append(time.perf_counter() - t)
         fast_s, naive_s = min(fast_runs), min(naive_runs)
         overlap = len({s.item for s in fast.items} & set(naive)) / max(1, len(naive))
-        print(f"top {args.k:,} of {args.size:,} (least confidence), best of {args.repeat}")
+        print(
+            f"top {args.k:,} of {args.size:,} (least confidence, {args.numbers} numbers), "
+            f"best of {args.repeat}"
+        )
         print(f"  straightforward (json + list of dicts + sort): {naive_s:7.2f} s")
         print(f"  labelloop streaming selection:                 {fast_s:7.2f} s")
         print(
@@ -149,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.full:
             big = Path(tmp) / "prediction.results-00000-of-00001"
             t = time.perf_counter()
-            generate(big, args.memory_size)
+            generate(big, args.memory_size, numbers=args.numbers)
             print(
                 f"generated {args.memory_size:,} lines "
                 f"({big.stat().st_size / 2**30:.1f} GiB) in {time.perf_counter() - t:.0f} s"

@@ -5,21 +5,21 @@ Vertex writes `prediction.results-NNNNN-of-NNNNN` files under its output directo
 "displayNames": [...], "confidences": [...]}}`. The local model's predictions are written in the
 same shape (`write_predictions`), so one reader serves both.
 
-Speed: files are read in blocks of whole lines (32 MiB). A compiled scanner (numba) reads each
-block once, byte by byte: it skips strings, finds the `"content"` string (hashed on the fly, no
-Python object per line) and the `"confidences"` list (parsed straight into a float array), and
-gives each line a status. Checks (negative values, sums) and scores are then numpy over the
-whole block. A line the scanner cannot vouch for (a key missing or repeated, escapes in the id,
-a value that is not a plain JSON number, NaN, a sum within rounding of the tolerance) goes
-through `json.loads` and the same checks, so the answer does not depend on which path read a
-line. The fast path reads only those two fields: it does not re-validate the rest of a line
-(a line cut short after its confidences still counts).
+Speed: files are read in blocks of whole lines (32 MiB; a local file is mapped, not copied).
+The compiled scanner (`scanner.scan`, numba, two threads) reads each block once: it finds the
+`"content"` string (hashed on the fly, no Python object per line) and the `"confidences"` list
+(parsed straight into a float array, with each line's min, sum and two largest values) and gives
+each line a status. Checks (negative values, sums) and scores are then numpy over the whole
+block. A line the scanner cannot vouch for (a key missing or repeated, escapes in the id, a
+value that is not a plain JSON number, NaN, a sum within rounding of the tolerance) goes through
+`json.loads` and the same checks, so the answer does not depend on which path read a line. The
+fast path reads only those two fields: it does not re-validate the rest of a line (a line cut
+short after its confidences still counts).
 
-Numbers with at most 15 significant digits are parsed exactly (correctly rounded, as
-`float()`); longer ones (e.g. `repr` of a float64) within a few ulps. The running top keeps a
-few spare candidates and the kept lines are re-scored from `json.loads` at the end, so the
-selection equals the exact one. The kept lines are decoded for the output by three regular
-expressions where the scanner vouched for them (`json.loads` otherwise).
+Numbers are parsed correctly rounded (as `float()`) when the mantissa fits in 53 bits; longer
+ones (e.g. `repr` of a float64) within a few ulps. The running top keeps a few spare candidates
+and the kept lines are re-read exactly at the end (`float()` for those numbers, `json.loads`
+for any line the scanner doubts), so the selection equals the exact one.
 
 Memory: per block a small multiple of the block size; across the pool only the running top
 candidates and one 64-bit hash per item (to find duplicates): about 8 bytes per pool item.

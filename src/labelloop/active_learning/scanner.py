@@ -139,13 +139,17 @@ def _parse_list(
             p += -ex if eneg else ex
         if p > 300 or p < -300:
             break  # huge or tiny: json.loads decides
-        if m > 9007199254740992 or p > 22 or p < -22:
+        # One correctly rounded operation on exact operands (as float() when m < 2**53);
+        # otherwise within a few ulps, and the line is marked approximate.
+        if p > 22 or p < -22:
             approx = True
             v = float(m) * 10.0**p
         elif p < 0:
             v = float(m) / _POW10[-p]
         else:
             v = float(m) * _POW10[p]
+        if m > 9007199254740992:
+            approx = True
         values[nv + cnt] = -v if neg else v
         cnt += 1
         k = _skip_ws(buf, k, n)
