@@ -37,9 +37,5 @@ WORKDIR /home/labelloop
 # once here, so a task does not spend 5-8 s compiling (a machine with another CPU model than the
 # build's recompiles once into the same cache).
 ENV NUMBA_CACHE_DIR=/home/labelloop/.cache/numba
-RUN python3 -c "import numpy as np, tempfile, os; \
-from labelloop.active_learning.predictions import select_from_predictions, write_predictions; \
-d = tempfile.mkdtemp(); p = os.path.join(d, 'p.jsonl'); \
-write_predictions(p, ['a', 'b', 'c'], ['x', 'y'], np.array([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])); \
-print(len(select_from_predictions(p, 2, strategy='least_confidence').items))"
+RUN python3 -c "from labelloop.active_learning.predictions import warm_up; print(warm_up())"
 CMD ["python3", "-c", "import labelloop; print(labelloop.__version__)"]

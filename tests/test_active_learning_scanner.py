@@ -166,3 +166,10 @@ def test_an_odd_line_does_not_shift_the_string_state_of_the_next() -> None:
 )
 def test_chunked_scan_equals_the_byte_walker_hypothesis(lines: list[str]) -> None:
     _assert_same(("\n".join(lines) + "\n").encode())
+
+
+def test_warm_up_runs_every_selection_path() -> None:
+    from labelloop.active_learning import strategies
+    from labelloop.active_learning.predictions import warm_up
+
+    assert warm_up() == len(strategies.STRATEGIES)
