@@ -56,6 +56,31 @@ def _skip_ws(buf: np.ndarray, i: int, n: int) -> int:  # pragma: no cover - comp
     return i
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _read_digits(
+    buf: np.ndarray, k: int, n: int, m: int, d: int
+) -> tuple[int, int, int, bool]:  # pragma: no cover - compiled
+    """Append the digit `d` (read at `buf[k]`) and the digits after it to the mantissa `m`.
+
+    Returns:
+        (position after the digits, mantissa, digits read, False if the mantissa would pass
+        18 significant digits and overflow: json.loads decides those numbers).
+    """
+    count = 0
+    while True:
+        if m >= _MAX_MANTISSA_DIV10:
+            return k, m, count, False
+        m = m * 10 + d
+        count += 1
+        k += 1
+        if k >= n:
+            break
+        d = int(buf[k]) - 48
+        if d < 0 or d > 9:
+            break
+    return k, m, count, True
+
+
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _parse_list(
     buf: np.ndarray, k: int, n: int, values: np.ndarray, nv: int
@@ -88,41 +113,19 @@ def _parse_list(
             break  # leading zero: not JSON
         # Mantissa m (all digits), exponent p. More than 18 significant digits (m >= 10**18)
         # would overflow: json.loads decides those.
-        m = 0
-        p = 0
-        ok = True
-        while True:  # integer digits
-            if m >= _MAX_MANTISSA_DIV10:
-                ok = False
-                break
-            m = m * 10 + d
-            k += 1
-            if k >= n:
-                break
-            d = int(buf[k]) - 48
-            if d < 0 or d > 9:
-                break
+        k, m, _, ok = _read_digits(buf, k, n, 0, d)
         if not ok:
             break
+        p = 0
         if k < n and buf[k] == 46:  # fraction digits
             k += 1
             d = int(buf[k]) - 48 if k < n else -1
             if d < 0 or d > 9:
                 break  # "1." or "1.x": not JSON
-            while True:
-                if m >= _MAX_MANTISSA_DIV10:
-                    ok = False
-                    break
-                m = m * 10 + d
-                p -= 1
-                k += 1
-                if k >= n:
-                    break
-                d = int(buf[k]) - 48
-                if d < 0 or d > 9:
-                    break
+            k, m, count, ok = _read_digits(buf, k, n, m, d)
             if not ok:
                 break
+            p = -count
         if k < n and (buf[k] == 101 or buf[k] == 69):
             k += 1
             eneg = False
