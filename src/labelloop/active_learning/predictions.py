@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import functools
 import gc
-import io
 import itertools
 import json
 import logging
@@ -476,38 +475,6 @@ def prediction_files(uri: str) -> list[str]:
     )
 
 
-@contextlib.contextmanager
-def _open_binary(uri: str) -> Iterator[io.BufferedIOBase]:
-    if storage.is_gcs(uri):
-        bucket, name = storage.split_gcs(uri)
-        with storage.gcs_client().bucket(bucket).blob(name).open("rb") as fh:
-            yield fh
-        return
-    with storage.local_path(uri).open("rb") as fh:
-        yield fh
-
-
-def iter_blocks(uri: str, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
-    """Yield `(first_line_number, bytes)` blocks of whole lines of a file."""
-    line = 1
-    rest = b""
-    with _open_binary(uri) as fh:
-        while True:
-            data = fh.read(block_bytes)
-            if not data:
-                break
-            data = rest + data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            block, rest = data[: cut + 1], data[cut + 1 :]
-            yield line, block
-            line += block.count(b"\n")
-    if rest:
-        yield line, rest
-
-
 def _read_blocks(
     uri: str, *, block_bytes: int = BLOCK_BYTES, buffers: int = 1
 ) -> Generator[memoryview, None, None]:
@@ -526,7 +493,8 @@ def _read_blocks(
     current = 0
     buf = bufs[0]
     filled = 0
-    with _open_binary(uri) as fh:
+    bucket, name = storage.split_gcs(uri)
+    with storage.gcs_client().bucket(bucket).blob(name).open("rb") as fh:
         while True:
             if filled == len(buf):  # a line longer than the buffer: grow it
                 bigger = bytearray(2 * len(buf))
@@ -560,8 +528,7 @@ def _mapped_blocks(path: os.PathLike[str], *, block_bytes: int) -> Iterator[memo
     Windows of about `block_bytes` (the first an eighth of it) start at a line start (mapped
     from the page boundary before it) and end after their last newline; a line longer than the
     window doubles it. Resident memory is what the live blocks touched, as with read buffers.
-    (A file truncated while it
-    is read ends the process with SIGBUS, as any mapped read does.)
+    (A file truncated while it is read ends the process with SIGBUS, as any mapped read does.)
     """
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
