@@ -38,13 +38,7 @@ def _scan(
     stats = np.full((n, 4), np.nan)
     spans = np.zeros((n if walk else 0, 4), dtype=np.int64)
     lines, nv, stop = scanner.scan(
-        raw,
-        pos,
-        end,
-        values,
-        *(out[f] for f in FIELDS),
-        stats,
-        spans,
+        raw, pos, end, values, scanner.Lines(*(out[f] for f in FIELDS), stats=stats, spans=spans)
     )
     result = {f: a[:lines] for f, a in out.items()}
     result["values"] = values[:nv]

@@ -167,20 +167,8 @@ class _Scratch:
                 self._alloc_lines(2 * lines)
                 for dst, src in zip(self._arrays(), keep, strict=True):
                     dst[:lines] = src
-            got, nv, pos = scanner.scan(
-                raw,
-                pos,
-                end,
-                self.values[values:],
-                self.line_start[lines:],
-                self.line_end[lines:],
-                self.status[lines:],
-                self.vstart[lines:],
-                self.vcount[lines:],
-                self.chash[lines:],
-                self.stats[lines:],
-                _NO_SPANS,
-            )
+            rows = scanner.Lines._make([*(a[lines:] for a in self._arrays()), _NO_SPANS])
+            got, nv, pos = scanner.scan(raw, pos, end, self.values[values:], rows)
             self.vstart[lines : lines + got] += values
             lines += got
             values += nv
@@ -874,11 +862,7 @@ def _rescan(raws: list[bytes]) -> tuple[_Scanned, np.ndarray, bytes]:
         values=np.empty(buf.shape[0] // 2 + 1),
     )
     spans = np.empty((n, 4), dtype=np.int64)
-    got, nv, _ = scanner.scan(
-        buf,
-        0,
-        buf.shape[0],
-        out.values,
+    rows = scanner.Lines(
         out.line_start,
         out.line_end,
         out.status,
@@ -888,6 +872,7 @@ def _rescan(raws: list[bytes]) -> tuple[_Scanned, np.ndarray, bytes]:
         out.stats,
         spans,
     )
+    got, nv, _ = scanner.scan(buf, 0, buf.shape[0], out.values, rows)
     if got != n:  # cannot happen: one line per raw
         raise ValueError(f"re-scan read {got} lines from {n}")
     out.values = out.values[:nv]

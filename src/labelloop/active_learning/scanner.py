@@ -20,6 +20,8 @@ it does not validate the rest of a line.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -198,6 +200,43 @@ def _blank(buf: np.ndarray, s: int, e: int) -> bool:  # pragma: no cover - compi
     return True
 
 
+class Lines(NamedTuple):
+    """What `scan` writes per line, row i for line i (arrays, so numba passes them in one)."""
+
+    start: np.ndarray  # int64: where the line starts in the block
+    end: np.ndarray  # int64: where it ends (before its newline and any \r)
+    status: np.ndarray  # uint8: EXACT, APPROX, SLOW or BLANK
+    vstart: np.ndarray  # int64: where its values start in `values`
+    vcount: np.ndarray  # int64: how many values (0 unless EXACT or APPROX)
+    chash: np.ndarray  # uint64: FNV-1a 64 of the content string (0 unless EXACT or APPROX)
+    stats: np.ndarray  # (n, 4) float64: the values' min, sum, largest, second largest
+    # (n, 4) int64, or (0, 4) to skip: where the content string's text starts and ends, where a
+    # `"displayNames"` key ends (-1: none, -2: more than one), where the confidences' `]` is.
+    spans: np.ndarray
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _write_line(  # noqa: PLR0917 - numba: plain values in
+    out: Lines,
+    line: int,
+    s: int,
+    e: int,
+    st: int,
+    values: np.ndarray,
+    nv: int,
+    cnt: int,
+    h: np.uint64,
+) -> None:  # pragma: no cover - compiled
+    """Row `line` of `out` (the spans aside)."""
+    out.start[line] = s
+    out.end[line] = e
+    out.status[line] = st
+    out.vstart[line] = nv
+    out.vcount[line] = cnt
+    out.chash[line] = h
+    _line_stats(values, nv, cnt, out.stats, line)
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _line_stats(
     values: np.ndarray, nv: int, cnt: int, stats: np.ndarray, line: int
@@ -223,28 +262,21 @@ def _line_stats(
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _walk_line(  # noqa: PLR0917 - numba: plain arrays in, no objects
+def _walk_line(  # noqa: PLR0917 - numba: plain values in
     buf: np.ndarray,
     s: int,
     n: int,
     values: np.ndarray,
     nv: int,
     line: int,
-    line_start: np.ndarray,
-    line_end: np.ndarray,
-    status: np.ndarray,
-    vstart: np.ndarray,
-    vcount: np.ndarray,
-    chash: np.ndarray,
-    stats: np.ndarray,
-    spans: np.ndarray,
+    out: Lines,
 ) -> tuple[int, int]:  # pragma: no cover - compiled
     """Read the line starting at `s` byte by byte (any line, escapes included); write row `line`.
 
     Returns:
         (position after the line's newline, values written).
     """
-    record = spans.shape[0] > 0
+    record = out.spans.shape[0] > 0
     j = s
     st = EXACT
     nconf = 0
@@ -297,18 +329,12 @@ def _walk_line(  # noqa: PLR0917 - numba: plain arrays in, no objects
     if st >= SLOW:
         cnt = 0
         h = np.uint64(0)
-    line_start[line] = s
-    line_end[line] = e
-    status[line] = st
-    vstart[line] = nv
-    vcount[line] = cnt
-    chash[line] = h
-    _line_stats(values, nv, cnt, stats, line)
+    _write_line(out, line, s, e, st, values, nv, cnt, h)
     if record:
-        spans[line, 0] = cs
-        spans[line, 1] = ce
-        spans[line, 2] = names_at
-        spans[line, 3] = list_end
+        out.spans[line, 0] = cs
+        out.spans[line, 1] = ce
+        out.spans[line, 2] = names_at
+        out.spans[line, 3] = list_end
     return j + 1, cnt
 
 
@@ -319,19 +345,12 @@ def _lowest_bit_index(low: np.uint64) -> int:  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
+def scan(
     buf: np.ndarray,
     pos: int,
     end: int,
     values: np.ndarray,
-    line_start: np.ndarray,
-    line_end: np.ndarray,
-    status: np.ndarray,
-    vstart: np.ndarray,
-    vcount: np.ndarray,
-    chash: np.ndarray,
-    stats: np.ndarray,
-    spans: np.ndarray,
+    out: Lines,
 ) -> tuple[int, int, int]:  # pragma: no cover - compiled
     """Read the lines of `buf[pos:end]`.
 
@@ -339,27 +358,21 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
         buf: The block (positions in the outputs are indices into it).
         pos: Where the first line starts.
         end: Where the part ends (after a newline, or the end of the block).
-        stats: Per line (rows as `status`): the values' min, sum, largest and second largest
-            (inf, 0, -inf, -inf without values).
-        spans: Empty, or one row per line (as `status`) to receive where the content string's
-            text starts and ends, where a `"displayNames"` key ends (-1: none, -2: more than
-            one) and where the confidences list's `]` is: what decoding a line needs. Lines are
-            then read byte by byte.
+        values: Receives the lines' values, one after the other (`out.vstart` says where).
+        out: Receives one row per line (see `Lines`); with `out.spans` non-empty, every line
+            is read byte by byte.
 
     Returns:
         (lines read, values written, position after the last line read). Stops early when the
         per-line arrays are full.
     """
-    cap = status.shape[0]
+    cap = out.status.shape[0]
     line = 0
     nv = 0
-    if spans.shape[0] > 0 or cap == 0:
+    if out.spans.shape[0] > 0 or cap == 0:
         j = pos
         while j < end and line < cap:
-            j, cnt = _walk_line(
-                buf, j, end, values, nv, line,
-                line_start, line_end, status, vstart, vcount, chash, stats, spans,
-            )  # fmt: skip
+            j, cnt = _walk_line(buf, j, end, values, nv, line, out)
             nv += cnt
             line += 1
         return line, nv, min(j, end)
@@ -428,10 +441,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
                     inside ^= from_here
                     events = (nl | (key & inside) | bs) & from_here & ~low
                 if walk or nconf != 1 or ncont != 1:
-                    _, cnt = _walk_line(
-                        buf, s, p + 1, values, nv, line,
-                        line_start, line_end, status, vstart, vcount, chash, stats, spans,
-                    )  # fmt: skip
+                    _, cnt = _walk_line(buf, s, p + 1, values, nv, line, out)
                 else:
                     e = p
                     if e > s and buf[e - 1] == 13:
@@ -445,13 +455,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
                         h = zero
                     elif approx:
                         st = APPROX
-                    line_start[line] = s
-                    line_end[line] = e
-                    status[line] = st
-                    vstart[line] = nv
-                    vcount[line] = cnt
-                    chash[line] = h
-                    _line_stats(values, nv, cnt, stats, line)
+                    _write_line(out, line, s, e, st, values, nv, cnt, h)
                 nv += cnt
                 line += 1
                 s = p + 1
@@ -477,10 +481,7 @@ def scan(  # noqa: PLR0917 - one compiled loop, plain arrays
         carry = ones if inside >> np.uint64(63) else zero
         c += 1
     if s < end:  # a last line without a newline
-        _, cnt = _walk_line(
-            buf, s, end, values, nv, line,
-            line_start, line_end, status, vstart, vcount, chash, stats, spans,
-        )  # fmt: skip
+        _, cnt = _walk_line(buf, s, end, values, nv, line, out)
         nv += cnt
         line += 1
         s = end
