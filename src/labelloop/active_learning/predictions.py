@@ -254,9 +254,13 @@ def _scores(conf: np.ndarray, keys: np.ndarray, *, strategy: str, seed: int) -> 
     if strategy == "random":
         keyed = _mix(keys ^ _mix(np.asarray([seed & _MASK64], dtype=np.uint64)))
         return (keyed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    # Batch-aware strategies and class balancing prefilter by margin.
-    name = strategy if strategy in strategies.SCORERS else "margin"
-    return strategies.uncertainty(conf, strategy=name)
+    return strategies.uncertainty(conf, strategy=_uncertainty_name(strategy))
+
+
+def _uncertainty_name(strategy: str) -> str:
+    """The score a strategy ranks lines by: its own, or margin (the prefilter of batch-aware
+    strategies and of class balancing)."""
+    return strategy if strategy in strategies.SCORERS else "margin"
 
 
 def _block_scores(
@@ -271,7 +275,7 @@ def _block_scores(
 ) -> np.ndarray:
     """`_scores_ragged` of the scanner's lines; least confidence and margin (also the
     prefilter of batch-aware strategies) from the per-line largest values it keeps."""
-    name = strategy if strategy in strategies.SCORERS or strategy == "random" else "margin"
+    name = "random" if strategy == "random" else _uncertainty_name(strategy)
     if name == "least_confidence":
         return strategies.least_confidence_from_top(stats[:, 2])
     if name == "margin" and (vcount >= 2).all():
@@ -1052,9 +1056,10 @@ def write_predictions(
 def warm_up() -> int:
     """Compile (or load from numba's cache) every compiled function a selection can use.
 
-    Runs small selections through each path: a local (mapped) file and an in-memory (read
-    buffer) block, rows of two widths, escaped lines, every scoring route. The image calls this
-    at build time so that a pipeline task does not spend seconds compiling.
+    Runs small selections through each path: rows of two widths, escaped lines, every scoring
+    route (mapped and read-buffer blocks share one compiled scanner: `_Scanner.scan` makes
+    every block read-only). The image calls this at build time so that a pipeline task does
+    not spend seconds compiling.
 
     Returns:
         The number of selections run.
@@ -1073,7 +1078,4 @@ def warm_up() -> int:
         for strategy in strategies.STRATEGIES:
             select_from_predictions(path, 3, strategy=strategy, exclude_ids=[ids[0]])
             runs += 1
-        with open(path, "rb") as fh:
-            data = bytearray(fh.read())
-    _Scanner(None, 1).scan(np.frombuffer(data, dtype=np.uint8))
     return runs
