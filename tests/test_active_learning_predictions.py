@@ -328,9 +328,9 @@ def test_whitespace_and_key_order_variants_take_the_fast_path_and_agree(tmp_path
         for spelling in spellings:
             line = (template % spelling).encode()
             scanned = scanner.scan(np.frombuffer(line + b"\n", dtype=np.uint8))
-            assert scanned.status.tolist() == [0], line
+            assert scanned.rows.status.tolist() == [0], line
             np.testing.assert_array_equal(scanned.values, conf)
-            assert scanned.chash[0] == hash_ids(["gs://b/a.png"])[0]
+            assert scanned.rows.chash[0] == hash_ids(["gs://b/a.png"])[0]
             path = tmp_path / "one.jsonl"
             path.write_bytes(line + b"\n")
             out = select_from_predictions(str(path), 1, strategy="least_confidence")
@@ -446,8 +446,9 @@ def test_parallel_scan_of_a_big_block_equals_the_serial_scan(tmp_path: Path) -> 
     serial = _Scanner(None, 1).scan(raw)
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         parallel = _Scanner(pool, 3).scan(raw)
-    for field in ("line_start", "line_end", "status", "vstart", "vcount", "chash", "values"):
-        np.testing.assert_array_equal(getattr(parallel, field), getattr(serial, field))
+    for field in ("start", "end", "status", "vstart", "vcount", "chash", "stats"):
+        np.testing.assert_array_equal(getattr(parallel.rows, field), getattr(serial.rows, field))
+    np.testing.assert_array_equal(parallel.values, serial.values)
     out = select_from_predictions(str(path), 20, strategy="margin")
     assert [(b.line, b.field) for b in out.bad] == [(3002, "prediction.confidences")]
     scores = al.margin(proba)

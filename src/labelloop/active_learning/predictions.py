@@ -65,7 +65,6 @@ SPARE_CANDIDATES = 64
 PARALLEL_MIN_BYTES = 1 << 20
 
 _MASK64 = (1 << 64) - 1
-_NO_SPANS = np.zeros((0, 4), dtype=np.int64)
 
 # --------------------------------------------------------------------------- hashing
 
@@ -141,18 +140,7 @@ class _Scratch:
 
     def __init__(self) -> None:
         self.values = np.zeros(0)
-        self.lines = 0
-        self._alloc_lines(1 << 16)
-
-    def _alloc_lines(self, n: int) -> None:
-        self.lines = n
-        self.line_start = np.empty(n, dtype=np.int64)
-        self.line_end = np.empty(n, dtype=np.int64)
-        self.status = np.empty(n, dtype=np.uint8)
-        self.vstart = np.empty(n, dtype=np.int64)
-        self.vcount = np.empty(n, dtype=np.int64)
-        self.chash = np.empty(n, dtype=np.uint64)
-        self.stats = np.empty((n, 4))
+        self.rows = scanner.alloc_lines(1 << 16)
 
     def scan(self, raw: np.ndarray, start: int, end: int) -> tuple[int, int]:
         """Scan the lines of `raw[start:end]`; returns (lines, values) held in the arrays."""
@@ -162,42 +150,25 @@ class _Scratch:
         lines = values = 0
         pos = start
         while pos < end:
-            if lines == self.lines:
-                keep = [a[:lines].copy() for a in self._arrays()]
-                self._alloc_lines(2 * lines)
-                for dst, src in zip(self._arrays(), keep, strict=True):
-                    dst[:lines] = src
-            rows = scanner.Lines._make([*(a[lines:] for a in self._arrays()), _NO_SPANS])
+            if lines == self.rows.status.shape[0]:
+                bigger = scanner.alloc_lines(2 * lines)
+                for dst, src in zip(bigger, self.rows, strict=True):
+                    dst[:lines] = src[:lines]
+                self.rows = bigger
+            rows = scanner.Lines._make(a[lines:] for a in self.rows)
             got, nv, pos = scanner.scan(raw, pos, end, self.values[values:], rows)
-            self.vstart[lines : lines + got] += values
+            self.rows.vstart[lines : lines + got] += values
             lines += got
             values += nv
         return lines, values
 
-    def _arrays(self) -> list[np.ndarray]:
-        return [
-            self.line_start,
-            self.line_end,
-            self.status,
-            self.vstart,
-            self.vcount,
-            self.chash,
-            self.stats,
-        ]
-
 
 @dataclasses.dataclass
 class _Scanned:
-    """The scanner's per-line output for a whole block (see `scanner.scan`)."""
+    """The scanner's output for a whole block (see `scanner.scan`)."""
 
-    line_start: np.ndarray
-    line_end: np.ndarray
-    status: np.ndarray
-    vstart: np.ndarray
-    vcount: np.ndarray
-    chash: np.ndarray
-    stats: np.ndarray  # (lines, 4): min, sum, largest, second largest of the values
-    values: np.ndarray
+    rows: scanner.Lines  # one row per line
+    values: np.ndarray  # the lines' values, one after the other (`rows.vstart` says where)
 
 
 class _Scanner:
@@ -231,20 +202,14 @@ class _Scanner:
         nvs = [nv for _, nv in counts]
         v_offsets = np.cumsum([0, *nvs])
 
-        def join(name: str, shift: np.ndarray | None = None) -> np.ndarray:
-            arrays = [getattr(sc, name)[:n] for sc, n in zip(used, lines, strict=True)]
-            if shift is not None:
-                arrays = [a + d for a, d in zip(arrays, shift, strict=False)]
+        def join(field: str) -> np.ndarray:
+            arrays = [getattr(sc.rows, field)[:n] for sc, n in zip(used, lines, strict=True)]
+            if field == "vstart":  # each part's values come after the previous parts'
+                arrays = [a + d for a, d in zip(arrays, v_offsets, strict=False)]
             return np.concatenate(arrays)
 
         return _Scanned(
-            line_start=join("line_start"),
-            line_end=join("line_end"),
-            status=join("status"),
-            vstart=join("vstart", v_offsets),
-            vcount=join("vcount"),
-            chash=join("chash"),
-            stats=join("stats"),
+            rows=scanner.Lines._make(join(field) for field in scanner.Lines._fields),
             values=np.concatenate([sc.values[:nv] for sc, nv in zip(used, nvs, strict=True)]),
         )
 
@@ -369,12 +334,13 @@ def _parse_block(
     scanned: _Scanned,
 ) -> _Block:
     """Score the lines of one block; bad lines become `BadRecord`s with their line numbers."""
-    n = scanned.status.shape[0]
-    status, values = scanned.status, scanned.values
+    per_line = scanned.rows
+    n = per_line.status.shape[0]
+    status, values = per_line.status, scanned.values
     fast = np.flatnonzero(status <= scanner.APPROX)
-    vstart, vcount = scanned.vstart[fast], scanned.vcount[fast]
-    hashes = scanned.chash[fast]
-    stats = scanned.stats[fast]
+    vstart, vcount = per_line.vstart[fast], per_line.vcount[fast]
+    hashes = per_line.chash[fast]
+    stats = per_line.stats[fast]
     bad: list[BadRecord] = []
     slow = np.flatnonzero(status == scanner.SLOW)
     scores = _block_scores(values, vstart, vcount, stats, hashes, strategy=strategy, seed=seed)
@@ -401,7 +367,7 @@ def _parse_block(
     extra_rows: list[int] = []
     extra_contents: list[bytes] = []
     extra_conf: list[list[float]] = []
-    line_start, line_end = scanned.line_start, scanned.line_end
+    line_start, line_end = per_line.start, per_line.end
     for i in slow.tolist():
         line = bytes(buf[line_start[i] : line_end[i]])
         try:
@@ -846,41 +812,22 @@ def _parse_valid(raw: bytes) -> tuple[str, list[float], list[str]]:
 _NAMES_VALUE_RE = re.compile(rb"\s*:\s*(\[[^\]]*\])")
 
 
-def _rescan(raws: list[bytes]) -> tuple[_Scanned, np.ndarray, bytes]:
+def _rescan(raws: list[bytes]) -> tuple[_Scanned, bytes]:
     """Scan `raws` (lines without newlines) again, recording the spans decoding needs.
 
     Returns:
-        (the scan, `scanner.scan`'s spans per line, the lines joined by newlines).
+        (the scan, with `rows.spans`; the lines joined by newlines).
     """
     joined = b"\n".join(raws) + b"\n"
     buf = np.frombuffer(joined, dtype=np.uint8)
-    n = len(raws)
     out = _Scanned(
-        line_start=np.empty(n, dtype=np.int64),
-        line_end=np.empty(n, dtype=np.int64),
-        status=np.empty(n, dtype=np.uint8),
-        vstart=np.empty(n, dtype=np.int64),
-        vcount=np.empty(n, dtype=np.int64),
-        chash=np.empty(n, dtype=np.uint64),
-        stats=np.empty((n, 4)),
-        values=np.empty(buf.shape[0] // 2 + 1),
+        rows=scanner.alloc_lines(len(raws), spans=True), values=np.empty(buf.shape[0] // 2 + 1)
     )
-    spans = np.empty((n, 4), dtype=np.int64)
-    rows = scanner.Lines(
-        out.line_start,
-        out.line_end,
-        out.status,
-        out.vstart,
-        out.vcount,
-        out.chash,
-        out.stats,
-        spans,
-    )
-    got, nv, _ = scanner.scan(buf, 0, buf.shape[0], out.values, rows)
-    if got != n:  # cannot happen: one line per raw
-        raise ValueError(f"re-scan read {got} lines from {n}")
+    got, nv, _ = scanner.scan(buf, 0, buf.shape[0], out.values, out.rows)
+    if got != len(raws):  # cannot happen: one line per raw
+        raise ValueError(f"re-scan read {got} lines from {len(raws)}")
     out.values = out.values[:nv]
-    return out, spans, joined
+    return out, joined
 
 
 def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
@@ -896,7 +843,7 @@ def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
     """
     if not raws:
         return []
-    scanned, spans, joined = _rescan(raws)
+    scanned, joined = _rescan(raws)
     values = scanned.values.tolist()
     # Decoded once per spelling / width; the lists are shared between lines (read only).
     names_cache: dict[bytes, list[str] | None] = {}
@@ -904,10 +851,10 @@ def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
     out = []
     for i, (st, v0, nv, (cs, ce, names_at, list_end)) in enumerate(
         zip(
-            scanned.status.tolist(),
-            scanned.vstart.tolist(),
-            scanned.vcount.tolist(),
-            spans.tolist(),
+            scanned.rows.status.tolist(),
+            scanned.rows.vstart.tolist(),
+            scanned.rows.vcount.tolist(),
+            scanned.rows.spans.tolist(),
             strict=True,
         )
     ):

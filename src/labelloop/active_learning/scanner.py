@@ -215,6 +215,20 @@ class Lines(NamedTuple):
     spans: np.ndarray
 
 
+def alloc_lines(n: int, *, spans: bool = False) -> Lines:
+    """Uninitialized `Lines` for `n` lines; `spans` rows only when asked for."""
+    return Lines(
+        start=np.empty(n, dtype=np.int64),
+        end=np.empty(n, dtype=np.int64),
+        status=np.empty(n, dtype=np.uint8),
+        vstart=np.empty(n, dtype=np.int64),
+        vcount=np.empty(n, dtype=np.int64),
+        chash=np.empty(n, dtype=np.uint64),
+        stats=np.empty((n, 4)),
+        spans=np.empty((n if spans else 0, 4), dtype=np.int64),
+    )
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _write_line(  # noqa: PLR0917 - numba: plain values in
     out: Lines,
