@@ -15,11 +15,19 @@ def run_labeling_job(
     provider: str,
     provider_options: str,
     labelers_per_item: int,
+    budget: str,
+    state_uri: str,
     annotations: dsl.Output[dsl.Dataset],
     job: dsl.Output[dsl.Artifact],
     rejects: dsl.Output[dsl.Dataset],
 ) -> NamedTuple(
-    "LabelingOutputs", [("labeled_items", int), ("annotation_count", int), ("annotator_count", int)]
+    "LabelingOutputs",
+    [
+        ("labeled_items", int),
+        ("annotation_count", int),
+        ("annotator_count", int),
+        ("cost_usd", float),
+    ],
 ):
     """Send the dataset's items to the labeling provider and collect every annotation.
 
@@ -30,6 +38,8 @@ def run_labeling_job(
         provider: `simulated`, `label_studio`, `gemini`, `gemini_then_human` or `import`.
         provider_options: Provider options as JSON (never secrets).
         labelers_per_item: Different annotators per item.
+        budget: Rates as JSON (they price the job).
+        state_uri: The loop's state (the job's cost is kept there).
 
     Returns:
         annotations: Long-format `(item, annotator, label)` rows (Dataset artifact, JSONL).
@@ -38,6 +48,7 @@ def run_labeling_job(
         labeled_items: Items with at least one annotation.
         annotation_count: Annotations collected.
         annotator_count: Distinct annotators.
+        cost_usd: What the job cost, people and model (see the job record's `cost`).
     """
     from labelloop.stages.run_labeling_job import run_labeling_job as step
 
@@ -51,9 +62,11 @@ def run_labeling_job(
         annotations_uri=annotations.path,
         job_uri=job.path,
         rejects_uri=rejects.path,
+        budget=budget,
+        state_uri=state_uri,
     )
     annotations.metadata["rows"] = result.annotations
     job.metadata["job_key"] = result.job_key
     # False when the provider was still labeling at the deadline: the count gate decides.
     job.metadata["complete"] = result.complete
-    return (result.labeled_items, result.annotations, result.annotators)
+    return (result.labeled_items, result.annotations, result.annotators, result.cost_usd)

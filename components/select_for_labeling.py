@@ -18,10 +18,15 @@ def select_for_labeling(
     seed: int,
     predictions_uri: str,
     class_balance: bool,
+    budget: str,
+    labelers_per_item: int,
+    provider: str,
+    provider_options: str,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
-    "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
+    "SelectOutputs",
+    [("pool_size", int), ("selected_count", int), ("strategy_used", str), ("stop_reason", str)],
 ):
     """Pick the `k` items the previous round's model is least sure of (random on a cold start).
 
@@ -36,6 +41,10 @@ def select_for_labeling(
         predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
+        budget: Rates and limits as JSON: fewer items rather than overspend.
+        labelers_per_item: Human labels per item (for the cost estimate).
+        provider: The labeling provider (its model's price enters the estimate).
+        provider_options: Its options as JSON.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -43,6 +52,7 @@ def select_for_labeling(
         pool_size: Items scored.
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
+        stop_reason: Why nothing more was selected (the budget is spent), or "".
     """
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
@@ -58,6 +68,10 @@ def select_for_labeling(
         summary_uri=summary.path,
         predictions_uri=predictions_uri,
         class_balance=class_balance,
+        budget=budget,
+        labelers_per_item=labelers_per_item,
+        provider=provider,
+        provider_options=provider_options,
     )
     selected.metadata["items"] = result.selected
-    return (result.pool, result.selected, result.strategy)
+    return (result.pool, result.selected, result.strategy, result.stop_reason)

@@ -59,6 +59,10 @@ def label_round(
         seed=params.seed,
         predictions_uri=predictions_uri,
         class_balance=params.class_balance,
+        budget=params.budget,
+        labelers_per_item=params.labelers_per_item,
+        provider=params.provider,
+        provider_options=params.provider_options,
     ).set_display_name("Select items to label (active learning)")
     dataset = create_dataset(
         selected=selection.outputs["selected"],
@@ -73,6 +77,8 @@ def label_round(
         provider=params.provider,
         provider_options=params.provider_options,
         labelers_per_item=params.labelers_per_item,
+        budget=params.budget,
+        state_uri=params.state_uri,
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],

@@ -38,7 +38,7 @@ KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generate-import-file": ("listed", "new_items", "already_imported", "bad_records"),
     "select-for-labeling": ("pool_size", "selected_count", "strategy_used"),
     "create-dataset": ("dataset_items",),
-    "run-labeling-job": ("labeled_items", "annotation_count", "annotator_count"),
+    "run-labeling-job": ("labeled_items", "annotation_count", "annotator_count", "cost_usd"),
     "quality-gate": ("label_count", "agreement", "bad_records"),
     "train-model": ("accuracy",),
     "record-gate-decision": ("Output",),
@@ -66,7 +66,10 @@ class RoundSummary:
     model_accuracy: float | None = None
     true_accuracy: float | None = None
     labels_used: int | None = None
+    cost_usd: float | None = None
+    spent_usd: float | None = None
     report: str = ""
+    stop_reason: str = ""
 
 
 def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
@@ -232,6 +235,13 @@ def summarize_round(
     summary.imported = imp.get("new_items")
     summary.selected = sel.get("selected_count")
     summary.labeled = lab.get("labeled_items")
+    summary.cost_usd = lab.get("cost_usd")
+    summary.stop_reason = str(sel.get("stop_reason") or "")
+    if state_uri:
+        from labelloop import costs
+
+        spent = costs.total(costs.Cost.from_json(r) for r in costs.job_costs(state_uri))
+        summary.spent_usd = spent.total_usd
     summary.agreement = gate.get("agreement")
     summary.consolidated_accuracy = consolidated_accuracy(run_dir, truth)
     train = task_outputs(run_dir, "train-model")
@@ -250,6 +260,8 @@ def summarize_round(
     elif closed_count:
         summary.count_gate, summary.agreement_gate = "closed", "-"
         summary.reason = str(json.loads(closed_count["Output"])["reason"])
+    if summary.stop_reason:
+        summary.reason = summary.stop_reason
     report = run_dir / "write-report" / "report"
     if report.is_file():
         # kfp names the artifact file `report`; browsers need the extension to render it.
@@ -273,6 +285,8 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
         "labels used",
         "model acc",
         "true acc",
+        "cost $",
+        "spent $",
         "reason",
         "secs",
     )
@@ -295,6 +309,8 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
             cell(r.labels_used),
             cell(r.model_accuracy),
             cell(r.true_accuracy),
+            "-" if r.cost_usd is None else f"{r.cost_usd:.2f}",
+            "-" if r.spent_usd is None else f"{r.spent_usd:.2f}",
             r.reason or r.status,
             f"{r.seconds:.1f}",
         )
@@ -377,6 +393,9 @@ def run_local(
                 )
             )
             if status != "ok":
+                break
+            if summaries[-1].stop_reason:
+                console.write(f"  stopping: {summaries[-1].stop_reason}\n")
                 break
     (run_root / "summary.json").write_text(
         json.dumps([dataclasses.asdict(s) for s in summaries], indent=2), encoding="utf-8"

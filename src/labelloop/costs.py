@@ -21,10 +21,12 @@ errs towards spending less.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from labelloop import storage
 from labelloop.errors import InputError
 
 DEFAULT_SECONDS_PER_LABEL = 30.0
@@ -291,3 +293,154 @@ class Budget:
             f"budget exhausted: ${left:.2f} left of the {which}, "
             f"one more item costs about ${item_usd:.4f}"
         )
+
+
+STOP_RULE_KEYS = ("min_gain_per_100", "min_gain_per_usd")
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetOptions:
+    """The pipeline's `budget` parameter: rates, limits and the stop rule's floors."""
+
+    rates: Rates = dataclasses.field(default_factory=Rates)
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    min_gain_per_100: float = 0.005
+    min_gain_per_usd: float | None = None
+
+
+def parse_budget(text: str, *, field: str = "budget") -> BudgetOptions:
+    """Parse the `budget` parameter, a JSON object (`{}`: nothing priced, no limit).
+
+    Keys: the `Rates` fields (`human_usd_per_label`, `human_usd_per_hour`, `seconds_per_label`,
+    `compute_usd_per_hour`), the `Budget` limits (`per_run_usd`, `total_usd`) and the stop
+    rule's floors (`min_gain_per_100`, `min_gain_per_usd`). Errors name `field.key`.
+    """
+    try:
+        options = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        raise InputError("must be a JSON object", field=field) from None
+    if not isinstance(options, dict):
+        raise InputError("must be a JSON object", field=field)
+    rate_keys = {f.name for f in dataclasses.fields(Rates)}
+    limit_keys = {"per_run_usd", "total_usd"}
+    unknown = sorted(set(options) - rate_keys - limit_keys - set(STOP_RULE_KEYS))
+    if unknown:
+        known = ", ".join(sorted(rate_keys | limit_keys | set(STOP_RULE_KEYS)))
+        raise InputError(f"unknown key {unknown[0]!r}; expected {known}", field=field)
+    try:
+        rates = Rates.from_options({k: v for k, v in options.items() if k in rate_keys})
+        budget = Budget.from_options({k: v for k, v in options.items() if k in limit_keys})
+    except InputError as exc:
+        key = (exc.field or "").rsplit(".", 1)[-1]
+        raise InputError(exc.message, field=f"{field}.{key}") from None
+    floors: dict[str, float | None] = {}
+    for key in STOP_RULE_KEYS:
+        value = options.get(key)
+        if value is None:
+            continue
+        try:
+            floors[key] = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"not a number: {value!r}", field=f"{field}.{key}") from None
+        if floors[key] < 0:  # type: ignore[operator]
+            raise InputError("must be >= 0", field=f"{field}.{key}")
+    return BudgetOptions(
+        rates,
+        budget,
+        float(floors.get("min_gain_per_100") or 0.005),
+        floors.get("min_gain_per_usd"),
+    )
+
+
+COSTS = "costs"
+
+
+def job_cost_uri(state_uri: str, job_key: str) -> str:
+    """Where a labeling job's cost is kept in the state: `costs/<job-key>.json`."""
+    return storage.join(state_uri, COSTS, f"{job_key}.json")
+
+
+def read_job_cost(state_uri: str, job_key: str) -> Cost | None:
+    """A job's recorded cost (None when none was recorded)."""
+    uri = job_cost_uri(state_uri, job_key)
+    if not state_uri or not storage.exists(uri):
+        return None
+    return Cost.from_json(json.loads(storage.read_text(uri)))
+
+
+def write_job_cost(state_uri: str, job_key: str, cost: Cost, **extra: Any) -> None:
+    """Record (overwrite) a job's cost: a retried or re-collected job is counted once."""
+    row = {**cost.to_json(), **extra, "job": job_key}
+    storage.write_text(job_cost_uri(state_uri, job_key), json.dumps(row, indent=1, sort_keys=True))
+
+
+def job_costs(state_uri: str) -> list[dict[str, Any]]:
+    """Every recorded job cost in the state (rows with `job`, `total_usd`, ...)."""
+    if not state_uri:
+        return []
+    folder = storage.join(state_uri, COSTS)
+    if not storage.is_dir(folder):
+        return []
+    rows = [
+        json.loads(storage.read_text(u)) for u in storage.iter_files(folder, suffixes=(".json",))
+    ]
+    return sorted(rows, key=lambda r: (str(r.get("recorded_at", "")), str(r["job"])))
+
+
+def labeling_job_cost(
+    rates: Rates,
+    *,
+    annotations: Iterable[tuple[str, str]],
+    items: int,
+    provider_summary: Mapping[str, Any] | None = None,
+    work_seconds: Mapping[tuple[str, str], float] | None = None,
+    model_prefix: str = "gemini:",
+) -> Cost:
+    """The cost of one labeling job from what the provider returned.
+
+    Args:
+        rates: The prices.
+        annotations: `(item, annotator)` of every collected annotation; annotators named
+            `gemini:<model>` are the model's labels, the rest are people's.
+        items: Items in the job.
+        provider_summary: The provider's `summary()` (Gemini: `model`, `prompt_tokens`,
+            `output_tokens`; `gemini_then_human`: the same under `gemini`).
+        work_seconds: Time the provider reports per `(item, annotator)` (Label Studio's
+            `lead_time`).
+    """
+    work = work_seconds or {}
+    human: list[float | None] = []
+    model_labels = 0
+    for item, annotator in annotations:
+        if annotator.startswith(model_prefix):
+            model_labels += 1
+        else:
+            human.append(work.get((item, annotator)))
+    cost = human_cost(rates, lead_times=human) + Cost(items=items)
+    summary = dict(provider_summary or {})
+    usage = summary.get("gemini") if isinstance(summary.get("gemini"), Mapping) else summary
+    if usage and "prompt_tokens" in usage:
+        cost = cost + model_cost(
+            str(usage.get("model", "")),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
+            labels=model_labels,
+        )
+    elif model_labels:
+        cost = cost + Cost(model_labels=model_labels, unpriced=model_labels)
+    return cost
+
+
+def model_item_estimate(provider: str, options: Mapping[str, Any], *, is_image: bool) -> float:
+    """A priori model cost of one item for the Gemini providers (0 for the others)."""
+    if provider not in ("gemini", "gemini_then_human"):
+        return 0.0
+    from labelloop.providers.gemini import estimate_cost
+
+    gemini = options.get("gemini") if provider == "gemini_then_human" else options
+    gemini = gemini if isinstance(gemini, Mapping) else {}
+    samples = int(gemini.get("samples", 5)) if gemini.get("confidence") == "samples" else 1
+    usd = estimate_cost(
+        str(gemini.get("model", "gemini-2.5-flash")), items=1, is_image=is_image, samples=samples
+    )
+    return 0.0 if math.isnan(usd) else usd

@@ -30,6 +30,7 @@ from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress,
 from labelloop.providers.label_studio_format import (
     data_key,
     instructions_html,
+    item_id_of_task,
     labeling_config,
     read_export,
     task_data,
@@ -321,6 +322,26 @@ class LabelStudioProvider:
         if read.skipped:
             log.info("%d cancelled (skipped) annotation(s) not used", read.skipped)
         return CollectResult(read.annotations, read.bad, skipped=read.skipped)
+
+    def work_seconds(self, job: Job) -> dict[tuple[str, str], float]:
+        """Seconds each annotation took (Label Studio's `lead_time`), by (item, annotator),
+        for pricing people by the hour (`labelloop.costs`)."""
+        project = self.client.projects.get(int(job.external_id))
+        task_type, _ = _task_from_config(str(project.label_config or ""))
+        names = self._annotator_names()
+        out: dict[tuple[str, str], float] = {}
+        for task in self.export(job):
+            item = item_id_of_task(task, task_type)
+            for ann in task.get("annotations") or []:
+                lead = ann.get("lead_time")
+                author = ann.get("completed_by")
+                if isinstance(author, dict):
+                    author = author.get("id")
+                if item is None or author is None or not isinstance(lead, int | float):
+                    continue
+                name = names.get(str(author), f"ls-user-{author}")
+                out[(item, name)] = out.get((item, name), 0.0) + float(lead)
+        return out
 
     def cancel(self, job: Job) -> None:
         """Delete the tasks nobody has annotated yet; annotated tasks (and labels) stay."""

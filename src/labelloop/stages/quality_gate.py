@@ -746,5 +746,16 @@ def quality_gate(
             "\n".join(sorted(r["item"] for r in out.consolidated)).encode()
         ).hexdigest()[:16]
         storage.write_jsonl(state.path(state_uri, state.LABELS, f"{key}.jsonl"), out.consolidated)
+        from labelloop import lineage
+
+        # Who produced each label's inputs and how it was consolidated (`labelloop lineage`).
+        rows = lineage.label_rows(
+            out.consolidated,
+            read.annotations,
+            job=key,
+            round=len(state.round_outcomes(state_uri)) + 1,
+            method=consolidation_method,
+        )
+        lineage.write_labels(state_uri, key, rows)
     log.info("quality gate: %s", result)
     return result

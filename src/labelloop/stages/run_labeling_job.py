@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from labelloop import storage
+from labelloop import costs, storage
 from labelloop.annotations import write_annotations, write_bad_records
 from labelloop.errors import InputError
 from labelloop.providers.base import LabelingTask, get_provider
@@ -41,6 +41,7 @@ class LabelingResult:
     complete: bool = True
     skipped: int = 0
     waited_seconds: float = 0.0
+    cost_usd: float = 0.0
 
 
 def run_labeling_job(
@@ -54,6 +55,8 @@ def run_labeling_job(
     annotations_uri: str,
     job_uri: str,
     rejects_uri: str,
+    budget: str = "{}",
+    state_uri: str = "",
     sleep: Callable[[float], None] = time.sleep,
 ) -> LabelingResult:
     """Submit the items, collect every annotation, write them in long format.
@@ -71,6 +74,8 @@ def run_labeling_job(
         annotations_uri: Where to write the annotations (JSONL, long format).
         job_uri: Where to write the job record (JSON: provider, key, external id).
         rejects_uri: Where to write records the provider returned but could not be used.
+        budget: The pipeline's `budget` JSON (its rates price the job; see `costs`).
+        state_uri: The loop's state: the job's cost is kept in `costs/<job-key>.json`.
         sleep: How to wait between polls (tests pass a fake clock).
     """
     task = LabelingTask(TaskType.parse(task_type), tuple(parse_labels(labels)))
@@ -90,7 +95,15 @@ def run_labeling_job(
             "wait_seconds must be >= 0 and poll_seconds > 0", field="provider_options.wait_seconds"
         )
     instructions = str(options.get("instructions", ""))
+    rates = costs.parse_budget(budget).rates
     provider_opts = {k: v for k, v in options.items() if k not in STEP_OPTIONS}
+    policy = provider_opts.get("guarantee")
+    if state_uri and isinstance(policy, dict) and not policy.get("audits_uri"):
+        # Audits and renewed certificates live in the loop's state, across rounds.
+        provider_opts["guarantee"] = {
+            **policy,
+            "audits_uri": storage.join(state_uri, "audits.jsonl"),
+        }
     items, bad_items = read_import_file(items_uri)
     labeler = get_provider(provider, provider_opts)
     job = labeler.submit(
@@ -127,6 +140,33 @@ def run_labeling_job(
     if callable(summary):
         # Calibration, usage and cost (Gemini), kept with the job for the report.
         record["provider_summary"] = summary()
+    work = getattr(labeler, "work_seconds", None)
+    cost = costs.labeling_job_cost(
+        rates,
+        annotations=[(a.item, a.annotator) for a in collected.annotations],
+        items=len(items),
+        provider_summary=record.get("provider_summary"),
+        work_seconds=work(job) if callable(work) else None,
+    )
+    if state_uri:
+        # Model calls already paid for are cached and not repeated: add this call's model
+        # spend to what the job recorded before; people's labels are counted afresh.
+        before = costs.read_job_cost(state_uri, job.key)
+        if before is not None:
+            cost = dataclasses.replace(
+                cost,
+                model_usd=cost.model_usd + before.model_usd,
+                prompt_tokens=cost.prompt_tokens + before.prompt_tokens,
+                output_tokens=cost.output_tokens + before.output_tokens,
+            )
+        costs.write_job_cost(
+            state_uri,
+            job.key,
+            cost,
+            provider=provider,
+            recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+    record["cost"] = cost.to_json()
     storage.write_text(job_uri, json.dumps(record, indent=2, sort_keys=True))
     result = LabelingResult(
         job_key=job.key,
@@ -138,6 +178,7 @@ def run_labeling_job(
         complete=progress.done,
         skipped=collected.skipped,
         waited_seconds=waited,
+        cost_usd=cost.total_usd,
     )
     log.info("labeling: %s", result)
     return result

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import state, storage
+from labelloop import costs, state, storage
 from labelloop.active_learning import strategies
 from labelloop.errors import InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, ml_use_for, parse_labels, text_item_id
@@ -30,6 +30,8 @@ class SelectionResult:
     strategy: str
     cold_start: bool
     mean_score: float
+    wanted: int = 0
+    stop_reason: str = ""
 
 
 def _excluded_ids(state_uri: str) -> set[str]:
@@ -104,6 +106,10 @@ def select_for_labeling(
     summary_uri: str,
     predictions_uri: str = "",
     class_balance: bool = False,
+    budget: str = "{}",
+    labelers_per_item: int = 1,
+    provider: str = "",
+    provider_options: str = "{}",
 ) -> SelectionResult:
     """Score the pool and keep the `k` items most worth labeling.
 
@@ -128,6 +134,11 @@ def select_for_labeling(
         summary_uri: Where to write the selection summary (JSON: scores, histogram, class mix).
         predictions_uri: Predictions to score with instead of the local model ("" = local).
         class_balance: Spread an uncertainty strategy's picks evenly over predicted classes.
+        budget: The pipeline's `budget` JSON: with a limit, fewer items are selected rather
+            than overspend, and none once the budget is spent (`stop_reason` says so).
+        labelers_per_item: Human labels per item, for the cost estimate.
+        provider: The labeling provider, for the model's share of the cost estimate.
+        provider_options: Its options (the Gemini model), for the same.
 
     Raises:
         InputError: Unknown strategy or task type, k < 1, or predictions not found.
@@ -141,6 +152,24 @@ def select_for_labeling(
         raise InputError(f"k must be at least 1, got {k}", field="selection_size")
     task = TaskType.parse(task_type)
     label_list = parse_labels(labels)
+    wanted = k
+    spending = _budget_check(
+        budget,
+        state_uri=state_uri,
+        k=k,
+        labelers_per_item=labelers_per_item,
+        provider=provider,
+        provider_options=provider_options,
+        is_image=task.is_image,
+    )
+    k = int(spending["affordable"])
+    if k < 1:
+        log.warning("selection: %s", spending["stop_reason"])
+        storage.write_jsonl(output_uri, [])
+        empty = {"strategy": strategy, "cold_start": False, "pool": 0, "selected": 0}
+        empty |= {"items": [], "budget": spending, "stop_reason": spending["stop_reason"]}
+        storage.write_text(summary_uri, json.dumps(empty, indent=1, sort_keys=True))
+        return SelectionResult(0, 0, strategy, False, 0.0, wanted, spending["stop_reason"])
     items, bad = read_import_file(import_uri)
     if bad:
         log.warning("pool: %s", summarize_bad_records(bad))
@@ -193,6 +222,7 @@ def select_for_labeling(
         )
         cold_start = bool(summary["cold_start"])
         used = str(summary["strategy"])
+    summary["budget"] = spending
     storage.write_jsonl(output_uri, (item.to_import_record(task) for item in selected))
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     scores = [c["score"] for c in summary["items"]]
@@ -202,9 +232,51 @@ def select_for_labeling(
         strategy=used,
         cold_start=cold_start,
         mean_score=float(np.mean(scores)) if scores else 0.0,
+        wanted=wanted,
     )
     log.info("selection: %s", result)
     return result
+
+
+def _budget_check(
+    budget: str,
+    *,
+    state_uri: str,
+    k: int,
+    labelers_per_item: int,
+    provider: str,
+    provider_options: str,
+    is_image: bool,
+) -> dict[str, Any]:
+    """How many of the `k` items the budget affords, and why not more (for the summary)."""
+    options = costs.parse_budget(budget)
+    rows = costs.job_costs(state_uri)
+    spent = costs.total(costs.Cost.from_json(r) for r in rows)
+    try:
+        provider_opts = json.loads(provider_options or "{}")
+    except json.JSONDecodeError:
+        raise InputError("not a JSON object", field="provider_options") from None
+    item_usd = costs.estimate_item_cost(
+        options.rates,
+        labelers_per_item=max(labelers_per_item, 1),
+        model_usd_per_item=costs.model_item_estimate(
+            provider, provider_opts if isinstance(provider_opts, dict) else {}, is_image=is_image
+        ),
+        history=[costs.Cost.from_json(r) for r in rows],
+    )
+    affordable = options.budget.affordable_items(k, item_usd=item_usd, spent_total=spent.total_usd)
+    reason = options.budget.stop_reason(item_usd=item_usd, spent_total=spent.total_usd)
+    if 0 < affordable < k:
+        log.info("selection: the budget affords %d of %d items", affordable, k)
+    return {
+        "per_run_usd": options.budget.per_run_usd,
+        "total_usd": options.budget.total_usd,
+        "spent_usd": spent.total_usd,
+        "item_usd": item_usd,
+        "wanted": k,
+        "affordable": affordable,
+        "stop_reason": reason,
+    }
 
 
 def _select_local(

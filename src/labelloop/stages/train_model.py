@@ -40,6 +40,22 @@ def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, 
     return [rows[k] for k in sorted(rows) if rows[k].get("trainable", True)]
 
 
+def _record_lineage(state_uri: str, model_uri: str, items: list[str]) -> None:
+    """Record which labels (item, labeling job) the model was trained on, for `lineage`."""
+    import hashlib
+
+    from labelloop import lineage
+
+    job_of: dict[str, tuple[int, str]] = {}
+    for row in lineage.read_labels(state_uri):
+        seen = (int(row.get("round", 0)), str(row["job"]))
+        job_of[str(row["item"])] = max(job_of.get(str(row["item"]), seen), seen)
+    round_no = len(state.round_outcomes(state_uri)) + 1
+    name = f"round-{round_no}-" + hashlib.sha256(model_uri.encode()).hexdigest()[:8]
+    trained_on = [(item, job_of[item][1]) for item in items if item in job_of]
+    lineage.write_model(state_uri, name, trained_on=trained_on, round=round_no, uri=model_uri)
+
+
 def train_model(
     *,
     consolidated_uri: str,
@@ -106,6 +122,7 @@ def train_model(
     model.save(model_uri, extra=extra)
     if state_uri:
         model.save(state.path(state_uri, state.MODELS_LATEST), extra=extra)
+        _record_lineage(state_uri, model_uri, [str(rows[i]["item"]) for i in train_idx])
     result = TrainResult(
         train_items=len(train_idx),
         test_items=len(test_idx),
