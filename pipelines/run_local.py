@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from labelloop import storage
 from labelloop.config import Config
-from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample
+from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample, supplied_options
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,8 @@ def prepare(config: Config, *, cache_dir: Path) -> tuple[dict[str, Any], str | N
         sample = resolve_sample(params["source_uri"], cache_dir)
         params["source_uri"] = sample.source_uri
         truth_uri = sample.truth_uri
-        if params["provider"] == "simulated":
-            options.setdefault("truth_uri", truth_uri)
+        for name in supplied_options(config.pipeline.source_uri, params["provider"]):
+            options.setdefault(name, truth_uri)
     truth_uri = truth_uri or options.get("truth_uri")
     params["provider_options"] = json.dumps(options, sort_keys=True)
     return params, truth_uri
