@@ -44,20 +44,22 @@ def select_for_labeling(
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
     """
+    from labelloop.failures import recorded
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
-    result = step(
-        import_uri=pool.path,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-        output_uri=selected.path,
-        summary_uri=summary.path,
-        predictions_uri=predictions_uri,
-        class_balance=class_balance,
-    )
+    with recorded(selected.uri):
+        result = step(
+            import_uri=pool.path,
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            strategy=strategy,
+            k=k,
+            seed=seed,
+            output_uri=selected.path,
+            summary_uri=summary.path,
+            predictions_uri=predictions_uri,
+            class_balance=class_balance,
+        )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

@@ -14,7 +14,7 @@ from kfp import dsl
 
 from components.generate_import_file import generate_import_file
 from components.train_model import train_model
-from pipelines.dag import gates_training_and_report, label_round
+from pipelines.dag import failure_reported, gates_training_and_report, label_round
 
 PIPELINE_NAME = "labelloop-labeling"
 
@@ -71,49 +71,50 @@ def labeling_pipeline(
         holdout_fraction: Share of labels held out to evaluate the model.
         seed: Seed for selection, splits and training.
     """
-    listing = generate_import_file(
-        source_uri=source_uri, task_type=task_type, state_uri=state_uri
-    ).set_display_name("List source and write import file")
-    round_ = label_round(
-        pool=listing.outputs["import_file"],
-        predictions_uri=predictions_uri,
-        display_name=PIPELINE_NAME,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        labelers_per_item=labelers_per_item,
-        selection_size=selection_size,
-        selection_strategy=selection_strategy,
-        class_balance=class_balance,
-        provider=provider,
-        provider_options=provider_options,
-        consolidation_method=consolidation_method,
-        agreement_metric=agreement_metric,
-        min_confidence=min_confidence,
-        gold_uri=gold_uri,
-        seed=seed,
-    )
-
-    def train() -> Any:
-        return (
-            train_model(
-                consolidated=round_.gate.outputs["consolidated"],
-                dataset=round_.dataset.outputs["dataset"],
-                task_type=task_type,
-                label_set=labels,
-                state_uri=state_uri,
-                holdout_fraction=holdout_fraction,
-                seed=seed,
-            )
-            .set_display_name("Train model")
-            .outputs["outcome"]
+    with failure_reported(state_uri=state_uri):
+        listing = generate_import_file(
+            source_uri=source_uri, task_type=task_type, state_uri=state_uri
+        ).set_display_name("List source and write import file")
+        round_ = label_round(
+            pool=listing.outputs["import_file"],
+            predictions_uri=predictions_uri,
+            display_name=PIPELINE_NAME,
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            labelers_per_item=labelers_per_item,
+            selection_size=selection_size,
+            selection_strategy=selection_strategy,
+            class_balance=class_balance,
+            provider=provider,
+            provider_options=provider_options,
+            consolidation_method=consolidation_method,
+            agreement_metric=agreement_metric,
+            min_confidence=min_confidence,
+            gold_uri=gold_uri,
+            seed=seed,
         )
 
-    gates_training_and_report(
-        round_,
-        min_labeled_count=min_labeled_count,
-        min_agreement=min_agreement,
-        agreement_metric=agreement_metric,
-        state_uri=state_uri,
-        train=train,
-    )
+        def train() -> Any:
+            return (
+                train_model(
+                    consolidated=round_.gate.outputs["consolidated"],
+                    dataset=round_.dataset.outputs["dataset"],
+                    task_type=task_type,
+                    label_set=labels,
+                    state_uri=state_uri,
+                    holdout_fraction=holdout_fraction,
+                    seed=seed,
+                )
+                .set_display_name("Train model")
+                .outputs["outcome"]
+            )
+
+        gates_training_and_report(
+            round_,
+            min_labeled_count=min_labeled_count,
+            min_agreement=min_agreement,
+            agreement_metric=agreement_metric,
+            state_uri=state_uri,
+            train=train,
+        )

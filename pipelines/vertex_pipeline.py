@@ -49,7 +49,7 @@ from components.vertex import (
     vertex_task_plan,
 )
 from labelloop.vertex_config import TrainingSettings
-from pipelines.dag import gates_training_and_report, label_round
+from pipelines.dag import failure_reported, gates_training_and_report, label_round
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
 # The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:`).
@@ -147,166 +147,169 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             holdout_fraction: Share of labels held out to evaluate the text model.
             seed: Seed for selection, splits and training.
         """
-        plan = vertex_task_plan(task_type=task_type).set_display_name("Plan the Vertex branch")
-        listing = generate_import_file(
-            source_uri=source_uri, task_type=task_type, state_uri=state_uri
-        ).set_display_name("List source and write import file")
+        with failure_reported(state_uri=state_uri):
+            plan = vertex_task_plan(task_type=task_type).set_display_name("Plan the Vertex branch")
+            listing = generate_import_file(
+                source_uri=source_uri, task_type=task_type, state_uri=state_uri
+            ).set_display_name("List source and write import file")
 
-        prior = latest_vertex_model(
-            state_uri=state_uri, model_resource_name=model_resource_name, location=location
-        ).set_display_name("Find the last Vertex model")
-        with dsl.If(prior.outputs["resource_name"] != "", name="score-pool-with-vertex-model"):
-            model = dsl.importer(
-                artifact_uri=prior.outputs["artifact_uri"],
-                artifact_class=VertexModel,
-                reimport=False,
-                metadata={"resourceName": prior.outputs["resource_name"]},
-            ).set_display_name("Import the Vertex model")
-            instances = batch_predict_instances(
-                pool=listing.outputs["import_file"]
-            ).set_display_name("Write batch prediction instances")
-            scoring = ModelBatchPredictOp(
-                project=project,
-                location=location,
-                job_display_name="labelloop-score-pool",
-                model=model.output,
-                gcs_source_uris=instances.outputs["source_uris"],
-                instances_format="jsonl",
-                predictions_format="jsonl",
-                gcs_destination_output_uri_prefix=instances.outputs["output_prefix"],
-                machine_type=settings.batch_predict_machine_type,
-                service_account=service_account,
-                labels=resource_labels,
-                encryption_spec_key_name=encryption_spec_key_name,
-            ).set_display_name("Score the pool (batch prediction)")
-            scored = artifact_uri(
-                artifact=scoring.outputs["gcs_output_directory"]
-            ).set_display_name("Predictions folder")
-        with dsl.Else(name="no-vertex-model-yet"):
-            unscored = no_predictions().set_display_name("No predictions yet")
+            prior = latest_vertex_model(
+                state_uri=state_uri, model_resource_name=model_resource_name, location=location
+            ).set_display_name("Find the last Vertex model")
+            with dsl.If(prior.outputs["resource_name"] != "", name="score-pool-with-vertex-model"):
+                model = dsl.importer(
+                    artifact_uri=prior.outputs["artifact_uri"],
+                    artifact_class=VertexModel,
+                    reimport=False,
+                    metadata={"resourceName": prior.outputs["resource_name"]},
+                ).set_display_name("Import the Vertex model")
+                instances = batch_predict_instances(
+                    pool=listing.outputs["import_file"]
+                ).set_display_name("Write batch prediction instances")
+                scoring = ModelBatchPredictOp(
+                    project=project,
+                    location=location,
+                    job_display_name="labelloop-score-pool",
+                    model=model.output,
+                    gcs_source_uris=instances.outputs["source_uris"],
+                    instances_format="jsonl",
+                    predictions_format="jsonl",
+                    gcs_destination_output_uri_prefix=instances.outputs["output_prefix"],
+                    machine_type=settings.batch_predict_machine_type,
+                    service_account=service_account,
+                    labels=resource_labels,
+                    encryption_spec_key_name=encryption_spec_key_name,
+                ).set_display_name("Score the pool (batch prediction)")
+                scored = artifact_uri(
+                    artifact=scoring.outputs["gcs_output_directory"]
+                ).set_display_name("Predictions folder")
+            with dsl.Else(name="no-vertex-model-yet"):
+                unscored = no_predictions().set_display_name("No predictions yet")
 
-        round_ = label_round(
-            pool=listing.outputs["import_file"],
-            predictions_uri=dsl.OneOf(scored.output, unscored.output),
-            display_name=PIPELINE_NAME,
-            dataset_task_name="Validate and record this round's items",
-            state_uri=state_uri,
-            task_type=task_type,
-            labels=labels,
-            labelers_per_item=labelers_per_item,
-            selection_size=selection_size,
-            selection_strategy=selection_strategy,
-            class_balance=class_balance,
-            provider=provider,
-            provider_options=provider_options,
-            consolidation_method=consolidation_method,
-            agreement_metric=agreement_metric,
-            min_confidence=min_confidence,
-            gold_uri=gold_uri,
-            seed=seed,
-        )
-        vertex = {
-            "project": project,
-            "location": location,
-            "labels": resource_labels,
-            "encryption_spec_key_name": encryption_spec_key_name,
-        }
-
-        def automl(import_file: Any, *, prediction_type: str, multi_label: Any, name: str) -> Any:
-            """An image dataset, an AutoML training job on it, and the model recorded."""
-            data = ImageDatasetCreateOp(
+            round_ = label_round(
+                pool=listing.outputs["import_file"],
+                predictions_uri=dsl.OneOf(scored.output, unscored.output),
                 display_name=PIPELINE_NAME,
-                gcs_source=import_file.outputs["gcs_uri"],
-                import_schema_uri=plan.outputs["import_schema_uri"],
-                **vertex,
-            ).set_display_name(f"Create Vertex image dataset ({name})")
-            job = AutoMLImageTrainingJobRunOp(
-                display_name=f"labelloop-automl-{prediction_type.replace('_', '-')}",
-                dataset=data.outputs["dataset"],
-                prediction_type=prediction_type,
-                multi_label=multi_label,
-                model_type=settings.model_type(prediction_type),
-                budget_milli_node_hours=settings.budget_milli_node_hours(prediction_type),
-                disable_early_stopping=settings.disable_early_stopping,
-                training_fraction_split=settings.training_fraction_split,
-                validation_fraction_split=settings.validation_fraction_split,
-                test_fraction_split=settings.test_fraction_split,
-                project=project,
-                location=location,
-                labels=resource_labels,
-                training_encryption_spec_key_name=encryption_spec_key_name,
-                model_encryption_spec_key_name=encryption_spec_key_name,
-            ).set_display_name(f"AutoML image {name}")
-            return record_vertex_model(
-                model=job.outputs["model"],
+                dataset_task_name="Validate and record this round's items",
                 state_uri=state_uri,
                 task_type=task_type,
-                train_items=import_file.outputs["items"],
-            ).set_display_name(f"Record the {name} model")
+                labels=labels,
+                labelers_per_item=labelers_per_item,
+                selection_size=selection_size,
+                selection_strategy=selection_strategy,
+                class_balance=class_balance,
+                provider=provider,
+                provider_options=provider_options,
+                consolidation_method=consolidation_method,
+                agreement_metric=agreement_metric,
+                min_confidence=min_confidence,
+                gold_uri=gold_uri,
+                seed=seed,
+            )
+            vertex = {
+                "project": project,
+                "location": location,
+                "labels": resource_labels,
+                "encryption_spec_key_name": encryption_spec_key_name,
+            }
 
-        def train() -> Any:
-            import_file = labeled_import_file(
-                consolidated=round_.gate.outputs["consolidated"],
-                dataset=round_.dataset.outputs["dataset"],
-                task_type=task_type,
-                state_uri=state_uri,
-            ).set_display_name("Write the labeled import file")
-            with dsl.If(
-                plan.outputs["trainer"] == "automl_classification", name="automl-classification"
-            ):
-                classified = automl(
-                    import_file,
-                    prediction_type="classification",
-                    multi_label=plan.outputs["multi_label"],
-                    name="classification",
-                )
-            with dsl.Elif(
-                plan.outputs["trainer"] == "automl_object_detection",
-                name="automl-object-detection",
-            ):
-                detected = automl(
-                    import_file,
-                    prediction_type="object_detection",
-                    multi_label=False,
-                    name="object detection",
-                )
-            with dsl.Else(name="text-custom-job"):
-                TextDatasetCreateOp(
+            def automl(
+                import_file: Any, *, prediction_type: str, multi_label: Any, name: str
+            ) -> Any:
+                """An image dataset, an AutoML training job on it, and the model recorded."""
+                data = ImageDatasetCreateOp(
                     display_name=PIPELINE_NAME,
                     gcs_source=import_file.outputs["gcs_uri"],
                     import_schema_uri=plan.outputs["import_schema_uri"],
                     **vertex,
-                ).set_display_name("Create Vertex text dataset")
-                text_training = custom_train_model(
-                    service_account=service_account,
-                    network=network,
+                ).set_display_name(f"Create Vertex image dataset ({name})")
+                job = AutoMLImageTrainingJobRunOp(
+                    display_name=f"labelloop-automl-{prediction_type.replace('_', '-')}",
+                    dataset=data.outputs["dataset"],
+                    prediction_type=prediction_type,
+                    multi_label=multi_label,
+                    model_type=settings.model_type(prediction_type),
+                    budget_milli_node_hours=settings.budget_milli_node_hours(prediction_type),
+                    disable_early_stopping=settings.disable_early_stopping,
+                    training_fraction_split=settings.training_fraction_split,
+                    validation_fraction_split=settings.validation_fraction_split,
+                    test_fraction_split=settings.test_fraction_split,
+                    project=project,
+                    location=location,
+                    labels=resource_labels,
+                    training_encryption_spec_key_name=encryption_spec_key_name,
+                    model_encryption_spec_key_name=encryption_spec_key_name,
+                ).set_display_name(f"AutoML image {name}")
+                return record_vertex_model(
+                    model=job.outputs["model"],
+                    state_uri=state_uri,
+                    task_type=task_type,
+                    train_items=import_file.outputs["items"],
+                ).set_display_name(f"Record the {name} model")
+
+            def train() -> Any:
+                import_file = labeled_import_file(
                     consolidated=round_.gate.outputs["consolidated"],
                     dataset=round_.dataset.outputs["dataset"],
                     task_type=task_type,
-                    label_set=labels,
                     state_uri=state_uri,
-                    holdout_fraction=holdout_fraction,
-                    seed=seed,
-                    **vertex,
-                ).set_display_name("Train text model (custom job)")
-            return (
-                join_outcome(
-                    outcome=dsl.OneOf(
-                        classified.output, detected.output, text_training.outputs["outcome"]
+                ).set_display_name("Write the labeled import file")
+                with dsl.If(
+                    plan.outputs["trainer"] == "automl_classification", name="automl-classification"
+                ):
+                    classified = automl(
+                        import_file,
+                        prediction_type="classification",
+                        multi_label=plan.outputs["multi_label"],
+                        name="classification",
                     )
+                with dsl.Elif(
+                    plan.outputs["trainer"] == "automl_object_detection",
+                    name="automl-object-detection",
+                ):
+                    detected = automl(
+                        import_file,
+                        prediction_type="object_detection",
+                        multi_label=False,
+                        name="object detection",
+                    )
+                with dsl.Else(name="text-custom-job"):
+                    TextDatasetCreateOp(
+                        display_name=PIPELINE_NAME,
+                        gcs_source=import_file.outputs["gcs_uri"],
+                        import_schema_uri=plan.outputs["import_schema_uri"],
+                        **vertex,
+                    ).set_display_name("Create Vertex text dataset")
+                    text_training = custom_train_model(
+                        service_account=service_account,
+                        network=network,
+                        consolidated=round_.gate.outputs["consolidated"],
+                        dataset=round_.dataset.outputs["dataset"],
+                        task_type=task_type,
+                        label_set=labels,
+                        state_uri=state_uri,
+                        holdout_fraction=holdout_fraction,
+                        seed=seed,
+                        **vertex,
+                    ).set_display_name("Train text model (custom job)")
+                return (
+                    join_outcome(
+                        outcome=dsl.OneOf(
+                            classified.output, detected.output, text_training.outputs["outcome"]
+                        )
+                    )
+                    .set_display_name("Join training outcome")
+                    .output
                 )
-                .set_display_name("Join training outcome")
-                .output
-            )
 
-        gates_training_and_report(
-            round_,
-            min_labeled_count=min_labeled_count,
-            min_agreement=min_agreement,
-            agreement_metric=agreement_metric,
-            state_uri=state_uri,
-            train=train,
-        )
+            gates_training_and_report(
+                round_,
+                min_labeled_count=min_labeled_count,
+                min_agreement=min_agreement,
+                agreement_metric=agreement_metric,
+                state_uri=state_uri,
+                train=train,
+            )
 
     return vertex_labeling_pipeline
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from labelloop import __version__
-from labelloop.errors import LabelloopError
+from labelloop.errors import report_error
 
 COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
@@ -43,9 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except LabelloopError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's error output
-        return 2
+    except Exception as exc:  # every error a user can act on: one line, no traceback
+        return report_error(exc)
 
 
 if __name__ == "__main__":

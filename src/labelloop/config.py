@@ -158,6 +158,14 @@ class Config:
     local: LocalSettings = dataclasses.field(default_factory=LocalSettings)
     vertex: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str = "<config>"
+    # Dotted field -> line in `source`, so checks made after loading can name the line too.
+    lines: Mapping[str, int] = dataclasses.field(default_factory=dict, compare=False)
+
+    def error(self, message: str, *, field: str) -> ConfigError:
+        """A `ConfigError` about `field` (dotted, e.g. `pipeline.gold_uri`), with its line."""
+        return ConfigError(
+            message, source=self.source, line=line_of(self.lines, field), field=field
+        )
 
     def with_pipeline(self, **changes: Any) -> Config:
         """A copy with some pipeline parameters replaced."""
@@ -170,7 +178,7 @@ def line_of(lines: Mapping[str, int], field: str) -> int | None:
     while parts:
         line = lines.get(".".join(parts))
         if line is not None:
-            return line
+            return line or None
         parts.pop()
     return None
 
@@ -340,7 +348,10 @@ def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = 
         if not isinstance(data[section], dict):
             raise ConfigError("expected a mapping", source=path, field=section)
         data[section][name] = value
-        lines.pop(key, None)
+        lines.setdefault(key, 0)
+        # Set on the command line: no line of the file to point at (0 stops `line_of`).
+        for stale in [k for k in lines if k == key or k.startswith(key + ".")]:
+            lines[stale] = 0
     _refuse_secrets(data, source=path, lines=lines)
     unknown = set(data) - {"pipeline", "local", "vertex"}
     if unknown:
@@ -367,4 +378,4 @@ def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = 
         raise ConfigError(
             "expected a mapping", source=path, line=lines.get("vertex"), field="vertex"
         )
-    return Config(pipeline=pipeline, local=local, vertex=vertex, source=path)
+    return Config(pipeline=pipeline, local=local, vertex=vertex, source=path, lines=lines)

@@ -20,6 +20,9 @@ from labelloop.errors import InputError
 
 T = TypeVar("T")
 
+# Field metadata of an option that names a file the run reads (pre-flight checks it exists).
+INPUT_FILE = {"input_file": True}
+
 
 def _describe(kind: Any) -> str:
     """A type as a user reads it in an error message."""
@@ -158,3 +161,21 @@ def field_doc(schema: type[Any], name: str) -> str:
 
 def _placeholder(kind: Any) -> Any:
     return {str: "", int: 0, float: 0.0, bool: False}.get(kind)
+
+
+def input_files(options: Any, *, field: str) -> list[tuple[str, str]]:
+    """`(dotted field, URI)` of every file option marked `INPUT_FILE` that has a value,
+    in `options` and in the options nested in it (a nested schema, or a `typed()` method)."""
+    found: list[tuple[str, str]] = []
+    if not dataclasses.is_dataclass(options) or isinstance(options, type):
+        return found
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        path = f"{field}.{f.name}"
+        if f.metadata.get("input_file") and isinstance(value, str) and value:
+            found.append((path, value))
+        found += input_files(value, field=path)
+    nested = getattr(options, "typed", None)
+    if callable(nested):
+        found += input_files(nested(), field=f"{field}.options")
+    return found

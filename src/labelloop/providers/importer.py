@@ -28,6 +28,7 @@ from typing import Any
 from labelloop import storage
 from labelloop.annotations import ReadResult, parse_annotations, read_annotations
 from labelloop.errors import BadRecord, InputError
+from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.label_studio_format import read_export
 from labelloop.providers.registry import register
@@ -279,10 +280,10 @@ class ImportOptions:
         item_prefix_map: Item id prefix -> replacement (files labeled under other paths).
     """
 
-    uri: str
+    uri: str = dataclasses.field(metadata=INPUT_FILE)
     format: str = "auto"
     annotator_map: dict[str, str] = dataclasses.field(default_factory=dict)
-    annotator_map_uri: str | None = None
+    annotator_map_uri: str | None = dataclasses.field(default=None, metadata=INPUT_FILE)
     item_prefix_map: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def validate(self, field: str) -> None:

@@ -158,7 +158,8 @@ class LabelStudioProvider:
         if response.status_code >= 400:
             raise ProviderError(
                 f"Label Studio {method} {path} answered {response.status_code}: "
-                f"{response.text[:300]}"
+                f"{response.text[:300]}",
+                status=response.status_code,
             )
         return response.json() if response.content else None
 

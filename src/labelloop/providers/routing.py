@@ -112,6 +112,10 @@ class HumanOptions:
             )
         check_options(self.provider, self.options, field=f"{field}.options", job_options=False)
 
+    def typed(self) -> Any:
+        """The human provider's options, checked against its schema."""
+        return check_options(self.provider, self.options, job_options=False)
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RoutingOptions:

@@ -107,7 +107,10 @@ def access_secret_version(
         )
     response = AuthorizedSession(credentials).get(f"{endpoint}/{resource.strip('/')}:access")
     if response.status_code != 200:
-        raise ProviderError(f"Secret Manager answered {response.status_code} for {resource}")
+        raise ProviderError(
+            f"Secret Manager answered {response.status_code} for {resource}",
+            status=response.status_code,
+        )
     data = response.json().get("payload", {}).get("data", "")
     return base64.b64decode(data).decode("utf-8").strip()
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
+from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Span, TaskType
@@ -146,14 +147,14 @@ class SimulatedOptions:
     """`provider_options` of the simulated workforce.
 
     Args:
-        truth_uri: The hidden ground truth: CSV `item,label` or JSONL with `label`, `labels`,
-            `boxes` or `spans` (the bundled samples supply theirs).
+        truth_uri: The hidden ground truth file. CSV `item,label` or JSONL with `label`,
+            `labels`, `boxes` or `spans` (the bundled samples supply theirs).
         workforce: A profile name from `PROFILES`.
         completion: Fraction of items that get labels.
         seed: Decides the annotators and every answer.
     """
 
-    truth_uri: str
+    truth_uri: str = dataclasses.field(metadata=INPUT_FILE)
     workforce: str = "mixed"
     completion: float = 1.0
     seed: int = 0
