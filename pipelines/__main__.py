@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labelloop.cli import report_error
 from labelloop.config import load_config
-from labelloop.errors import report_error
 from labelloop.preflight import preflight
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from labelloop import __version__
-from labelloop.errors import report_error
+from labelloop.errors import describe_error
 
 COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
@@ -32,6 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def report_error(exc: BaseException) -> int:
+    """Print one line about `exc` on stderr and return its exit code (a bug is re-raised).
+
+    Used by every command (`labelloop`, `python -m pipelines`): `describe_error` decides.
+    """
+    described = describe_error(exc)
+    if described is None:
+        raise exc
+    code, message = described
+    logging.getLogger("labelloop").debug("details", exc_info=exc)
+    print(f"error: {message}", file=sys.stderr)  # noqa: T201 - the command's error output
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,7 +95,7 @@ class PipelineParams:
         'JSONL); "" uses the previous round\'s local model. Portable pipeline only: the Vertex '
         "one scores the pool itself.",
     )
-    provider: str = _param("simulated", f"Labeling provider: {_one_of(PROVIDERS)}.")
+    provider: str = _param("simulated", f"Labeling provider: {_one_of(provider_names())}.")
     provider_options: str = _param("{}", "Provider options as a JSON object (never secrets).")
     consolidation_method: str = _param(
         "ds", "Consolidation: ds (Dawid-Skene, the default) or mv (majority vote)."

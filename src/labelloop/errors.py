@@ -151,20 +151,6 @@ def describe_error(exc: BaseException) -> tuple[int, str] | None:  # noqa: PLR09
     return None
 
 
-def report_error(exc: BaseException) -> int:
-    """Print one line about `exc` on stderr and return the exit code (re-raise a bug)."""
-    import logging
-    import sys
-
-    described = describe_error(exc)
-    if described is None:
-        raise exc
-    code, message = described
-    logging.getLogger("labelloop").debug("details", exc_info=exc)
-    print(f"error: {message}", file=sys.stderr)  # noqa: T201 - the command's error output
-    return code
-
-
 @dataclasses.dataclass(frozen=True)
 class BadRecord:
     """One record that was rejected, and why. Serialised to the step's `rejects` file."""
