@@ -18,6 +18,7 @@ def select_for_labeling(
     seed: int,
     predictions_uri: str,
     class_balance: bool,
+    source_uri: str,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
@@ -36,6 +37,7 @@ def select_for_labeling(
         predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
+        source_uri: The source: a predicted item outside it is refused, never read.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -60,6 +62,7 @@ def select_for_labeling(
             summary_uri=summary.path,
             predictions_uri=predictions_uri,
             class_balance=class_balance,
+            source_uri=source_uri,
         )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

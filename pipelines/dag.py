@@ -88,6 +88,7 @@ def label_round(
         seed=params.seed,
         predictions_uri=predictions_uri,
         class_balance=params.class_balance,
+        source_uri=params.source_uri,
     ).set_display_name("Select items to label (active learning)")
     dataset = create_dataset(
         selected=selection.outputs["selected"],

@@ -270,3 +270,35 @@ def write_jsonl(uri: str, rows: Iterable[dict[str, Any]]) -> int:
             fh.write("\n")
             count += 1
     return count
+
+
+def inside(uri: str, roots: Iterable[str]) -> bool:
+    """Whether `uri` lies inside one of `roots`: the one test every item path read from an
+    input (predictions, imports, annotations, review files) must pass before it is read.
+
+    Local paths are compared after resolving `..` and symbolic links (a link inside the source
+    that points out of it is outside). A `gs://` URI must be in a root's bucket, under its
+    prefix on a `/` boundary, and have no `.` or `..` segment (GCS would not resolve them, but
+    a tool downstream might). A local path is never inside a `gs://` root, nor the reverse.
+    """
+    for root in roots:
+        if not root:
+            continue
+        if is_gcs(uri) or is_gcs(root):
+            if not (is_gcs(uri) and is_gcs(root)):
+                continue
+            segments = uri[len(GCS_PREFIX) :].split("/")
+            if any(s in (".", "..") for s in segments):
+                return False
+            prefix = root.rstrip("/") + "/"
+            if uri.startswith(prefix):
+                return True
+            continue
+        try:
+            path = local_path(uri).resolve()
+            base = local_path(root).resolve()
+        except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
+            continue
+        if path == base or base in path.parents:
+            return True
+    return False
