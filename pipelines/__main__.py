@@ -37,7 +37,7 @@ def _run_local(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.strategy:
         overrides.append(f"pipeline.selection_strategy={args.strategy}")
-    config = load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides=overrides, target="portable")
     preflight(config, target="local", env=os.environ)
     rounds = args.rounds or config.local.rounds
     cache = (
