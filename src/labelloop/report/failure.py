@@ -1,27 +1,15 @@
 """The failure report: one small page saying which stage failed, why, and what was left as it was.
 
-Rendered from `templates/failure.html.j2` (autoescaped: messages quote user data).
+Rendered from `templates/failure.html.j2` with the run report's template environment
+(autoescaped: messages quote user data).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
-import jinja2
-
 from labelloop.failures import Failure
-
-
-@functools.cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("labelloop.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+from labelloop.report.page import environment
 
 
 def failure_page(
