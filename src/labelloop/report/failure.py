@@ -24,7 +24,7 @@ def failure_page(
 ) -> str:
     """The HTML of the failure report."""
     return (
-        _environment()
+        environment()
         .get_template("failure.html.j2")
         .render(
             run_id=run_id,
