@@ -50,21 +50,23 @@ def run_labeling_job(
         annotator_count: Distinct annotators.
         cost_usd: What the job cost, people and model (see the job record's `cost`).
     """
+    from labelloop.failures import recorded
     from labelloop.stages.run_labeling_job import run_labeling_job as step
 
-    result = step(
-        items_uri=dataset.path,
-        task_type=task_type,
-        labels=labels,
-        provider=provider,
-        provider_options=provider_options,
-        labelers_per_item=labelers_per_item,
-        annotations_uri=annotations.path,
-        job_uri=job.path,
-        rejects_uri=rejects.path,
-        budget=budget,
-        state_uri=state_uri,
-    )
+    with recorded(annotations.uri):
+        result = step(
+            items_uri=dataset.path,
+            task_type=task_type,
+            labels=labels,
+            provider=provider,
+            provider_options=provider_options,
+            labelers_per_item=labelers_per_item,
+            annotations_uri=annotations.path,
+            job_uri=job.path,
+            rejects_uri=rejects.path,
+            budget=budget,
+            state_uri=state_uri,
+        )
     annotations.metadata["rows"] = result.annotations
     job.metadata["job_key"] = result.job_key
     # False when the provider was still labeling at the deadline: the count gate decides.

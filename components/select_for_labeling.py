@@ -22,6 +22,7 @@ def select_for_labeling(
     labelers_per_item: int,
     provider: str,
     provider_options: str,
+    source_uri: str,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
@@ -45,6 +46,7 @@ def select_for_labeling(
         labelers_per_item: Human labels per item (for the cost estimate).
         provider: The labeling provider (its model's price enters the estimate).
         provider_options: Its options as JSON.
+        source_uri: The source: a predicted item outside it is refused, never read.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -54,24 +56,27 @@ def select_for_labeling(
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
         stop_reason: Why nothing more was selected (the budget is spent), or "".
     """
+    from labelloop.failures import recorded
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
-    result = step(
-        import_uri=pool.path,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-        output_uri=selected.path,
-        summary_uri=summary.path,
-        predictions_uri=predictions_uri,
-        class_balance=class_balance,
-        budget=budget,
-        labelers_per_item=labelers_per_item,
-        provider=provider,
-        provider_options=provider_options,
-    )
+    with recorded(selected.uri):
+        result = step(
+            import_uri=pool.path,
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            strategy=strategy,
+            k=k,
+            seed=seed,
+            output_uri=selected.path,
+            summary_uri=summary.path,
+            predictions_uri=predictions_uri,
+            class_balance=class_balance,
+            source_uri=source_uri,
+            budget=budget,
+            labelers_per_item=labelers_per_item,
+            provider=provider,
+            provider_options=provider_options,
+        )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy, result.stop_reason)

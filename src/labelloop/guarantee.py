@@ -357,7 +357,7 @@ def decide(
     return decision("active", certificate.threshold, reason)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Policy:
     """How `gemini_then_human` auto-accepts under a guarantee (its `guarantee` option).
 
@@ -366,7 +366,8 @@ class Policy:
         confidence: Probability that the certified bound holds.
         audit_share: Share of auto-accepted items people label too, every round.
         audit_minimum: Fewest audited items a round (all of them when fewer are accepted).
-        audits_uri: JSONL where audits and renewed certificates are kept across rounds.
+        audits_uri: JSONL where audits and renewed certificates are kept across rounds
+            (default: `audits.jsonl` in the loop's state).
     """
 
     target_error: float = 0.05
@@ -375,30 +376,16 @@ class Policy:
     audit_minimum: int = 20
     audits_uri: str = ""
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any], *, field: str) -> Policy:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - names)
-        if unknown:
-            raise InputError(
-                f"unknown option {unknown[0]!r}; expected {', '.join(sorted(names))}",
-                field=f"{field}.{unknown[0]}",
-            )
-        try:
-            policy = cls(
-                target_error=float(options.get("target_error", 0.05)),
-                confidence=float(options.get("confidence", 0.95)),
-                audit_share=float(options.get("audit_share", 0.05)),
-                audit_minimum=int(options.get("audit_minimum", 20)),
-                audits_uri=str(options.get("audits_uri", "")),
-            )
-        except (TypeError, ValueError):
-            raise InputError("numbers expected", field=field) from None
-        if not 0.0 < policy.target_error < 1.0 or not 0.0 < policy.confidence < 1.0:
-            raise InputError("target_error and confidence must lie in (0, 1)", field=field)
-        if not 0.0 <= policy.audit_share <= 1.0 or policy.audit_minimum < 0:
-            raise InputError("audit_share in [0, 1], audit_minimum >= 0", field=field)
-        return policy
+    def validate(self, field: str) -> None:
+        """Range checks, naming the bad option."""
+        if not 0.0 < self.target_error < 1.0:
+            raise InputError("must lie in (0, 1)", field=f"{field}.target_error")
+        if not 0.0 < self.confidence < 1.0:
+            raise InputError("must lie in (0, 1)", field=f"{field}.confidence")
+        if not 0.0 <= self.audit_share <= 1.0:
+            raise InputError("must lie in [0, 1]", field=f"{field}.audit_share")
+        if self.audit_minimum < 0:
+            raise InputError("must be >= 0", field=f"{field}.audit_minimum")
 
 
 def read_history(uri: str) -> tuple[list[AuditRound], Certificate | None]:
