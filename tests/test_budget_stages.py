@@ -181,3 +181,38 @@ def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None
     (model,) = hits.models
     assert model["uri"] == str(tmp_path / "model")
     assert 0 < model["touched"] <= model["labels"]
+
+
+def test_report_shows_the_budget_when_one_is_set() -> None:
+    from labelloop.report.data import ReportData
+    from labelloop.report.page import render_html
+
+    def page(selection: dict) -> str:
+        return render_html(
+            ReportData(
+                run_id="r",
+                quality={},
+                selection=selection,
+                outcome={},
+                review=[],
+                items={},
+                rounds=[],
+                min_labeled_count=1,
+                min_agreement=0.5,
+            )
+        )
+
+    block = {
+        "per_run_usd": None,
+        "total_usd": 9.0,
+        "spent_usd": 8.82,
+        "item_usd": 0.21,
+        "wanted": 40,
+        "affordable": 0,
+        "stop_reason": "budget exhausted: $0.18 left of the total budget $9.00",
+    }
+    html = page({"budget": block})
+    assert 'id="budget"' in html
+    assert "$8.82" in html
+    assert "Selection stopped: budget exhausted" in html
+    assert 'id="budget"' not in page({"budget": {**block, "total_usd": None, "item_usd": 0}})

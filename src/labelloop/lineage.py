@@ -236,3 +236,35 @@ def query(
     labels.sort(key=lambda r: (int(r.get("round", 0)), str(r["job"]), str(r["item"])))
     models.sort(key=lambda m: (int(m.get("round", 0)), str(m["model"])))
     return Hits(labels, models)
+
+
+def resource_labels(row: Mapping[str, Any]) -> dict[str, str]:
+    """A label's lineage as Vertex AI resource labels (lowercase keys and values, <= 63 chars),
+    attached to its annotation in the labeled import file; `job` and `round` find its full row.
+    """
+    sources = row.get("sources") or []
+    models = sorted({str(s.get("model", "")) for s in sources if s.get("kind") == "model"})
+    labels = {
+        "labelloop_job": str(row.get("job", "")),
+        "labelloop_round": str(row.get("round", "")),
+        "labelloop_method": str((row.get("consolidation") or {}).get("method", "")),
+        "labelloop_sources": str(len(sources)),
+        "labelloop_model": _label_value(models[0]) if models else "none",
+    }
+    return {k: _label_value(v) for k, v in labels.items() if v}
+
+
+def _label_value(value: str) -> str:
+    """A resource label value: lowercase letters, digits, `-` and `_`, at most 63 characters."""
+    out = "".join(c if c.isalnum() or c in "-_" else "-" for c in value.lower())
+    return out[:63]
+
+
+def latest_by_item(state_uri: str) -> dict[str, dict[str, Any]]:
+    """Each item's most recent label lineage row (the highest round)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in read_labels(state_uri):
+        item = str(row["item"])
+        if item not in latest or int(row.get("round", 0)) >= int(latest[item].get("round", 0)):
+            latest[item] = row
+    return latest

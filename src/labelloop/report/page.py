@@ -21,7 +21,7 @@ from typing import Any
 
 import jinja2
 
-from labelloop.report import sections
+from labelloop.report import budget, sections
 from labelloop.report.data import ReportData, number
 from labelloop.report.format import fmt
 
@@ -53,6 +53,7 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section("model", "Model", "sections/model.html.j2", sections.model),
     Section("rounds", "Across rounds", "sections/rounds.html.j2", sections.rounds),
+    Section("budget", "Budget", "sections/budget.html.j2", budget.budget),
 )
 
 
