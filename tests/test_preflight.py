@@ -210,3 +210,20 @@ def test_failure_report_escapes_what_it_quotes(tmp_path: Path) -> None:
     )
     assert "<script>" not in report.read_text()
     assert "&lt;script&gt;" in report.read_text()
+
+
+def test_the_report_never_reads_an_item_path_that_is_not_in_the_dataset(tmp_path: Path) -> None:
+    from labelloop.report.thumbnails import preview
+    from labelloop.schemas import Item
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the canary says hello")
+    inside = tmp_path / "data" / "a.txt"
+    inside.parent.mkdir()
+    inside.write_text("a real item")
+    items = {str(inside): Item(str(inside), uri=str(inside))}
+    # A review row naming a path that is not one of the round's items: refused, not read.
+    shown = preview(str(secret), items)
+    assert shown.snippet is None or "canary" not in shown.snippet
+    assert "not read" in (shown.note or "")
+    assert "a real item" in (preview(str(inside), items).snippet or "")
