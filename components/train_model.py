@@ -40,8 +40,7 @@ def train_model(
         accuracy: Held-out accuracy.
         outcome: JSON summary of the round's training decision, for the report.
     """
-    import json
-
+    from labelloop.gates import trained_outcome
     from labelloop.stages.train_model import train_model as step
 
     result = step(
@@ -60,14 +59,12 @@ def train_model(
     metrics.log_metric("accuracy", result.accuracy)
     metrics.log_metric("train_items", result.train_items)
     metrics.log_metric("test_items", result.test_items)
-    outcome = {
-        "trained": True,
-        "gate": "open",
-        "reason": f"trained on {result.train_items} items",
-        "accuracy": result.accuracy,
-        "train_items": result.train_items,
-        "test_items": result.test_items,
-        "labels": result.labels,
-        "confusion_matrix": result.confusion_matrix,
-    }
-    return (result.accuracy, json.dumps(outcome, sort_keys=True))
+    outcome = trained_outcome(
+        reason=f"trained on {result.train_items} items",
+        accuracy=result.accuracy,
+        train_items=result.train_items,
+        test_items=result.test_items,
+        labels=result.labels,
+        confusion_matrix=result.confusion_matrix,
+    )
+    return (result.accuracy, outcome)

@@ -1,4 +1,4 @@
-"""The DAG pieces both pipelines share: one labeling round, the two gates, and the report.
+"""The DAG pieces both pipelines share: one labeling round, the gates, and the report.
 
 A pipeline function calls these inside its body; the tasks they create join that pipeline.
 Only what differs between targets stays in the pipeline modules: how the pool is scored
@@ -14,11 +14,12 @@ from typing import Any
 from kfp import dsl
 
 from components.create_dataset import create_dataset
-from components.gates import join_outcome, record_gate_decision
+from components.gates import record_gate_decision
 from components.quality_gate import quality_gate
 from components.run_labeling_job import run_labeling_job
 from components.select_for_labeling import select_for_labeling
 from components.write_report import write_report
+from labelloop.gates import TRAIN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +50,8 @@ def label_round(
     consolidation_method: Any,
     agreement_metric: Any,
     min_confidence: Any,
+    min_labeled_count: Any,
+    min_agreement: Any,
     gold_uri: Any,
     seed: Any,
 ) -> Round:
@@ -89,9 +92,11 @@ def label_round(
         consolidation_method=consolidation_method,
         agreement_metric=agreement_metric,
         min_confidence=min_confidence,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
         state_uri=state_uri,
         gold_uri=gold_uri,
-    ).set_display_name("Quality gate: agreement and consolidation")
+    ).set_display_name("Quality gate: agreement, consolidation, decision")
     return Round(selection, dataset, labeling, gate)
 
 
@@ -100,55 +105,41 @@ def gates_training_and_report(
     *,
     min_labeled_count: Any,
     min_agreement: Any,
-    agreement_metric: Any,
     state_uri: Any,
     train: Callable[[], Any],
 ) -> Any:
-    """`If label_count >= min` and, inside, `If agreement >= min`: `train()`; else why not.
-    Then the report, fed by whichever branch ran.
+    """`If` the quality gate decided `train`: `train()`; else record why not. Then the report,
+    fed by whichever branch ran.
+
+    The rule (enough labels, then agreement or the policy for unmeasurable agreement) is
+    applied once, by the quality gate (`labelloop.gates.decide`); the DAG only compares its
+    recorded decision.
 
     Args:
         round_: The round whose gate decides.
-        min_labeled_count: The count gate's threshold.
-        min_agreement: The agreement gate's threshold.
-        agreement_metric: The agreement metric's name, for the closed gate's reason.
+        min_labeled_count: The count gate's threshold (the report shows it).
+        min_agreement: The agreement gate's threshold (the report shows it).
         state_uri: The loop's state (the report records the round there).
-        train: Creates the training tasks (inside both gates) and returns the channel of the
+        train: Creates the training tasks (inside the gate) and returns the channel of the
             training outcome JSON.
 
     Returns:
         The report task.
     """
     gate = round_.gate
-    closed = {
-        "label_count": gate.outputs["label_count"],
-        "min_labeled_count": min_labeled_count,
-        "agreement": gate.outputs["agreement"],
-        "min_agreement": min_agreement,
-        "metric": agreement_metric,
-    }
-    with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
-        with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
-            trained = train()
-        with dsl.Else(name="annotators-disagree"):
-            low_agreement = record_gate_decision(gate="agreement", **closed).set_display_name(
-                "Agreement gate closed: record why"
-            )
-        # KFP cannot nest dsl.OneOf: join the inner gate's branches first.
-        trained_or_not = join_outcome(
-            outcome=dsl.OneOf(trained, low_agreement.output)
-        ).set_display_name("Join agreement gate outcome")
-    with dsl.Else(name="too-few-labels"):
-        too_few = record_gate_decision(gate="label_count", **closed).set_display_name(
-            "Count gate closed: record why"
+    with dsl.If(gate.outputs["decision"] == TRAIN, name="gates-open"):
+        trained = train()
+    with dsl.Else(name="gates-closed"):
+        closed = record_gate_decision(outcome=gate.outputs["outcome"]).set_display_name(
+            "Gate closed: record why"
         )
     return write_report(
-        quality=round_.gate.outputs["quality"],
+        quality=gate.outputs["quality"],
         selection_summary=round_.selection.outputs["summary"],
-        review=round_.gate.outputs["review"],
+        review=gate.outputs["review"],
         dataset=round_.dataset.outputs["dataset"],
         annotations=round_.labeling.outputs["annotations"],
-        outcome=dsl.OneOf(trained_or_not.output, too_few.output),
+        outcome=dsl.OneOf(trained, closed.output),
         state_uri=state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         min_labeled_count=min_labeled_count,

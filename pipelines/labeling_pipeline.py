@@ -1,10 +1,8 @@
 """The portable labeling pipeline: our own components only, so it runs on kfp.local,
 Vertex AI Pipelines and any Kubeflow Pipelines cluster.
 
-    import file -> select -> dataset -> labeling job -> quality gate
-        -> If label_count >= min_labeled_count
-              -> If agreement >= min_agreement: train      Else: record why not
-           Else: record why not
+    import file -> select -> dataset -> labeling job -> quality gate (decides the gates)
+        -> If decision == train: train      Else: record why not
         -> report (every branch)
 """
 
@@ -90,6 +88,8 @@ def labeling_pipeline(
         consolidation_method=consolidation_method,
         agreement_metric=agreement_metric,
         min_confidence=min_confidence,
+        min_labeled_count=min_labeled_count,
+        min_agreement=min_agreement,
         gold_uri=gold_uri,
         seed=seed,
     )
@@ -113,7 +113,6 @@ def labeling_pipeline(
         round_,
         min_labeled_count=min_labeled_count,
         min_agreement=min_agreement,
-        agreement_metric=agreement_metric,
         state_uri=state_uri,
         train=train,
     )

@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from labelloop import storage
 from labelloop.config import Config
+from labelloop.quality.result import QualityResult
 from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample
 
 log = logging.getLogger(__name__)
@@ -39,10 +40,9 @@ KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
     "select-for-labeling": ("pool_size", "selected_count", "strategy_used"),
     "create-dataset": ("dataset_items",),
     "run-labeling-job": ("labeled_items", "annotation_count", "annotator_count"),
-    "quality-gate": ("label_count", "agreement", "bad_records"),
+    "quality-gate": ("label_count", "agreement", "decision", "bad_records"),
     "train-model": ("accuracy",),
     "record-gate-decision": ("Output",),
-    "record-gate-decision-2": ("Output",),
     "write-report": ("Output",),
 }
 
@@ -59,6 +59,7 @@ class RoundSummary:
     selected: int | None = None
     labeled: int | None = None
     agreement: float | None = None
+    agreement_reason: str = ""
     consolidated_accuracy: float | None = None
     count_gate: str = ""
     agreement_gate: str = ""
@@ -185,6 +186,14 @@ def prepare(config: Config, *, cache_dir: Path) -> tuple[dict[str, Any], str | N
     return params, truth_uri
 
 
+def read_quality(run_dir: Path) -> QualityResult:
+    """The quality gate's recorded result (defaults when the task did not run)."""
+    path = run_dir / "quality-gate" / "quality"
+    if not path.is_file():
+        return QualityResult()
+    return QualityResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
 def consolidated_accuracy(run_dir: Path, truth: dict[str, str]) -> float | None:
     """Share of consolidated labels that match the hidden truth."""
     path = run_dir / "quality-gate" / "consolidated"
@@ -232,24 +241,33 @@ def summarize_round(
     summary.imported = imp.get("new_items")
     summary.selected = sel.get("selected_count")
     summary.labeled = lab.get("labeled_items")
-    summary.agreement = gate.get("agreement")
+    quality = read_quality(run_dir)
+    summary.agreement = quality.agreement
+    summary.agreement_reason = quality.agreement_reason
     summary.consolidated_accuracy = consolidated_accuracy(run_dir, truth)
+    decision = quality.decision
+    if decision is not None:
+        # The quality gate recorded the decision; the runner reads it, it does not re-derive it.
+        summary.count_gate = "open" if decision.count_passed else "closed"
+        summary.agreement_gate = (
+            ("open" if decision.agreement_passed else "closed")
+            if decision.agreement_evaluated
+            else "-"
+        )
+        summary.reason = decision.reason
+    elif gate:
+        summary.reason = str(gate.get("outcome", ""))
     train = task_outputs(run_dir, "train-model")
-    closed_agreement = task_outputs(run_dir, "record-gate-decision")
-    closed_count = task_outputs(run_dir, "record-gate-decision-2")
     if train:
-        summary.count_gate, summary.agreement_gate = "open", "open"
         outcome = json.loads(train["outcome"])
         summary.model_accuracy = train.get("accuracy")
         summary.labels_used = int(outcome["train_items"]) + int(outcome["test_items"])
         summary.true_accuracy = true_model_accuracy(state_uri, truth)
-        summary.reason = str(outcome["reason"])
-    elif closed_agreement:
-        summary.count_gate, summary.agreement_gate = "open", "closed"
-        summary.reason = str(json.loads(closed_agreement["Output"])["reason"])
-    elif closed_count:
-        summary.count_gate, summary.agreement_gate = "closed", "-"
-        summary.reason = str(json.loads(closed_count["Output"])["reason"])
+        # Trained by a rule other than measured agreement (e.g. a policy): say which.
+        by_policy = decision is not None and decision.rule.startswith("unmeasurable:")
+        summary.reason = str(outcome["reason"]) + (
+            f" ({decision.reason})" if by_policy and decision else ""
+        )
     report = run_dir / "write-report" / "report"
     if report.is_file():
         # kfp names the artifact file `report`; browsers need the extension to render it.
@@ -288,7 +306,7 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
             cell(r.imported),
             cell(r.selected),
             cell(r.labeled),
-            cell(r.agreement),
+            cell(r.agreement) if r.agreement is not None or not r.agreement_reason else "null",
             cell(r.consolidated_accuracy),
             r.count_gate or "-",
             r.agreement_gate or "-",

@@ -1,14 +1,12 @@
 """The Vertex AI target of the labeling pipeline: same DAG and gates, cloud-bound stages swapped.
 
     import file -> [If a Vertex model exists: importer -> ModelBatchPredictOp] -> select
-        -> dataset -> labeling job -> quality gate
-        -> If label_count >= min_labeled_count
-              -> If agreement >= min_agreement:
-                 labeled import file ->
-                   If automl_classification:   ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
-                   Elif automl_object_detection: ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
-                   Else (text):                TextDatasetCreateOp -> train_model (custom job)
-                 Else: record why not
+        -> dataset -> labeling job -> quality gate (decides the gates)
+        -> If decision == train:
+              labeled import file ->
+                If automl_classification:   ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
+                Elif automl_object_detection: ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
+                Else (text):                TextDatasetCreateOp -> train_model (custom job)
            Else: record why not
         -> report (every branch)
 
@@ -202,6 +200,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             consolidation_method=consolidation_method,
             agreement_metric=agreement_metric,
             min_confidence=min_confidence,
+            min_labeled_count=min_labeled_count,
+            min_agreement=min_agreement,
             gold_uri=gold_uri,
             seed=seed,
         )
@@ -303,7 +303,6 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             round_,
             min_labeled_count=min_labeled_count,
             min_agreement=min_agreement,
-            agreement_metric=agreement_metric,
             state_uri=state_uri,
             train=train,
         )

@@ -20,6 +20,7 @@ from PIL import Image
 
 from labelloop import storage
 from labelloop.cli import main
+from labelloop.gates import GatePolicy
 from labelloop.providers.base import LabelingTask, get_provider
 from labelloop.providers.label_studio import LabelStudioProvider, project_title
 from labelloop.providers.label_studio_format import labeling_config, read_export, to_result
@@ -316,6 +317,7 @@ def test_text_job_with_overlap_misbehaviour_and_quality_gate(
         review_uri=str(tmp_path / "review.jsonl"),
         metrics_uri=str(tmp_path / "metrics.json"),
         rejects_uri=str(tmp_path / "gate-rej.jsonl"),
+        policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
     )
     votes: dict[str, Counter] = {}
     for r in rows:

@@ -9,7 +9,7 @@ import pytest
 
 from labelloop import state, storage
 from labelloop.errors import InputError
-from labelloop.gates import closed_outcome, closed_reason
+from labelloop.gates import GatePolicy, closed_reason, decide
 from labelloop.schemas import ML_USE_KEY, Item, TaskType
 from labelloop.stages.create_dataset import create_dataset
 from labelloop.stages.generate_import_file import generate_import_file, read_import_file
@@ -244,12 +244,16 @@ def test_closed_gate_reasons_read_like_sentences() -> None:
     assert closed_reason(
         gate="agreement", value=0.41, threshold=0.6, metric="krippendorff_alpha"
     ) == ("krippendorff_alpha 0.410 < 0.600")
-    outcome = json.loads(
-        closed_outcome(gate="label_count", value=0, threshold=10, metric="label_count")
+    decision = decide(
+        label_count=0,
+        agreement=0.9,
+        metric="krippendorff_alpha",
+        policy=GatePolicy(min_labeled_count=10, min_agreement=0.6),
     )
-    assert outcome == {
+    assert json.loads(decision.outcome()) == {
         "trained": False,
         "gate": "label_count",
+        "rule": "label_count",
         "reason": "0 of 10 labels",
         "value": 0,
         "threshold": 10,

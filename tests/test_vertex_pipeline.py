@@ -115,12 +115,11 @@ def test_same_gates_as_the_portable_pipeline(spec):
         if "triggerPolicy" in task
     }
     text = json.dumps(conditions)
-    assert "min_labeled_count" in text
-    assert "min_agreement" in text
+    assert "decision" in text
     assert "automl_classification" in text
     assert "automl_object_detection" in text
     names = {t["taskInfo"]["name"] for t in tasks_of(spec).values()}
-    assert {"enough-labels", "annotators-agree", "annotators-disagree", "too-few-labels"} <= names
+    assert {"gates-open", "gates-closed"} <= names
     assert {"score-pool-with-vertex-model", "no-vertex-model-yet"} <= names
 
 

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from labelloop import storage
-from labelloop.active_learning.strategies import STRATEGIES
+from labelloop.active_learning.strategies import strategy_names
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("predictions", help="predictions JSONL, or a folder / gs:// prefix of them")
     p.add_argument("--k", type=int, required=True, help="how many items to select")
-    p.add_argument("--strategy", choices=STRATEGIES, default="margin", help="default: margin")
+    p.add_argument("--strategy", choices=strategy_names(), default="margin", help="default: margin")
     p.add_argument("--out", required=True, help="output Vertex import JSONL")
     p.add_argument("--summary", help="summary JSON (default: OUT with .summary.json)")
     p.add_argument("--seed", type=int, default=0)

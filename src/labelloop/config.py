@@ -16,20 +16,12 @@ from typing import Any
 
 import yaml
 
+from labelloop.active_learning.strategies import strategy_names
 from labelloop.errors import ConfigError
+from labelloop.quality.registry import metric_names
 from labelloop.schemas import TaskType, parse_labels
 
 PROVIDERS = ("simulated", "import", "label_studio", "gemini", "gemini_then_human")
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
-AGREEMENT_METRICS = (
-    "krippendorff_alpha",
-    "fleiss_kappa",
-    "percent_agreement",
-    "all_agree_rate",
-    "mean_iou",
-    "f1",
-    "span_f1",
-)
 CONSOLIDATION_METHODS = ("mv", "ds")
 
 
@@ -86,8 +78,10 @@ class PipelineParams:
             fail("labelers_per_item", "must be at least 1")
         if self.selection_size < 1:
             fail("selection_size", "must be at least 1")
-        if self.selection_strategy not in STRATEGIES:
-            fail("selection_strategy", f"must be one of {', '.join(STRATEGIES)}")
+        # The choices come from the registries of the packages that implement them.
+        strategies = strategy_names()
+        if self.selection_strategy not in strategies:
+            fail("selection_strategy", f"must be one of {', '.join(strategies)}")
         if self.provider not in PROVIDERS:
             fail("provider", f"must be one of {', '.join(PROVIDERS)}")
         try:
@@ -98,8 +92,9 @@ class PipelineParams:
             fail("provider_options", "must be a JSON object")
         if self.consolidation_method not in CONSOLIDATION_METHODS:
             fail("consolidation_method", f"must be one of {', '.join(CONSOLIDATION_METHODS)}")
-        if self.agreement_metric not in AGREEMENT_METRICS:
-            fail("agreement_metric", f"must be one of {', '.join(AGREEMENT_METRICS)}")
+        metrics = metric_names()
+        if self.agreement_metric not in metrics:
+            fail("agreement_metric", f"must be one of {', '.join(metrics)}")
         if self.min_labeled_count < 0:
             fail("min_labeled_count", "must be 0 or more")
         if not -1.0 <= self.min_agreement <= 1.0:

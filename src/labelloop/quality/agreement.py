@@ -17,8 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from labelloop.quality.encode import vote_counts
+from labelloop.quality.registry import register_metric
 
+#: The nominal metrics, all computed from one set of per-item sums (`metrics_from_sums`).
 METRICS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "all_agree_rate")
+NOMINAL_FAMILIES = ("classification", "multilabel")
 
 
 def item_statistics(counts: np.ndarray) -> np.ndarray:
@@ -75,6 +78,7 @@ def nominal_metrics(counts: np.ndarray) -> dict[str, float]:
     return {name: float(v[0]) for name, v in values.items()}
 
 
+@register_metric("krippendorff_alpha", families=NOMINAL_FAMILIES)
 def krippendorff_alpha(
     item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int
 ) -> float:
@@ -86,18 +90,21 @@ def krippendorff_alpha(
     return nominal_metrics(counts)["krippendorff_alpha"]
 
 
+@register_metric("fleiss_kappa", families=NOMINAL_FAMILIES)
 def fleiss_kappa(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> float:
     """Fleiss' kappa, generalised to a varying number of ratings per item (mean per-item P_i)."""
     counts = vote_counts(item, label, n_items=n_items, n_labels=n_labels)
     return nominal_metrics(counts)["fleiss_kappa"]
 
 
+@register_metric("percent_agreement", families=NOMINAL_FAMILIES)
 def percent_agreement(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> float:
     """Mean over items (2+ ratings) of the share of annotator pairs that agree."""
     counts = vote_counts(item, label, n_items=n_items, n_labels=n_labels)
     return nominal_metrics(counts)["percent_agreement"]
 
 
+@register_metric("all_agree_rate", families=NOMINAL_FAMILIES)
 def all_agree_rate(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> float:
     """Share of items (with 2+ ratings) on which every annotator gave the same label.
 

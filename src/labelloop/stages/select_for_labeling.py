@@ -234,7 +234,7 @@ def _select_local(
         model_labels = model.labels
     features: Any = None
     labeled_features: Any = None
-    if strategy in strategies.NEEDS_FEATURES and items:
+    if strategies.needs_features(strategy) and items:
         from labelloop.training.features import featurize
 
         features = featurize(items, task)

@@ -11,6 +11,7 @@ from typing import Any
 
 from labelloop import state, storage
 from labelloop.errors import InputError, summarize_bad_records
+from labelloop.quality.result import QualityResult
 from labelloop.report.data import (
     ReportData,
     attach_annotations,
@@ -57,7 +58,7 @@ def _parse_outcome(outcome: str) -> dict[str, Any]:
     return data
 
 
-def _round_record(run_id: str, quality: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+def _round_record(run_id: str, quality: QualityResult, outcome: dict[str, Any]) -> dict[str, Any]:
     train_items = integer(outcome.get("train_items"))
     test_items = integer(outcome.get("test_items"))
     trained = bool(outcome.get("trained"))
@@ -65,9 +66,11 @@ def _round_record(run_id: str, quality: dict[str, Any], outcome: dict[str, Any])
     return {
         "run_id": run_id,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
-        "label_count": integer(quality.get("label_count")) or 0,
-        "labeled_items": integer(quality.get("labeled_items")) or 0,
-        "agreement": number(quality.get("agreement")),
+        "label_count": quality.label_count,
+        "labeled_items": quality.labeled_items,
+        "agreement": quality.agreement,
+        "agreement_reason": quality.agreement_reason,
+        "gate_rule": quality.decision.rule if quality.decision else "",
         "trained": trained,
         "reason": str(outcome.get("reason", "")),
         "accuracy": number(outcome.get("accuracy")),
@@ -96,11 +99,8 @@ def _headline_metrics(data: ReportData) -> dict[str, float]:
         )
     if (acc := number(data.outcome.get("accuracy"))) is not None:
         out["accuracy"] = acc
-    flagged = data.quality.get("annotator_table")
-    if isinstance(flagged, list):
-        out["flagged_annotators"] = float(
-            sum(1 for r in flagged if isinstance(r, dict) and r.get("flagged"))
-        )
+    if data.result.annotator_table:
+        out["flagged_annotators"] = float(data.result.flagged_annotators)
     return out
 
 
@@ -155,7 +155,7 @@ def write_report(
     if bad:
         log.warning("report inputs: %s", summarize_bad_records(bad))
 
-    record = _round_record(run_id, quality, result_outcome)
+    record = _round_record(run_id, QualityResult.from_json(quality), result_outcome)
     rounds: list[dict[str, Any]] = []
     if state_uri:
         storage.write_text(
