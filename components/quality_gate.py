@@ -10,6 +10,7 @@ from components import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def quality_gate(
     annotations: dsl.Input[dsl.Dataset],
+    job: dsl.Input[dsl.Artifact],
     task_type: str,
     labels: str,
     consolidation_method: str,
@@ -17,6 +18,10 @@ def quality_gate(
     min_confidence: float,
     min_labeled_count: int,
     min_agreement: float,
+    unmeasurable_agreement: str,
+    min_model_precision: float,
+    min_agreement_items: int,
+    flagged_annotators: str,
     state_uri: str,
     gold_uri: str,
     consolidated: dsl.Output[dsl.Dataset],
@@ -38,6 +43,7 @@ def quality_gate(
 
     Args:
         annotations: Long-format annotations (JSONL).
+        job: The labeling job record (a calibrated model's precision and confusion).
         task_type: A labelloop task type.
         labels: The label set, comma-separated.
         consolidation_method: `mv` or `ds`.
@@ -45,13 +51,19 @@ def quality_gate(
         min_confidence: Consolidated confidence an item needs to count as labeled.
         min_labeled_count: The count gate's threshold.
         min_agreement: The agreement gate's threshold.
+        unmeasurable_agreement: The policy when agreement cannot be measured: `close`,
+            `train` or `model_precision`.
+        min_model_precision: The `model_precision` policy's threshold.
+        min_agreement_items: Items answered by two or more people that agreement needs.
+        flagged_annotators: `exclude`, `downweight` or `keep` near-chance annotators.
         state_uri: The loop's state (consolidated labels are recorded for later rounds).
         gold_uri: Optional `item,label` table of known answers ("" for none): Dawid-Skene
             clamps those items and each annotator gets a gold score.
 
     Returns:
         consolidated: One row per item: label, confidence, votes (Dataset artifact, JSONL).
-        review: Items for a person to look at: ties, low confidence (Dataset artifact, JSONL).
+        review: Items for a person to look at, likeliest errors first: consolidated label,
+            confidence, every answer and why (Dataset artifact, JSONL).
         quality: Every quality number, the annotator table and the gates' decision (JSON).
         metrics: Headline numbers for the console (Metrics artifact).
         rejects: Annotation rows that failed validation (Dataset artifact, JSONL).
@@ -77,7 +89,15 @@ def quality_gate(
         review_uri=review.path,
         metrics_uri=quality.path,
         rejects_uri=rejects.path,
-        policy=GatePolicy(min_labeled_count=min_labeled_count, min_agreement=min_agreement),
+        job_uri=job.path,
+        flagged_policy=flagged_annotators,
+        policy=GatePolicy(
+            min_labeled_count=min_labeled_count,
+            min_agreement=min_agreement,
+            unmeasurable=unmeasurable_agreement,
+            min_model_precision=min_model_precision,
+            min_agreement_items=min_agreement_items,
+        ),
     )
     decision = result.decision
     if decision is None:  # the step always decides; this keeps the types honest

@@ -18,6 +18,8 @@ def select_for_labeling(
     seed: int,
     predictions_uri: str,
     class_balance: bool,
+    random_share: float,
+    eval_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
@@ -36,6 +38,9 @@ def select_for_labeling(
         predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
+        random_share: Share of the batch picked at random (the control arm).
+        eval_size: Items of the fixed evaluation set (chosen once at random, labeled once,
+            never trained on); 0 for none.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -58,6 +63,8 @@ def select_for_labeling(
         summary_uri=summary.path,
         predictions_uri=predictions_uri,
         class_balance=class_balance,
+        random_share=random_share,
+        eval_size=eval_size,
     )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

@@ -60,6 +60,8 @@ def label_round(
         seed=params.seed,
         predictions_uri=predictions_uri,
         class_balance=params.class_balance,
+        random_share=params.random_share,
+        eval_size=params.eval_size,
     ).set_display_name("Select items to label (active learning)")
     dataset = create_dataset(
         selected=selection.outputs["selected"],
@@ -77,6 +79,7 @@ def label_round(
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],
+        job=labeling.outputs["job"],
         task_type=params.task_type,
         labels=params.labels,
         consolidation_method=params.consolidation_method,
@@ -84,6 +87,10 @@ def label_round(
         min_confidence=params.min_confidence,
         min_labeled_count=params.min_labeled_count,
         min_agreement=params.min_agreement,
+        unmeasurable_agreement=params.unmeasurable_agreement,
+        min_model_precision=params.min_model_precision,
+        min_agreement_items=params.min_agreement_items,
+        flagged_annotators=params.flagged_annotators,
         state_uri=params.state_uri,
         gold_uri=params.gold_uri,
     ).set_display_name("Quality gate: agreement, consolidation, decision")

@@ -48,7 +48,11 @@ def _num(value: float) -> float | None:
 def consolidate_command(args: argparse.Namespace) -> int:
     """Consolidate one label per item; write `item,label,confidence` (CSV or JSONL)."""
     enc, _ = _load(args)
-    kwargs = {"n_items": enc.n_items, "n_labels": enc.n_labels, "n_annotators": enc.n_annotators}
+    kwargs: dict[str, Any] = {
+        "n_items": enc.n_items,
+        "n_labels": enc.n_labels,
+        "n_annotators": enc.n_annotators,
+    }
     model: MajorityVote | DawidSkene
     if args.method == "mv":
         model = MajorityVote().fit(enc.item, enc.annotator, enc.label, **kwargs)

@@ -18,6 +18,8 @@ import yaml
 
 from labelloop.active_learning.strategies import strategy_names
 from labelloop.errors import ConfigError
+from labelloop.gates import UNMEASURABLE_POLICIES
+from labelloop.quality.classification import FLAGGED_POLICIES
 from labelloop.quality.registry import metric_names
 from labelloop.schemas import TaskType, parse_labels
 
@@ -74,6 +76,16 @@ class PipelineParams:
         "diversity on a cold start).",
     )
     class_balance: bool = _param(False, "Spread each batch evenly over the predicted classes.")
+    random_share: float = _param(
+        0.1,
+        "Share of each batch picked at random: a control arm that shows whether active "
+        "selection helps on this data (the report's learning curve on the evaluation set).",
+    )
+    eval_size: int = _param(
+        50,
+        "Items of the fixed evaluation set: a random sample chosen once, labeled once (on top "
+        "of the first batch) and never trained on; the model's accuracy is measured on it.",
+    )
     predictions_uri: str = _param(
         "",
         "Optional predictions to select with (Vertex batch-prediction output or a predictions "
@@ -93,6 +105,24 @@ class PipelineParams:
     min_agreement: float = _param(0.6, "The agreement gate: minimum inter-annotator agreement.")
     min_confidence: float = _param(
         0.0, "Consolidated confidence an item needs to count as labeled."
+    )
+    unmeasurable_agreement: str = _param(
+        "model_precision",
+        "What the agreement gate does when agreement cannot be measured (one answer per item, "
+        "one class, only model answers, or fewer than min_agreement_items items answered by "
+        f"two or more people): {_one_of(UNMEASURABLE_POLICIES)} (model_precision opens it "
+        "when auto-accepted model labels carry a calibrated precision >= min_model_precision).",
+    )
+    min_model_precision: float = _param(
+        0.95, "The model_precision policy's threshold on calibrated precision."
+    )
+    min_agreement_items: int = _param(
+        10, "Items answered by two or more people needed to measure agreement."
+    )
+    flagged_annotators: str = _param(
+        "exclude",
+        "What near-chance annotators count for: exclude (from consolidation and agreement), "
+        "downweight (consolidation only, weighed by their confusion) or keep.",
     )
     gold_uri: str = _param(
         "",
@@ -154,6 +184,18 @@ class PipelineParams:
             fail("min_agreement", "must lie in [-1, 1]")
         if not 0.0 <= self.min_confidence <= 1.0:
             fail("min_confidence", "must lie in [0, 1]")
+        if self.unmeasurable_agreement not in UNMEASURABLE_POLICIES:
+            fail("unmeasurable_agreement", f"must be one of {', '.join(UNMEASURABLE_POLICIES)}")
+        if not 0.0 <= self.min_model_precision <= 1.0:
+            fail("min_model_precision", "must lie in [0, 1]")
+        if self.min_agreement_items < 1:
+            fail("min_agreement_items", "must be at least 1")
+        if self.flagged_annotators not in FLAGGED_POLICIES:
+            fail("flagged_annotators", f"must be one of {', '.join(FLAGGED_POLICIES)}")
+        if not 0.0 <= self.random_share < 1.0:
+            fail("random_share", "must lie in [0, 1)")
+        if self.eval_size < 0:
+            fail("eval_size", "must be 0 or more")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail("holdout_fraction", "must lie strictly between 0 and 1")
         del task

@@ -20,8 +20,8 @@ CLOSED = "closed"
 #: What the agreement gate does when agreement cannot be measured (one answer per item, one
 #: class, only model answers, or fewer multiply-labeled items than `min_agreement_items`):
 #: `close` keeps the gate closed; `train` opens it (you accept unmeasured labels);
-#: `model_precision` opens it when the model's auto-accepted labels carry a calibrated
-#: precision of at least `min_model_precision` and people's answers are not needed to judge it.
+#: `model_precision` (the default) opens it when the round's auto-accepted model labels carry
+#: a calibrated precision of at least `min_model_precision`, else keeps it closed.
 UNMEASURABLE_POLICIES = ("close", "train", "model_precision")
 
 
@@ -34,12 +34,15 @@ class GatePolicy:
         min_agreement: The agreement gate: the metric's minimum.
         unmeasurable: One of `UNMEASURABLE_POLICIES`.
         min_model_precision: The `model_precision` policy's threshold.
+        min_agreement_items: Items answered by two or more people that agreement needs to
+            count as measured (fewer: the unmeasurable policy decides).
     """
 
     min_labeled_count: int
     min_agreement: float
-    unmeasurable: str = "close"
+    unmeasurable: str = "model_precision"
     min_model_precision: float = 0.95
+    min_agreement_items: int = 10
 
     def __post_init__(self) -> None:
         if self.unmeasurable not in UNMEASURABLE_POLICIES:
@@ -143,6 +146,7 @@ def decide(
     label_count: int,
     agreement: float | None,
     agreement_reason: str = "",
+    agreement_items: int | None = None,
     metric: str,
     policy: GatePolicy,
     model_precision: float | None = None,
@@ -153,11 +157,23 @@ def decide(
         label_count: Trainable labels counted by the quality step.
         agreement: The measured agreement; None (or NaN) when it could not be measured.
         agreement_reason: Why it could not be measured.
+        agreement_items: Items it was measured on (None: not counted, no minimum applies).
         metric: The agreement metric's name.
         policy: Thresholds and the policy for unmeasurable agreement.
         model_precision: Calibrated precision of the model's auto-accepted labels, if any.
     """
     if agreement is not None and not math.isfinite(agreement):
+        agreement = None
+    if (
+        agreement is not None
+        and agreement_items is not None
+        and agreement_items < policy.min_agreement_items
+    ):
+        # Too few shared items for the number to mean anything: report it, do not gate on it.
+        agreement_reason = (
+            f"only {agreement_items} item(s) answered by two or more people; "
+            f"{policy.min_agreement_items} needed"
+        )
         agreement = None
 
     def make(
@@ -220,8 +236,8 @@ def decide(
         passed = model_precision is not None and model_precision >= policy.min_model_precision
         if model_precision is None:
             reason = (
-                f"{metric} not measurable ({why}) and no calibrated model labels to judge by "
-                "(policy 'model_precision')"
+                f"{metric} not measurable ({why}) and no auto-accepted model labels with a "
+                "calibrated precision to judge by (policy 'model_precision')"
             )
         else:
             sign = ">=" if passed else "<"

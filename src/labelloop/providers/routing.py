@@ -53,6 +53,10 @@ class Calibration:
     sample: int
     accepted: int
     precision: float | None
+    #: Counts of (human label, model answer) on the accepted calibration items, rows and
+    #: columns in the task's label order: the model's known confusion, which consolidation
+    #: uses to weigh an auto-accepted answer (empty without a calibration sample).
+    confusion: tuple[tuple[int, ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,7 @@ class Calibration:
             "sample": self.sample,
             "accepted": self.accepted,
             "precision": self.precision,
+            "confusion": [list(row) for row in self.confusion],
         }
 
 
@@ -168,8 +173,18 @@ class RoutingProvider:
         )
         accepted = conf >= threshold
         precision = float(correct[accepted].mean()) if accepted.any() else None
+        index = {label: j for j, label in enumerate(task.labels)}
+        counts = np.zeros((len(index), len(index)), dtype=np.int64)
+        for p, keep in zip(valid, accepted, strict=True):
+            if keep and truth[p.item] in index and p.label in index:
+                counts[index[truth[p.item]], index[str(p.label)]] += 1
         return Calibration(
-            threshold, self.calibration_uri, len(valid), int(accepted.sum()), precision
+            threshold,
+            self.calibration_uri,
+            len(valid),
+            int(accepted.sum()),
+            precision,
+            tuple(tuple(int(v) for v in row) for row in counts),
         )
 
     def submit(
@@ -246,5 +261,6 @@ class RoutingProvider:
         """Calibration, Gemini usage and cost."""
         return {
             "calibration": self.calibration.to_json() if self.calibration else None,
+            "model_annotator": self.gemini.annotator,
             "gemini": self.gemini.summary(),
         }

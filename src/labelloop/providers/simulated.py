@@ -246,7 +246,11 @@ class SimulatedWorkforce:
             truths.append(true)  # type: ignore[arg-type]
         if not ok_items:
             return CollectResult([], bad)
-        seeds = _item_seeds(self.seed, ok_items)
+        # An item sent back for more answers (attempt n) draws its annotators afresh.
+        attempts = {i.id: i.attempt for i in self._labeled_items(job) if i.attempt}
+        seeds = _item_seeds(
+            self.seed, [f"{i}#{attempts[i]}" if i in attempts else i for i in ok_items]
+        )
         # Which annotators label each item: the `per_item` smallest of one uniform per annotator.
         draw = uniforms(seeds, len(pool) + 1)
         chosen = np.sort(

@@ -73,6 +73,11 @@ class FamilyOutcome:
     annotator_table: list[dict[str, Any]]
     ties: int
     annotators: int
+    agreement_with_flagged: float = math.nan
+    agreement_without_flagged: float = math.nan
+    flagged_policy: str = ""
+    model_items: int = 0
+    model_precision: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +93,13 @@ class QualityResult:
         agreement_metric: That metric's name.
         agreement_reason: Why `agreement` is None ("" when it was measured).
         agreement_ci: Its bootstrap interval (None ends when not measurable).
-        agreement_items: Items the agreement was measured on.
+        agreement_items: Items the agreement was measured on (two or more people answered).
+        agreement_with_flagged: The metric counting flagged annotators' answers.
+        agreement_without_flagged: The metric without them.
+        flagged_policy: What flagged annotators counted for (`exclude`, `downweight`, `keep`):
+            the gate used `agreement_with_flagged` under `keep`, else the one without.
+        model_items: Items only a calibrated model answered (auto-accepted).
+        model_precision: Their calibrated precision (None without such items).
         all_agree_rate: Share of multiply-labeled items where every answer agrees.
         ties: Items whose consolidation is a tie.
         review_items: Items in the review queue.
@@ -114,6 +125,11 @@ class QualityResult:
     agreement_reason: str = ""
     agreement_ci: tuple[float | None, float | None] = (None, None)
     agreement_items: int = 0
+    agreement_with_flagged: float | None = None
+    agreement_without_flagged: float | None = None
+    flagged_policy: str = ""
+    model_items: int = 0
+    model_precision: float | None = None
     all_agree_rate: float | None = None
     ties: int = 0
     review_items: int = 0
@@ -140,6 +156,8 @@ class QualityResult:
         data["agreement"] = num(self.agreement)
         data["all_agree_rate"] = num(self.all_agree_rate)
         data["agreement_ci"] = [num(v) for v in self.agreement_ci]
+        for key in ("agreement_with_flagged", "agreement_without_flagged", "model_precision"):
+            data[key] = num(data[key])
         data["decision"] = self.decision.to_dict() if self.decision else None
         return json.dumps(data, indent=2, sort_keys=True)
 
@@ -174,6 +192,11 @@ class QualityResult:
             agreement_reason=str(data.get("agreement_reason") or ""),
             agreement_ci=ci_pair,
             agreement_items=_int(data.get("agreement_items")),
+            agreement_with_flagged=_number(data.get("agreement_with_flagged")),
+            agreement_without_flagged=_number(data.get("agreement_without_flagged")),
+            flagged_policy=str(data.get("flagged_policy") or ""),
+            model_items=_int(data.get("model_items")),
+            model_precision=_number(data.get("model_precision")),
             all_agree_rate=_number(data.get("all_agree_rate")),
             ties=_int(data.get("ties")),
             review_items=_int(data.get("review_items")),
@@ -201,15 +224,22 @@ def review_row(
     confidence: float,
     *,
     label: Any = None,
+    expected_error: float | None = None,
 ) -> dict[str, Any]:
-    """One review-queue row: the consolidated label, its confidence, every answer and why."""
+    """One review-queue row: the consolidated label, its confidence, every answer and why.
+
+    `expected_error` (default `1 - confidence`) ranks the queue: the likeliest mistakes first.
+    """
+    error = 1.0 - float(confidence) if expected_error is None else expected_error
     return {
         "item": item,
         "label": label,
         "reason": "; ".join(reasons),
+        "reasons": reasons,
         "votes": votes,
         "annotations": annotations,
         "confidence": num(confidence),
+        "expected_error": num(error),
     }
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 
-from labelloop import state, storage
+from labelloop import relabel, state, storage
 from labelloop.annotations import read_annotations, read_gold, write_bad_records
 from labelloop.errors import BadRecord, InputError
 from labelloop.gates import GatePolicy, decide, format_agreement
@@ -23,7 +24,8 @@ from labelloop.quality.multilabel import assess_multilabel
 from labelloop.quality.region_tasks import assess_regions
 from labelloop.quality.registry import get_metric, metrics_for
 from labelloop.quality.result import FamilyOutcome, QualityResult, num
-from labelloop.schemas import TaskType, parse_labels
+from labelloop.quality.sources import ModelSource, model_sources
+from labelloop.schemas import Annotation, TaskType, parse_labels
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +73,44 @@ def _text_lengths(items: set[str]) -> dict[str, int]:
     return lengths
 
 
+def _round_key(items: set[str]) -> str:
+    """A round's key: a hash of its item set (a retry has the same key, so it overwrites)."""
+    return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
+
+
 def _record_labels(state_uri: str, consolidated: list[dict[str, object]]) -> None:
-    """Keep this round's consolidated labels in the state (keyed by the item set: a retry
-    overwrites instead of duplicating)."""
-    key = hashlib.sha256(
-        "\n".join(sorted(str(r["item"]) for r in consolidated)).encode()
-    ).hexdigest()[:16]
+    """Keep this round's consolidated labels in the state, keyed by the round."""
+    key = _round_key({str(r["item"]) for r in consolidated})
     storage.write_jsonl(state.path(state_uri, state.LABELS, f"{key}.jsonl"), consolidated)
+
+
+def _earlier_answers(
+    state_uri: str, round_key: str, annotations: list[Annotation]
+) -> list[Annotation]:
+    """Earlier answers of items labeled again this round (not those given again now)."""
+    given = {(a.item, a.annotator) for a in annotations}
+    rows = relabel.earlier_answers(
+        state_uri, round_key=round_key, round_items={a.item for a in annotations}
+    )
+    out = [
+        Annotation(str(r["item"]), str(r["annotator"]), str(r["label"]))
+        for r in rows
+        if (str(r["item"]), str(r["annotator"])) not in given
+    ]
+    if out:
+        log.info("added %d earlier answer(s) of items labeled again", len(out))
+    return out
+
+
+def _model_sources(job_uri: str) -> dict[str, ModelSource]:
+    """Calibrated model annotators from the labeling job record (`{}` when none)."""
+    if not job_uri or not storage.exists(job_uri):
+        return {}
+    try:
+        record = json.loads(storage.read_text(job_uri))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", source=job_uri, line=exc.lineno) from exc
+    return model_sources(record) if isinstance(record, dict) else {}
 
 
 def quality_gate(
@@ -94,6 +127,8 @@ def quality_gate(
     metrics_uri: str,
     rejects_uri: str,
     policy: GatePolicy,
+    flagged_policy: str = "exclude",
+    job_uri: str = "",
     gold_uri: str = "",
     n_boot: int = 200,
     seed: int = 0,
@@ -119,6 +154,11 @@ def quality_gate(
         metrics_uri: Where to write the quality JSON (`QualityResult`, the decision included).
         rejects_uri: Where to write rejected annotation and gold rows (JSONL).
         policy: The gates' thresholds and the policy for unmeasurable agreement.
+        flagged_policy: What flagged (near-chance) annotators count for: `exclude` (default)
+            drops their answers from consolidation and agreement, `downweight` keeps them in
+            consolidation only, `keep` counts them everywhere (classification).
+        job_uri: The labeling job record: a calibrated model's precision and confusion from
+            the routing provider make its auto-accepted answers a source of known accuracy.
         gold_uri: Optional gold table `item,label` of known answers (classification only):
             Dawid-Skene clamps those items, and annotators get a gold score.
         n_boot: Bootstrap replicates for the agreement interval.
@@ -183,22 +223,55 @@ def quality_gate(
         storage.write_jsonl(review_uri, [])
         storage.write_text(metrics_uri, result.to_json())
         return result
+    annotations = read.annotations
+    round_key = _round_key({a.item for a in annotations})
+    if family == "classification" and state_uri:
+        annotations = annotations + _earlier_answers(state_uri, round_key, annotations)
     out: FamilyOutcome
     if family == "classification":
         out = assess_classification(
-            read.annotations, label_list, method=consolidation_method, metric=metric, gold=gold,
-            min_overlap=min_overlap, min_confidence=min_confidence, n_boot=n_boot, seed=seed,
-        )  # fmt: skip
+            annotations,
+            label_list,
+            method=consolidation_method,
+            metric=metric,
+            gold=gold,
+            min_overlap=min_overlap,
+            min_confidence=min_confidence,
+            n_boot=n_boot,
+            seed=seed,
+            flagged_policy=flagged_policy,
+            sources=_model_sources(job_uri),
+        )
     elif family == "multilabel":
         out = assess_multilabel(
-            read.annotations, label_list, method=consolidation_method, metric=metric,
-            min_confidence=min_confidence, n_boot=n_boot, seed=seed,
-        )  # fmt: skip
+            annotations,
+            label_list,
+            method=consolidation_method,
+            metric=metric,
+            min_confidence=min_confidence,
+            n_boot=n_boot,
+            seed=seed,
+        )
     else:
         out = assess_regions(
-            read.annotations, label_list, task=task, metric=metric,
-            min_confidence=min_confidence, n_boot=n_boot, seed=seed,
-        )  # fmt: skip
+            annotations,
+            label_list,
+            task=task,
+            metric=metric,
+            min_confidence=min_confidence,
+            n_boot=n_boot,
+            seed=seed,
+        )
+    # The review queue, likeliest errors first; each row also goes back to labeling as a
+    # request the next selection weighs against a new item.
+    out.review.sort(key=lambda r: (-(r.get("expected_error") or 0.0), str(r["item"])))
+    if state_uri:
+        relabel.update(
+            state_uri,
+            round_key=round_key,
+            round_items={a.item for a in read.annotations},
+            new_requests=out.review,
+        )
     label_count = sum(1 for r in out.consolidated if r["trainable"])
     agreement = num(out.metrics[metric])
     reason = "" if agreement is not None else _unmeasurable_reason(out, family)
@@ -206,12 +279,17 @@ def quality_gate(
         base,
         label_count=label_count,
         labeled_items=len(out.consolidated),
-        annotations=len(read.annotations),
+        annotations=len(annotations),
         annotators=out.annotators,
         agreement=agreement,
         agreement_reason=reason,
         agreement_ci=(num(out.agreement_ci[0]), num(out.agreement_ci[1])),
         agreement_items=out.agreement_items,
+        agreement_with_flagged=num(out.agreement_with_flagged),
+        agreement_without_flagged=num(out.agreement_without_flagged),
+        flagged_policy=out.flagged_policy,
+        model_items=out.model_items,
+        model_precision=num(out.model_precision),
         all_agree_rate=num(out.metrics.get("all_agree_rate", float("nan"))),
         ties=out.ties,
         review_items=len(out.review),
@@ -224,10 +302,17 @@ def quality_gate(
             label_count=label_count,
             agreement=agreement,
             agreement_reason=reason,
+            agreement_items=out.agreement_items,
             metric=metric,
             policy=policy,
+            model_precision=num(out.model_precision),
         ),
     )
+    if result.decision and result.decision.agreement is None and agreement is not None:
+        # The gate found too few shared items to trust the number: say so everywhere.
+        result = dataclasses.replace(
+            result, agreement=None, agreement_reason=result.decision.agreement_reason
+        )
     storage.write_jsonl(consolidated_uri, out.consolidated)
     storage.write_jsonl(review_uri, out.review)
     storage.write_text(metrics_uri, result.to_json())

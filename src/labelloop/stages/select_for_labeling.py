@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import state, storage
+from labelloop import evaluation, state, storage
 from labelloop.active_learning import strategies
 from labelloop.errors import InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, ml_use_for, parse_labels, text_item_id
@@ -104,6 +104,8 @@ def select_for_labeling(
     summary_uri: str,
     predictions_uri: str = "",
     class_balance: bool = False,
+    random_share: float = 0.0,
+    eval_size: int = 0,
 ) -> SelectionResult:
     """Score the pool and keep the `k` items most worth labeling.
 
@@ -128,6 +130,13 @@ def select_for_labeling(
         summary_uri: Where to write the selection summary (JSON: scores, histogram, class mix).
         predictions_uri: Predictions to score with instead of the local model ("" = local).
         class_balance: Spread an uncertainty strategy's picks evenly over predicted classes.
+        random_share: Share of the batch picked at random: the control arm that shows
+            whether active selection helps on this data (`labelloop.evaluation`).
+        eval_size: Size of the fixed evaluation set: a random sample of the pool chosen once,
+            labeled once (on top of the first batch), never trained on.
+
+    Items the quality step sent back for more answers (`labelloop.relabel`) take a slot of
+    the active arm when their expected error beats the new item they displace.
 
     Raises:
         InputError: Unknown strategy or task type, k < 1, or predictions not found.
@@ -145,6 +154,13 @@ def select_for_labeling(
     if bad:
         log.warning("pool: %s", summarize_bad_records(bad))
     excluded_ids = _excluded_ids(state_uri)
+    k_active, k_random = evaluation.split_batch(k, random_share)
+    eval_set = evaluation.ensure_eval_set(
+        state_uri, [i.id for i in items], size=eval_size, seed=seed, excluded=excluded_ids
+    )
+    eval_todo = [i for i in eval_set if i not in excluded_ids]
+    excluded_ids |= set(eval_set)
+    k = max(k_active, 0)
 
     if predictions_uri:
         from labelloop.active_learning.predictions import select_from_predictions
@@ -193,6 +209,21 @@ def select_for_labeling(
         )
         cold_start = bool(summary["cold_start"])
         used = str(summary["strategy"])
+    if k_random or eval_todo or state_uri:
+        batch_pool = list({i.id: i for i in [*items, *selected]}.values())
+        selected, summary["items"], arms = evaluation.compose_batch(
+            state_uri=state_uri,
+            pool=batch_pool,
+            active=summary["items"],
+            k_active=k,
+            k_random=k_random,
+            eval_todo=eval_todo,
+            excluded=excluded_ids,
+            seed=seed,
+        )
+        summary["selected"] = len(selected)
+        summary["arms"] = {a: sum(1 for v in arms.values() if v == a) for a in set(arms.values())}
+        evaluation.record_arms(state_uri, arms)
     storage.write_jsonl(output_uri, (item.to_import_record(task) for item in selected))
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     scores = [c["score"] for c in summary["items"]]
