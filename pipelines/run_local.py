@@ -65,6 +65,7 @@ class RoundSummary:
     agreement_gate: str = ""
     reason: str = ""
     model_accuracy: float | None = None
+    eval_accuracy: float | None = None
     true_accuracy: float | None = None
     labels_used: int | None = None
     report: str = ""
@@ -261,6 +262,7 @@ def summarize_round(
     if train:
         outcome = json.loads(train["outcome"])
         summary.model_accuracy = train.get("accuracy")
+        summary.eval_accuracy = outcome.get("eval_accuracy")
         summary.labels_used = int(outcome["train_items"]) + int(outcome["test_items"])
         summary.true_accuracy = true_model_accuracy(state_uri, truth)
         # Trained by a rule other than measured agreement (e.g. a policy): say which.
@@ -290,6 +292,7 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
         "agree gate",
         "labels used",
         "model acc",
+        "eval acc",
         "true acc",
         "reason",
         "secs",
@@ -312,6 +315,7 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
             r.agreement_gate or "-",
             cell(r.labels_used),
             cell(r.model_accuracy),
+            cell(r.eval_accuracy),
             cell(r.true_accuracy),
             r.reason or r.status,
             f"{r.seconds:.1f}",

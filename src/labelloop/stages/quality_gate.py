@@ -15,7 +15,7 @@ import json
 import logging
 import math
 
-from labelloop import relabel, state, storage
+from labelloop import evaluation, relabel, state, storage
 from labelloop.annotations import read_annotations, read_gold, write_bad_records
 from labelloop.errors import BadRecord, InputError
 from labelloop.gates import GatePolicy, decide, format_agreement
@@ -272,7 +272,13 @@ def quality_gate(
             round_items={a.item for a in read.annotations},
             new_requests=out.review,
         )
-    label_count = sum(1 for r in out.consolidated if r["trainable"])
+    # Items of the fixed evaluation set are labeled like any other but never trained on, so
+    # they do not count toward the count gate.
+    held_out = set(evaluation.eval_ids(state_uri))
+    for row in out.consolidated:
+        if row["item"] in held_out:
+            row["eval"] = True
+    label_count = sum(1 for r in out.consolidated if r["trainable"] and not r.get("eval"))
     agreement = num(out.metrics[metric])
     reason = "" if agreement is not None else _unmeasurable_reason(out, family)
     result = dataclasses.replace(
