@@ -8,7 +8,8 @@ import pytest
 from labelloop.active_learning import strategies as al
 from labelloop.config import PipelineParams
 from labelloop.errors import ConfigError
-from labelloop.quality import registry
+from labelloop.quality import metrics as registry
+from labelloop.quality.registry import register_metric
 
 
 def test_config_accepts_every_registered_metric_including_span_f1_overlap() -> None:
@@ -21,7 +22,7 @@ def test_config_accepts_every_registered_metric_including_span_f1_overlap() -> N
 
 
 def test_each_family_falls_back_to_its_first_metric() -> None:
-    assert registry.metrics_for("classification")[0] == "krippendorff_alpha"
+    assert registry.metrics_for("single")[0] == "krippendorff_alpha"
     assert registry.metrics_for("boxes")[0] == "f1"
     assert registry.metrics_for("spans")[0] == "span_f1"
     assert "span_f1_overlap" not in registry.metrics_for("boxes")
@@ -55,4 +56,4 @@ def test_registering_a_name_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="twice"):
         al.register_strategy("margin")(lambda batch: (np.zeros(0), np.zeros(0)))
     with pytest.raises(ValueError, match="twice"):
-        registry.register_metric("f1", families=("boxes",))(lambda s: s)
+        register_metric("f1", families=("boxes",))(lambda s: s)

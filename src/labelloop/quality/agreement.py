@@ -21,7 +21,7 @@ from labelloop.quality.registry import register_metric
 
 #: The nominal metrics, all computed from one set of per-item sums (`metrics_from_sums`).
 METRICS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "all_agree_rate")
-NOMINAL_FAMILIES = ("classification", "multilabel")
+NOMINAL_FAMILIES = ("single", "multi")
 
 
 def item_statistics(counts: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ from labelloop.quality.result import (
     num,
     review_row,
 )
-from labelloop.schemas import Annotation, Box, Span, TaskType
+from labelloop.schemas import Annotation, Box, Shape, Span, TaskType
 
 Ratio = tuple[np.ndarray, np.ndarray]
 
@@ -116,7 +116,7 @@ def assess_regions(
     n_boot: int,
     seed: int,
 ) -> FamilyOutcome:
-    boxes = task is TaskType.IMAGE_OBJECT_DETECTION
+    boxes = task.shape is Shape.BOXES
     items = sorted({a.item for a in annotations})
     annotators = np.array(sorted({a.annotator for a in annotations}), dtype=object)
     a_index = {str(a): i for i, a in enumerate(annotators)}

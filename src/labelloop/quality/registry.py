@@ -1,8 +1,11 @@
 """The agreement-metric registry: each metric is registered by the module that computes it.
 
-A metric applies to one or more task families (`classification`, `multilabel`, `boxes`,
-`spans`); the first metric registered for a family is that family's fallback. Config
-validation and the quality step read this registry, so adding a metric touches one module.
+`labelloop.quality.metrics` imports every registering module and answers for all of them.
+A metric applies to one or more task families, the annotation shapes (`schemas.Shape`:
+`single`, `multi`, `boxes`, `spans`); the first metric registered for a family is that family's
+fallback. Config
+validation and the quality step read it (through `quality.metrics`), so adding a metric touches the
+module that computes it (and `quality.metrics`' import list when it is a new module).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import TypeVar
 
 from labelloop.errors import InputError
 
-FAMILIES = ("classification", "multilabel", "boxes", "spans")
+FAMILIES = ("single", "multi", "boxes", "spans")
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -51,25 +54,12 @@ def register_metric(name: str, *, families: tuple[str, ...]) -> Callable[[F], F]
     return wrap
 
 
-def metric_names() -> list[str]:
-    """Every registered metric name, in registration order."""
-    _load()
-    return list(METRICS)
-
-
-def metrics_for(family: str) -> list[str]:
-    """The metrics that apply to a task family, its fallback first."""
-    _load()
-    return [m.name for m in METRICS.values() if family in m.families]
-
-
 def get_metric(name: str) -> AgreementMetric:
-    """The registered metric `name`.
+    """The registered metric `name` (registered so far: see `quality.metrics` for all).
 
     Raises:
         InputError: No metric of that name.
     """
-    _load()
     if name not in METRICS:
         raise InputError(
             f"unknown agreement metric {name!r}; expected one of {', '.join(sorted(METRICS))}",
@@ -78,7 +68,7 @@ def get_metric(name: str) -> AgreementMetric:
     return METRICS[name]
 
 
-def _load() -> None:
-    """Import the modules that register metrics (kept lazy so this module stays a leaf)."""
-    import labelloop.quality.agreement
-    import labelloop.quality.region_tasks  # noqa: F401
+def metrics_for(family: str) -> list[str]:
+    """The registered metrics that apply to a task family (an annotation shape), fallback
+    first (registered so far: see `quality.metrics` for all)."""
+    return [m.name for m in METRICS.values() if family in m.families]

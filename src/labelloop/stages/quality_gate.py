@@ -20,21 +20,19 @@ from labelloop.annotations import read_annotations, read_gold, write_bad_records
 from labelloop.errors import BadRecord, InputError
 from labelloop.gates import GatePolicy, decide, format_agreement
 from labelloop.quality.classification import assess_classification
+from labelloop.quality.metrics import get_metric, metrics_for
 from labelloop.quality.multilabel import assess_multilabel
 from labelloop.quality.region_tasks import assess_regions
-from labelloop.quality.registry import get_metric, metrics_for
 from labelloop.quality.result import FamilyOutcome, QualityResult, num
 from labelloop.quality.sources import ModelSource, model_sources
-from labelloop.schemas import Annotation, TaskType, parse_labels
+from labelloop.schemas import Annotation, Shape, TaskType, parse_labels
 
 log = logging.getLogger(__name__)
 
 
 def task_family(task: TaskType) -> str:
-    """The quality family of a task type: classification, multilabel, boxes or spans."""
-    if task.is_classification:
-        return "multilabel" if task.multi_label else "classification"
-    return "boxes" if task is TaskType.IMAGE_OBJECT_DETECTION else "spans"
+    """The quality family of a task type: its annotation shape (single, multi, boxes, spans)."""
+    return task.shape.value
 
 
 def choose_metric(requested: str, task: TaskType) -> str:
@@ -58,7 +56,7 @@ def _unmeasurable_reason(out: FamilyOutcome, family: str) -> str:
     if out.agreement_items == 0:
         return "no item has answers from two or more annotators"
     defined = [v for v in out.per_class.values() if v is not None and math.isfinite(v)]
-    if family in ("classification", "multilabel") and len(defined) <= 1:
+    if family in (Shape.SINGLE.value, Shape.MULTI.value) and len(defined) <= 1:
         return "every answer on a shared item is the same class"
     return "undefined on these answers"
 
@@ -179,7 +177,7 @@ def quality_gate(
     family = task_family(task)
     metric = choose_metric(agreement_metric, task)
     read = read_annotations(annotations_uri, task_type=task, labels=label_list)
-    if task is TaskType.TEXT_ENTITY_EXTRACTION:
+    if task.shape is Shape.SPANS:
         lengths = _text_lengths({a.item for a in read.annotations})
         if lengths:  # validate again, now rejecting spans past the end of their text
             read = read_annotations(
@@ -225,10 +223,10 @@ def quality_gate(
         return result
     annotations = read.annotations
     round_key = _round_key({a.item for a in annotations})
-    if family == "classification" and state_uri:
+    if family == Shape.SINGLE.value and state_uri:
         annotations = annotations + _earlier_answers(state_uri, round_key, annotations)
     out: FamilyOutcome
-    if family == "classification":
+    if family == Shape.SINGLE.value:
         out = assess_classification(
             annotations,
             label_list,
@@ -242,7 +240,7 @@ def quality_gate(
             flagged_policy=flagged_policy,
             sources=_model_sources(job_uri),
         )
-    elif family == "multilabel":
+    elif family == Shape.MULTI.value:
         out = assess_multilabel(
             annotations,
             label_list,
