@@ -68,6 +68,8 @@ def gold_indices(enc: Encoded, gold: dict[str, str]) -> tuple[np.ndarray, np.nda
 
 #: What flagged annotators count for (see `assess_classification`).
 FLAGGED_POLICIES = ("exclude", "downweight", "keep")
+#: Answers an annotator needs before being flagged (and, by default, excluded).
+MIN_ANSWERS_TO_FLAG = 10
 #: Items whose answers disagree go to review while their consolidated posterior is below this.
 REVIEW_BELOW = 0.9
 
@@ -174,6 +176,8 @@ def assess_classification(
     )
     flagged, reasons = flag_annotators(a_stats, n_labels=n_labels)
     flagged &= ~model_annotator  # a calibrated model is judged by its calibration, not here
+    # A handful of answers is too little evidence to set someone aside.
+    flagged &= a_stats.annotations >= MIN_ANSWERS_TO_FLAG
     reasons = [r if f else "" for r, f in zip(reasons, flagged, strict=True)]
     flagged_row = flagged[enc.annotator]
     with_flagged = human_agreement(enc, human_row, metric=metric, n_boot=n_boot, seed=seed)
