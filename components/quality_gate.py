@@ -73,32 +73,34 @@ def quality_gate(
         agreement: The configured agreement metric, or `null (why)` when not measurable.
         bad_records: Count of rejected annotation rows.
     """
+    from labelloop.failures import recorded
     from labelloop.gates import GatePolicy, format_agreement
     from labelloop.stages.quality_gate import quality_gate as step
 
-    result = step(
-        annotations_uri=annotations.path,
-        task_type=task_type,
-        labels=labels,
-        consolidation_method=consolidation_method,
-        agreement_metric=agreement_metric,
-        min_confidence=min_confidence,
-        state_uri=state_uri,
-        gold_uri=gold_uri,
-        consolidated_uri=consolidated.path,
-        review_uri=review.path,
-        metrics_uri=quality.path,
-        rejects_uri=rejects.path,
-        job_uri=job.path,
-        flagged_policy=flagged_annotators,
-        policy=GatePolicy(
-            min_labeled_count=min_labeled_count,
-            min_agreement=min_agreement,
-            unmeasurable=unmeasurable_agreement,
-            min_model_precision=min_model_precision,
-            min_agreement_items=min_agreement_items,
-        ),
-    )
+    with recorded(consolidated.uri):
+        result = step(
+            annotations_uri=annotations.path,
+            task_type=task_type,
+            labels=labels,
+            consolidation_method=consolidation_method,
+            agreement_metric=agreement_metric,
+            min_confidence=min_confidence,
+            state_uri=state_uri,
+            gold_uri=gold_uri,
+            consolidated_uri=consolidated.path,
+            review_uri=review.path,
+            metrics_uri=quality.path,
+            rejects_uri=rejects.path,
+            job_uri=job.path,
+            flagged_policy=flagged_annotators,
+            policy=GatePolicy(
+                min_labeled_count=min_labeled_count,
+                min_agreement=min_agreement,
+                unmeasurable=unmeasurable_agreement,
+                min_model_precision=min_model_precision,
+                min_agreement_items=min_agreement_items,
+            ),
+        )
     decision = result.decision
     if decision is None:  # the step always decides; this keeps the types honest
         raise RuntimeError("the quality step returned no gate decision")

@@ -20,6 +20,7 @@ def select_for_labeling(
     class_balance: bool,
     random_share: float,
     eval_size: int,
+    source_uri: str,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
@@ -41,6 +42,7 @@ def select_for_labeling(
         random_share: Share of the batch picked at random (the control arm).
         eval_size: Items of the fixed evaluation set (chosen once at random, labeled once,
             never trained on); 0 for none.
+        source_uri: The source: a predicted item outside it is refused, never read.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -49,22 +51,25 @@ def select_for_labeling(
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
     """
+    from labelloop.failures import recorded
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
-    result = step(
-        import_uri=pool.path,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-        output_uri=selected.path,
-        summary_uri=summary.path,
-        predictions_uri=predictions_uri,
-        class_balance=class_balance,
-        random_share=random_share,
-        eval_size=eval_size,
-    )
+    with recorded(selected.uri):
+        result = step(
+            import_uri=pool.path,
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            strategy=strategy,
+            k=k,
+            seed=seed,
+            output_uri=selected.path,
+            summary_uri=summary.path,
+            predictions_uri=predictions_uri,
+            class_balance=class_balance,
+            source_uri=source_uri,
+            random_share=random_share,
+            eval_size=eval_size,
+        )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

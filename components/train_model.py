@@ -41,19 +41,21 @@ def train_model(
         accuracy: Held-out accuracy (noisy labels of mostly actively selected items).
         outcome: JSON summary of the round's training decision, for the report.
     """
+    from labelloop.failures import recorded
     from labelloop.gates import trained_outcome
     from labelloop.stages.train_model import train_model as step
 
-    result = step(
-        consolidated_uri=consolidated.path,
-        items_uri=dataset.path,
-        task_type=task_type,
-        labels=label_set,
-        state_uri=state_uri,
-        holdout_fraction=holdout_fraction,
-        seed=seed,
-        model_uri=model.path,
-    )
+    with recorded(model.uri):
+        result = step(
+            consolidated_uri=consolidated.path,
+            items_uri=dataset.path,
+            task_type=task_type,
+            labels=label_set,
+            state_uri=state_uri,
+            holdout_fraction=holdout_fraction,
+            seed=seed,
+            model_uri=model.path,
+        )
     model.metadata["accuracy"] = result.accuracy
     model.metadata["framework"] = "scikit-learn"
     classification_metrics.log_confusion_matrix(result.labels, result.confusion_matrix)

@@ -19,6 +19,7 @@ from labelloop.report import plots
 from labelloop.report.data import Gate, ReportData, integer, matrix, number, row_normalize
 from labelloop.report.data import per_class_scores as class_scores
 from labelloop.report.format import Figure, fmt, kpis, pct, plot
+from labelloop.report.quality_facts import curve_rows, people_and_models
 from labelloop.report.thumbnails import preview
 
 # Caps that keep the page light whatever the run's size; the page says what it left out.
@@ -62,15 +63,17 @@ def _gate_card(gate: Gate) -> Context:
         sub = "Consolidated labels that pass the minimum confidence."
         meter = _meter(gate, low=0.0, high=max(gate.threshold * 1.25, gate.value or 0.0, 1.0))
     else:
-        value = fmt(gate.value)
+        value = fmt(gate.value) if gate.value is not None else "null"
         detail = f"{gate.metric}, min {fmt(gate.threshold)}"
         sub = ""
         if gate.ci is not None:
             sub = f"95% bootstrap CI [{fmt(gate.ci[0])}, {fmt(gate.ci[1])}]."
             if gate.ci_straddles:
                 sub += " The threshold lies inside the interval: a close call."
-        if gate.value is None:
-            sub += " Agreement could not be computed; the gate counts it as 0."
+        if gate.reason and gate.evaluated:
+            sub += f" Decided by rule {gate.rule}: {gate.reason}."
+        elif gate.value is None:
+            sub += " Agreement could not be measured."
         if not gate.evaluated:
             sub += " Not reached: the count gate closed first."
         lows = [0.0, gate.threshold] + ([gate.ci[0]] if gate.ci else [])
@@ -102,6 +105,7 @@ def gates(data: ReportData) -> Context:
             ("bad records", fmt(integer(q.get("bad_records")))),
             ("consolidation", str(q.get("consolidation_method") or "n/a")),
             ("min confidence", fmt(q.get("min_confidence"), ".2f")),
+            *people_and_models(data),
         ]
     )
     return {
@@ -332,7 +336,11 @@ def _review_card(row: dict[str, Any], data: ReportData) -> Context:
             for k, v in sorted(counts.items(), key=lambda kv: -(number(kv[1]) or 0))
         ]
     confidence = number(row.get("confidence"))
+    label = row.get("label")
+    error = number(row.get("expected_error"))
     return {
+        "label": "" if label is None else f"label {_answer_text({'label': label})}",
+        "error": f" · expected error {fmt(error, '.2f')}" if error is not None else "",
         "item": item_id,
         "name": item_id.rstrip("/").rsplit("/", 1)[-1],
         "image": p.data_uri,
@@ -461,19 +469,29 @@ def model(data: ReportData) -> Context:
         }
     labels = [str(v) for v in o.get("labels", [])] if isinstance(o.get("labels"), list) else []
     cm = matrix(o.get("confusion_matrix"))
+    raw_ci = o.get("eval_ci")
+    ci: list[Any] = raw_ci if isinstance(raw_ci, list) and raw_ci else [None, None]
     facts = kpis(
         [
-            ("held-out accuracy", fmt(o.get("accuracy"))),
+            ("evaluation-set accuracy", fmt(o.get("eval_accuracy"))),
+            ("95% interval", f"[{fmt(number(ci[0]))}, {fmt(number(ci[-1]))}]"),
+            ("evaluation items", fmt(integer(o.get("eval_items")))),
+            ("held-out accuracy (noisy labels)", fmt(o.get("accuracy"))),
             ("train items", fmt(integer(o.get("train_items")))),
             ("test items", fmt(integer(o.get("test_items")))),
         ]
     )
+    raw_curve = o.get("curve")
+    curve: list[Any] = raw_curve if isinstance(raw_curve, list) else []
     out: Context = {
-        "lead": "Evaluated on a held-out split of the consolidated labels.",
+        "lead": "The evaluation-set accuracy is on a fixed random sample, labeled once and never"
+        " trained on: compare it across rounds. The held-out figure is on noisy labels of"
+        " mostly actively selected (hard) items and under-states the model.",
         "empty": "",
         "facts": facts,
         "per_class": [],
         "figure": None,
+        "curve": curve_rows(curve),
     }
     if cm is None or not labels or cm.shape != (len(labels), len(labels)):
         out["note"] = "The training outcome carries no confusion matrix."
@@ -534,8 +552,16 @@ def rounds(data: ReportData) -> Context:
     if not recorded:
         return {"lead": "One point per round.", "empty": "No rounds recorded."}
     used = labels_used(recorded)
+    # The fixed evaluation set's accuracy when recorded (comparable across rounds), else the
+    # held-out figure of older rounds.
     accuracy = np.array(
-        [number(r.get("accuracy")) if r.get("trained") else None for r in recorded], dtype=float
+        [
+            (number(r.get("eval_accuracy")) or number(r.get("accuracy")))
+            if r.get("trained")
+            else None
+            for r in recorded
+        ],
+        dtype=float,
     )
     names = [f"r{i}" for i in range(1, len(recorded) + 1)]
     current = next(
@@ -552,9 +578,10 @@ def rounds(data: ReportData) -> Context:
             "this": i == current,
             "finished": str(r.get("finished_at", ""))[:19].replace("T", " "),
             "labels": fmt(integer(r.get("label_count"))),
-            "agreement": fmt(r.get("agreement")),
+            "agreement": fmt(r.get("agreement")) if r.get("agreement") is not None else "null",
             "used": fmt(integer(used[i])),
             "accuracy": fmt(r.get("accuracy")) if r.get("trained") else "–",
+            "eval": fmt(r.get("eval_accuracy")) if r.get("trained") else "–",
             "outcome": str(r.get("reason", "")),
         }
         for i, r in enumerate(recorded)

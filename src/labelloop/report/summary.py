@@ -29,12 +29,19 @@ def render_markdown(data: ReportData) -> str:
     out = [f"# labelloop run report\n\nRun `{data.run_id}`.\n\n"]
     if data.trained:
         acc = number(data.outcome.get("accuracy"))
-        out.append(f"**Model trained**: {data.reason}; held-out accuracy {fmt(acc)}.\n")
+        held = number(data.outcome.get("eval_accuracy"))
+        honest = f"; accuracy on the fixed evaluation set {fmt(held)}" if held is not None else ""
+        out.append(
+            f"**Model trained**: {data.reason}{honest}; held-out accuracy on noisy labels of"
+            f" the selected items {fmt(acc)}.\n"
+        )
     else:
         out.append(f"**No model this round**: gate closed, {data.reason or 'unknown reason'}.\n")
     out += [f"\n> {n}\n" for n in input_notes(data)]
 
     count, agreement = data.gates()
+    if agreement.reason:
+        out.append(f"\nGate decided by rule `{agreement.rule}`: {agreement.reason}.\n")
     ci = f"[{fmt(agreement.ci[0])}, {fmt(agreement.ci[1])}]" if agreement.ci else "n/a"
     out.append("\n## Gates\n\n")
     out.append(

@@ -74,6 +74,8 @@ def _round_record(run_id: str, quality: QualityResult, outcome: dict[str, Any]) 
         "trained": trained,
         "reason": str(outcome.get("reason", "")),
         "accuracy": number(outcome.get("accuracy")),
+        "eval_accuracy": number(outcome.get("eval_accuracy")),
+        "curve": outcome.get("curve") if isinstance(outcome.get("curve"), list) else [],
         "train_items": train_items,
         "test_items": test_items,
         "labels_used": labels_used,
