@@ -16,6 +16,7 @@ from kfp import dsl
 from components.create_dataset import create_dataset
 from components.gates import join_outcome, record_gate_decision
 from components.quality_gate import quality_gate
+from components.reconcile import reconcile_jobs
 from components.run_labeling_job import run_labeling_job
 from components.select_for_labeling import select_for_labeling
 from components.write_report import write_report
@@ -25,6 +26,7 @@ from components.write_report import write_report
 class Round:
     """The tasks of one labeling round, up to and including the quality gate."""
 
+    reconcile: Any
     selection: Any
     dataset: Any
     labeling: Any
@@ -42,6 +44,8 @@ def label_round(
     labels: Any,
     labelers_per_item: Any,
     selection_size: Any,
+    queue_size: Any,
+    max_job_age_hours: Any,
     selection_strategy: Any,
     class_balance: Any,
     provider: Any,
@@ -52,11 +56,21 @@ def label_round(
     gold_uri: Any,
     seed: Any,
 ) -> Round:
-    """Stages 2-5: select from `pool`, register the items, label them, check the labels.
+    """Reconcile, then stages 2-5: top up the open queue from `pool`, register the items,
+    queue them at the provider, check every label collected so far.
 
+    Reconcile runs first (it takes the state's lease and collects what people labeled since the
+    last run); selection waits for it, so it sees the queue after reconcile.
     `dataset_task_name` names stage 3's task in the console (the Vertex target creates its
     Vertex dataset later, from the labels, so there stage 3 only validates and records).
     """
+    reconcile = reconcile_jobs(
+        state_uri=state_uri,
+        provider=provider,
+        provider_options=provider_options,
+        max_job_age_hours=max_job_age_hours,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    ).set_display_name("Reconcile open labeling jobs")
     selection = select_for_labeling(
         pool=pool,
         state_uri=state_uri,
@@ -67,7 +81,9 @@ def label_round(
         seed=seed,
         predictions_uri=predictions_uri,
         class_balance=class_balance,
+        queue_size=queue_size,
     ).set_display_name("Select items to label (active learning)")
+    selection.after(reconcile)
     dataset = create_dataset(
         selected=selection.outputs["selected"],
         task_type=task_type,
@@ -81,6 +97,8 @@ def label_round(
         provider=provider,
         provider_options=provider_options,
         labelers_per_item=labelers_per_item,
+        state_uri=state_uri,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],
@@ -92,7 +110,7 @@ def label_round(
         state_uri=state_uri,
         gold_uri=gold_uri,
     ).set_display_name("Quality gate: agreement and consolidation")
-    return Round(selection, dataset, labeling, gate)
+    return Round(reconcile, selection, dataset, labeling, gate)
 
 
 def gates_training_and_report(

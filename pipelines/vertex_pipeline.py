@@ -102,6 +102,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
         labels: str = "0,1,2,3,4,5,6,7,8,9",
         labelers_per_item: int = 3,
         selection_size: int = 200,
+        queue_size: int = 0,
+        max_job_age_hours: float = 336.0,
         selection_strategy: str = "cluster_margin",
         class_balance: bool = False,
         provider: str = "simulated",
@@ -132,7 +134,11 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
                 image_object_detection, text_classification or text_entity_extraction.
             labels: The label set, comma-separated.
             labelers_per_item: Different annotators per item.
-            selection_size: Items to send for labeling this round.
+            selection_size: Most items to send for labeling this round.
+            queue_size: Items kept open at the labeling provider: each run tops the open queue
+                up to this (backpressure; a full queue sends nothing new). 0 = selection_size.
+            max_job_age_hours: A labeling job open longer is closed: its answers are kept, its
+                unanswered items go back to the pool (0 = never).
             selection_strategy: Active-learning strategy (see the portable pipeline).
             class_balance: Spread each batch evenly over the predicted classes.
             provider: Labeling provider: simulated, label_studio, gemini or import.
@@ -195,6 +201,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             labels=labels,
             labelers_per_item=labelers_per_item,
             selection_size=selection_size,
+            queue_size=queue_size,
+            max_job_age_hours=max_job_age_hours,
             selection_strategy=selection_strategy,
             class_balance=class_balance,
             provider=provider,

@@ -43,6 +43,8 @@ class PipelineParams:
     labels: str = "0,1,2,3,4,5,6,7,8,9"
     labelers_per_item: int = 3
     selection_size: int = 200
+    queue_size: int = 0
+    max_job_age_hours: float = 336.0
     selection_strategy: str = "cluster_margin"
     class_balance: bool = False
     predictions_uri: str = ""
@@ -86,6 +88,10 @@ class PipelineParams:
             fail("labelers_per_item", "must be at least 1")
         if self.selection_size < 1:
             fail("selection_size", "must be at least 1")
+        if self.queue_size < 0:
+            fail("queue_size", "must be 0 (= selection_size) or more")
+        if self.max_job_age_hours < 0:
+            fail("max_job_age_hours", "must be 0 (never expire) or more")
         if self.selection_strategy not in STRATEGIES:
             fail("selection_strategy", f"must be one of {', '.join(STRATEGIES)}")
         if self.provider not in PROVIDERS:
