@@ -88,7 +88,9 @@ def test_check_passes_on_a_consistent_ledger_and_names_a_lost_annotation(state_u
     rows = storage.read_text(uri).splitlines()[:1]
     storage.write_text(uri, "\n".join(rows) + "\n")
     problems = ledger.check(state_uri)
-    assert problems and "j1" in problems[0] and "annotation" in problems[0]
+    assert problems
+    assert "j1" in problems[0]
+    assert "annotation" in problems[0]
 
 
 def test_an_event_that_does_not_fit_is_refused_before_it_is_written(state_uri: str) -> None:
@@ -117,7 +119,8 @@ def test_return_items_sends_labeled_items_back_for_relabeling(state_uri: str) ->
     )
     assert ledger.return_items(state_uri, ["x", "nope"], reason="relabel") == 1
     state = Ledger.load(state_uri).state
-    assert state.items["x"]["state"] == POOL and state.items["x"]["reason"] == "relabel"
+    assert state.items["x"]["state"] == POOL
+    assert state.items["x"]["reason"] == "relabel"
     assert state.returned == {"relabel": 1}
     assert ledger.check(state_uri) == []
     # Its annotations are kept, but no longer used.
@@ -175,7 +178,10 @@ def test_an_expired_lease_is_taken_over(state_uri: str) -> None:
 def test_a_dead_local_holder_does_not_block(tmp_path: Path) -> None:
     state_uri = str(tmp_path / "state")
     proc = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     dead = int(proc.stdout)
     here = lease.Holder.here("me")

@@ -207,16 +207,18 @@ def test_killed_between_queue_and_submit_resumes_the_same_job(
     led = Ledger.load(state_uri)
     from labelloop.schemas import Item, TaskType
 
-    items = [Item(id=f"{digits_sample.source_uri}/digit-0000{i}.png") for i in range(4)]
-    items = [Item(id=i.id, uri=i.id) for i in items]
+    uris = [f"{digits_sample.source_uri}/digit-0000{i}.png" for i in range(4)]
+    items = [Item(id=u, uri=u) for u in uris]
+    image = TaskType.IMAGE_CLASSIFICATION
     led.append(
         "queue", run="r1", job="k1", provider="simulated", options={},
         task_type="image_classification", labels=LABELS.split(","), labelers_per_item=3,
-        items=[{"id": i.id, "record": i.to_import_record(TaskType.IMAGE_CLASSIFICATION)} for i in items],
+        items=[{"id": i.id, "record": i.to_import_record(image)} for i in items],
     )  # fmt: skip
     result = run_round(digits_sample, state_uri, tmp_path, "r2", k=3)
     state = Ledger.load(state_uri).state
-    assert state.jobs["k1"]["status"] == "closed" and state.jobs["k1"]["external_id"]
+    assert state.jobs["k1"]["status"] == "closed"
+    assert state.jobs["k1"]["external_id"]
     assert result["reconcile"].labeled == 4
     assert ledger.check(state_uri) == []
 
@@ -228,4 +230,5 @@ def test_rounds_on_gcs_state(digits_sample, gcs_bucket: str, tmp_path: Path) -> 
     run_round(digits_sample, state_uri, tmp_path, "r2", k=10, queue_size=15, pace=0.5)
     assert ledger.check(state_uri) == []
     counts = _states(state_uri)
-    assert counts["labeled"] > 0 and counts["queued"] <= 15
+    assert counts["labeled"] > 0
+    assert counts["queued"] <= 15
