@@ -44,12 +44,12 @@ def run_labeling_job(
         run_id: This run's id.
 
     Returns:
-        annotations: Long-format `(item, annotator, label)` rows of every labeled item so far,
+        annotations: Long-format `(item, annotator, label)` rows: every annotation so far,
             with provenance (provider, job, round) (Dataset artifact, JSONL).
         job: The provider job record: provider, deterministic key, external id, progress and
             the ledger's counts (JSON artifact).
         rejects: Provider records that could not be used (Dataset artifact, JSONL).
-        labeled_items: Labeled items so far.
+        labeled_items: Items with at least one annotation so far.
         annotation_count: Their annotations.
         annotator_count: Distinct annotators.
         queued: Items waiting in open jobs (people label them between runs).

@@ -77,3 +77,14 @@ def test_missing_required_source_and_unknown_section() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("no/such/config.yaml")
+
+
+def test_the_shipped_vertex_config_is_refused_before_submit_naming_the_field() -> None:
+    """A simulated workforce without its answers would fail every run at the labeling step."""
+    from labelloop.errors import ConfigError
+    from pipelines.vertex_submit import load_target
+
+    with pytest.raises(ConfigError, match=r"pipeline\.provider_options\.truth_uri"):
+        load_target("configs/vertex.yaml")
+    truth = 'pipeline.provider_options={"truth_uri": "gs://b/truth.csv"}'
+    assert load_target("configs/vertex.yaml", overrides=(truth,)).config.pipeline.queue_size == 600

@@ -125,7 +125,7 @@ def test_return_items_sends_labeled_items_back_for_relabeling(state_uri: str) ->
     assert ledger.check(state_uri) == []
     # Its annotations are kept, but no longer used.
     assert len(Ledger.load(state_uri).read_annotations("j1")) == 4
-    assert {r["item"] for r in Ledger.load(state_uri).labeled_annotations()} == {"y"}
+    assert {r["item"] for r in Ledger.load(state_uri).collected_annotations()} == {"y"}
 
 
 def test_merge_keeps_every_annotation_and_takes_an_annotators_edit() -> None:

@@ -63,6 +63,7 @@ def write_config(tmp_path: Path, template: Path | None, **vertex_changes: object
     data = yaml.safe_load((ROOT / "configs" / "vertex.yaml").read_text())
     data["pipeline"]["source_uri"] = "gs://labelloop-test-bucket/raw"
     data["pipeline"]["state_uri"] = "gs://labelloop-test-bucket/state"
+    data["pipeline"]["provider_options"] = {"truth_uri": "gs://labelloop-test-bucket/truth.csv"}
     data["vertex"].update(
         project=PROJECT,
         region=REGION,
@@ -335,10 +336,13 @@ def test_portable_only_parameters_at_their_default_are_not_sent_to_the_vertex_te
     from tests.conftest import ROOT
 
     spec = json.loads((ROOT / "compiled" / "vertex_labeling_pipeline.json").read_text())
-    target = load_target("configs/vertex.yaml")
+    truth = "pipeline.provider_options={\"truth_uri\": \"gs://b/truth.csv\"}"
+    target = load_target("configs/vertex.yaml", overrides=(truth,))
     values = parameter_values(target, spec)
     assert "predictions_uri" not in values
     assert values["selection_strategy"] == target.config.pipeline.selection_strategy
-    changed = load_target("configs/vertex.yaml", overrides=("pipeline.predictions_uri=gs://b/p",))
+    changed = load_target(
+        "configs/vertex.yaml", overrides=(truth, "pipeline.predictions_uri=gs://b/p")
+    )
     with pytest.raises(ConfigError, match="unknown parameter 'predictions_uri'"):
         parameter_values(changed, spec)

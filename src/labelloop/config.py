@@ -114,6 +114,20 @@ class PipelineParams:
             fail("min_confidence", "must lie in [0, 1]")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail("holdout_fraction", "must lie strictly between 0 and 1")
+        if (
+            self.provider == "simulated"
+            and not options.get("truth_uri")
+            and not self.source_uri.startswith("sample://")
+        ):
+            # Refused here, before anything runs: the labeling step would fail on every run.
+            raise ConfigError(
+                "the simulated workforce answers from a ground-truth file: set "
+                "provider_options.truth_uri (an item,label CSV), or choose a provider that "
+                "real people or tools answer through (label_studio, import, gemini_then_human)",
+                source=source,
+                line=lines.get("pipeline.provider_options") or lines.get("pipeline.provider"),
+                field="pipeline.provider_options.truth_uri",
+            )
         del task
 
     def as_parameter_values(self) -> dict[str, Any]:

@@ -325,16 +325,24 @@ class Ledger:
     def append(self, kind: str, *, run: str, **body: Any) -> dict[str, Any]:
         """Validate the event against the state, write it, and fold it in."""
         event = {"seq": self.seq + 1, "kind": kind, "at": now(), "run": run, **body}
-        trial = State.from_json(self.state.to_json())
-        trial.apply(event)  # raises before anything is written
-        if self.state_uri:
-            uri = self.uri(self.state_uri, EVENTS, _event_name(event["seq"]))
-            if not atomic.create(uri, json.dumps(event, sort_keys=True).encode("utf-8")):
-                raise ConcurrentWriter(
-                    f"another run appended event {event['seq']} to {self.root} since this run "
-                    "read it; run again (the lease should prevent this)"
-                )
-        self.state = trial
+        try:
+            self.state.apply(event)  # raises before anything is written
+            if self.state_uri:
+                uri = self.uri(self.state_uri, EVENTS, _event_name(event["seq"]))
+                if not atomic.create(uri, json.dumps(event, sort_keys=True).encode("utf-8")):
+                    raise ConcurrentWriter(
+                        f"another run appended event {event['seq']} to {self.root} since this "
+                        "run read it; run again (the lease should prevent this)"
+                    )
+        except BaseException:
+            # The state may be half-changed: go back to what is written.
+            fresh = Ledger.load(self.state_uri)
+            self.state, self.seq = fresh.state, fresh.seq
+            self._snapshot_seq, self._snapshot_generation = (
+                fresh._snapshot_seq,
+                fresh._snapshot_generation,
+            )
+            raise
         self.seq = event["seq"]
         return event
 
@@ -396,11 +404,13 @@ class Ledger:
             storage.write_text(self.annotations_uri(job_key), text)
         return out
 
-    def labeled_annotations(self) -> list[dict[str, Any]]:
-        """The annotations of every labeled item, from the job that labeled it."""
+    def collected_annotations(self) -> list[dict[str, Any]]:
+        """Every annotation collected so far that counts: those of labeled items, and the
+        partial answers of queued items, each from the item's current job (an item returned
+        to the pool, e.g. for relabeling, has none until it is labeled again)."""
         wanted: dict[str, set[str]] = {}
         for item, entry in self.state.items.items():
-            if entry["state"] == LABELED:
+            if entry["state"] in (LABELED, QUEUED):
                 wanted.setdefault(entry["job"], set()).add(item)
         rows: list[dict[str, Any]] = []
         for job_key in sorted(wanted):
@@ -532,3 +542,15 @@ def check(state_uri: str) -> list[str]:
                 f"item {item} is labeled but job {entry.get('job')} has no annotation of it"
             )
     return problems
+
+
+def item_records(state_uri: str) -> dict[str, dict[str, Any]]:
+    """The import record (URI or inline text) of every item the ledger has seen, by id: later
+    rounds rebuild earlier rounds' items from it (inline text is nowhere else)."""
+    if not state_uri:
+        return {}
+    return {
+        item: dict(entry["record"])
+        for item, entry in Ledger.load(state_uri).state.items.items()
+        if entry.get("record")
+    }

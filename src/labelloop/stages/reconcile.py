@@ -17,7 +17,7 @@ from typing import Any
 
 from labelloop import lease, storage
 from labelloop.errors import BadRecord, InputError
-from labelloop.ledger import QUEUED, Ledger, age_hours, annotation_keys_digest, now
+from labelloop.ledger import QUEUED, Ledger, age_hours, annotation_keys_digest
 from labelloop.providers.base import (
     Job,
     JobGone,
@@ -106,7 +106,6 @@ def collect_job(
     progress = labeler.progress(job)
     got = labeler.collect(job)
     members = set(rec["items"])
-    stamp = now()
     rows = [
         {
             **a.to_json(task.task_type),
@@ -114,7 +113,6 @@ def collect_job(
             "job": rec["key"],
             "round": rec["round"],
             "collected_round": run,
-            "collected_at": stamp,
         }
         for a in got.annotations
         if a.item in members

@@ -9,8 +9,9 @@ one that cannot be reached sends them back and lets the run go on.
 
 The step then collects the job once (the simulated workforce at `pace` 1 answers at once; people
 answer between runs, and the next run's reconcile collects that) or waits up to `wait_seconds`
-(a provider option, default 0) for it. Its `annotations` output holds every annotation of every
-labeled item in the ledger, so the quality gate and training see all labels collected so far.
+(a provider option, default 0) for it. Its `annotations` output holds every annotation collected
+so far (labeled items, and the partial answers of queued ones), so the quality gate and
+training see all labels collected so far, not just this run's.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class LabelingResult:
 
     job_key: str
     items: int
-    labeled_items: int
+    labeled_items: int  # items with at least one annotation handed on
     annotations: int
     annotators: int
     bad_records: int
@@ -170,7 +171,7 @@ def run_labeling_job(
             what is there now), `poll_seconds` (default 30) and `instructions` (shown to
             annotators).
         labelers_per_item: How many different annotators label each item.
-        annotations_uri: Where to write every labeled item's annotations (JSONL, long format,
+        annotations_uri: Where to write every annotation collected so far (JSONL, long format,
             with provenance: provider, job, round).
         job_uri: Where to write the job record (JSON: provider, key, external id, progress).
         rejects_uri: Where to write records the provider returned but could not be used.
@@ -230,7 +231,7 @@ def run_labeling_job(
         bad.extend(got.bad)
         skipped = got.skipped
         progress_json = {"labeled": progress.labeled, "total": progress.total}
-    rows = ledger.labeled_annotations()
+    rows = ledger.collected_annotations()
     storage.write_jsonl(annotations_uri, rows)
     from labelloop.annotations import write_bad_records
 
