@@ -89,7 +89,9 @@ def one_run(
 def _all_annotations(state_uri: str) -> set[tuple[str, str, str]]:
     led = Ledger.load(state_uri)
     return {
-        (r["job"], r["item"], r["annotator"]) for k in led.state.jobs for r in led.read_annotations(k)
+        (r["job"], r["item"], r["annotator"])
+        for k in led.state.jobs
+        for r in led.read_annotations(k)
     }
 
 

@@ -34,81 +34,72 @@ class Round:
 
 
 def label_round(
+    params: Any,
     *,
     pool: Any,
     predictions_uri: Any,
     display_name: str,
     dataset_task_name: str = "Create dataset",
-    state_uri: Any,
-    task_type: Any,
-    labels: Any,
-    labelers_per_item: Any,
-    selection_size: Any,
-    queue_size: Any,
-    max_job_age_hours: Any,
-    selection_strategy: Any,
-    class_balance: Any,
-    provider: Any,
-    provider_options: Any,
-    consolidation_method: Any,
-    agreement_metric: Any,
-    min_confidence: Any,
-    gold_uri: Any,
-    seed: Any,
 ) -> Round:
     """Reconcile, then stages 2-5: top up the open queue from `pool`, register the items,
     queue them at the provider, check every label collected so far.
 
     Reconcile runs first (it takes the state's lease and collects what people labeled since the
     last run); selection waits for it, so it sees the queue after reconcile.
-    `dataset_task_name` names stage 3's task in the console (the Vertex target creates its
-    Vertex dataset later, from the labels, so there stage 3 only validates and records).
+
+    Args:
+        params: The pipeline's parameters (`pipelines.parameters.Params`).
+        pool: The import file to select from.
+        predictions_uri: Predictions to select with ("" for the last local model).
+        display_name: The dataset's display name.
+        dataset_task_name: Stage 3's task name in the console (the Vertex target creates its
+            Vertex dataset later, from the labels, so there stage 3 only validates and records).
     """
     reconcile = reconcile_jobs(
-        state_uri=state_uri,
-        provider=provider,
-        provider_options=provider_options,
-        max_job_age_hours=max_job_age_hours,
+        state_uri=params.state_uri,
+        provider=params.provider,
+        provider_options=params.provider_options,
+        max_job_age_hours=params.max_job_age_hours,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).set_display_name("Reconcile open labeling jobs")
     selection = select_for_labeling(
         pool=pool,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=selection_strategy,
-        k=selection_size,
-        seed=seed,
+        state_uri=params.state_uri,
+        task_type=params.task_type,
+        labels=params.labels,
+        strategy=params.selection_strategy,
+        k=params.selection_size,
+        seed=params.seed,
         predictions_uri=predictions_uri,
-        class_balance=class_balance,
-        queue_size=queue_size,
+        class_balance=params.class_balance,
+        queue_size=params.queue_size,
     ).set_display_name("Select items to label (active learning)")
     selection.after(reconcile)
     dataset = create_dataset(
         selected=selection.outputs["selected"],
-        task_type=task_type,
+        task_type=params.task_type,
         display_name=display_name,
-        state_uri=state_uri,
+        state_uri=params.state_uri,
     ).set_display_name(dataset_task_name)
     labeling = run_labeling_job(
         dataset=dataset.outputs["dataset"],
-        task_type=task_type,
-        labels=labels,
-        provider=provider,
-        provider_options=provider_options,
-        labelers_per_item=labelers_per_item,
-        state_uri=state_uri,
+        task_type=params.task_type,
+        labels=params.labels,
+        provider=params.provider,
+        provider_options=params.provider_options,
+        labelers_per_item=params.labelers_per_item,
+        state_uri=params.state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],
-        task_type=task_type,
-        labels=labels,
-        consolidation_method=consolidation_method,
-        agreement_metric=agreement_metric,
-        min_confidence=min_confidence,
-        state_uri=state_uri,
-        gold_uri=gold_uri,
+        task_type=params.task_type,
+        labels=params.labels,
+        consolidation_method=params.consolidation_method,
+        agreement_metric=params.agreement_metric,
+        min_confidence=params.min_confidence,
+        state_uri=params.state_uri,
+        gold_uri=params.gold_uri,
     ).set_display_name("Quality gate: agreement and consolidation")
     return Round(reconcile, selection, dataset, labeling, gate)
 

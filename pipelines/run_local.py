@@ -342,6 +342,10 @@ def run_local(
     for folder in (outputs, tmp):
         folder.mkdir(parents=True, exist_ok=True)
     params, truth_uri = prepare(config, cache_dir=cache_dir)
+    # Pre-flight, with `sample://` resolved (its truth file filled in).
+    dataclasses.replace(
+        config.pipeline, provider_options=params["provider_options"]
+    ).check_runnable()
     if not params["state_uri"]:
         params["state_uri"] = str(run_root / "state")
     truth = read_truth(truth_uri) if truth_uri and storage.exists(truth_uri) else {}

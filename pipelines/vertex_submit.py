@@ -60,7 +60,7 @@ def load_target(
     Raises:
         ConfigError: Anything wrong, naming file, line and field; no API has been called.
     """
-    config = load_config(path, overrides=overrides)
+    config = load_config(path, overrides=overrides, target="vertex")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:
@@ -82,6 +82,7 @@ def load_target(
             line=lines.get("pipeline.source_uri"),
             field="pipeline.source_uri",
         )
+    config.pipeline.check_runnable(source=path, lines=lines)
     state_uri = config.pipeline.state_uri
     if state_uri and not _BUCKET_URI.match(state_uri):
         raise ConfigError(

@@ -44,7 +44,9 @@ def gcs_server() -> Iterator[str]:
     # is full (64 KiB, a few hundred requests) the server blocks. Drain it.
     log = server._process.stderr if server._process else None
     if log is not None:
-        threading.Thread(target=lambda: all(iter(lambda: log.read(65536), b"")), daemon=True).start()
+        threading.Thread(
+            target=lambda: all(iter(lambda: log.read(65536), b"")), daemon=True
+        ).start()
     yield server.url
     server.stop()
 

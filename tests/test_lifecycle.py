@@ -100,7 +100,9 @@ def test_people_label_between_runs_and_the_queue_is_only_topped_up(
     }
     for i in range(3, 9):
         run_round(digits_sample, state_uri, tmp_path, f"r{i}", k=20, queue_size=30, pace=0.4)
-    rows_after = {(r["item"], r["annotator"]) for r in Ledger.load(state_uri).collected_annotations()}
+    rows_after = {
+        (r["item"], r["annotator"]) for r in Ledger.load(state_uri).collected_annotations()
+    }
     assert rows_before <= rows_after  # nothing collected is ever lost
     assert ledger.check(state_uri) == []
     state = Ledger.load(state_uri).state

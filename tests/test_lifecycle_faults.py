@@ -9,6 +9,7 @@ other, and the ledger stays valid.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,7 +43,9 @@ def _config(digits_sample, tmp_path: Path) -> Path:
         "seed": 1,
     }
     path = tmp_path / "faults.yaml"
-    path.write_text("pipeline:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in pipeline.items()))
+    path.write_text(
+        "pipeline:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in pipeline.items())
+    )
     return path
 
 
@@ -56,17 +59,17 @@ def _start(config: Path, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
 
 
 def _kill(proc: subprocess.Popen[str]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 
 def _annotations(state_uri: str) -> set[tuple[str, str, str]]:
     led = Ledger.load(state_uri)
     return {
-        (r["job"], r["item"], r["annotator"]) for k in led.state.jobs for r in led.read_annotations(k)
+        (r["job"], r["item"], r["annotator"])
+        for k in led.state.jobs
+        for r in led.read_annotations(k)
     }
 
 

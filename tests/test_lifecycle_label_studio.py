@@ -115,8 +115,9 @@ def test_three_runs_part_done_topped_up_in_place_then_trained(
     assert second["selected"] == 5
     assert _project_count(server) == before + 1
     (job,) = state.open_jobs()
-    assert int(job["external_id"]) == project and len(job["items"]) == 11
-    partial = [r for r in Ledger.load(state_uri).read_annotations(job["key"])]
+    assert int(job["external_id"]) == project
+    assert len(job["items"]) == 11
+    partial = list(Ledger.load(state_uri).read_annotations(job["key"]))
     assert len(partial) == 7  # the half-answered task's answer is kept
 
     _label(people, project, tasks_each=None)  # people finish everything
@@ -129,7 +130,8 @@ def test_three_runs_part_done_topped_up_in_place_then_trained(
     assert _project_count(server) == before + 1
     assert ledger.check(state_uri) == []
     rows = [json.loads(x) for x in (third["out"] / "annotations.jsonl").read_text().splitlines()]
-    assert len(rows) == 22 and {r["round"] for r in rows} == {"run-1"}
+    assert len(rows) == 22
+    assert {r["round"] for r in rows} == {"run-1"}
     assert {r["collected_round"] for r in rows} == {"run-2", "run-3"}
 
     out = third["out"]

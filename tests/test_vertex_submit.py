@@ -336,7 +336,7 @@ def test_portable_only_parameters_at_their_default_are_not_sent_to_the_vertex_te
     from tests.conftest import ROOT
 
     spec = json.loads((ROOT / "compiled" / "vertex_labeling_pipeline.json").read_text())
-    truth = "pipeline.provider_options={\"truth_uri\": \"gs://b/truth.csv\"}"
+    truth = 'pipeline.provider_options={"truth_uri": "gs://b/truth.csv"}'
     target = load_target("configs/vertex.yaml", overrides=(truth,))
     values = parameter_values(target, spec)
     assert "predictions_uri" not in values

@@ -33,31 +33,92 @@ AGREEMENT_METRICS = (
 CONSOLIDATION_METHODS = ("mv", "ds")
 
 
+def _one_of(choices: Sequence[str]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+def _param(default: Any, doc: str, *, required_in_pipeline: bool = False) -> Any:
+    """A pipeline parameter: its default (`dataclasses.MISSING` for none) and its description.
+
+    `doc` is the parameter's one-line description in both pipeline functions' docstrings (and
+    so in the compiled templates and the Vertex console). `required_in_pipeline`: the pipeline
+    takes no default although the config has one (the entry points fill it in, e.g. state_uri).
+    """
+    metadata = {"doc": doc, "required_in_pipeline": required_in_pipeline}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineParams:
-    """The labeling pipeline's parameters; field names are the pipeline's parameter names."""
+    """The labeling pipeline's parameters: their one definition.
 
-    source_uri: str
-    state_uri: str = ""
-    task_type: str = TaskType.IMAGE_CLASSIFICATION.value
-    labels: str = "0,1,2,3,4,5,6,7,8,9"
-    labelers_per_item: int = 3
-    selection_size: int = 200
-    queue_size: int = 0
-    max_job_age_hours: float = 336.0
-    selection_strategy: str = "cluster_margin"
-    class_balance: bool = False
-    predictions_uri: str = ""
-    provider: str = "simulated"
-    provider_options: str = "{}"
-    consolidation_method: str = "ds"
-    agreement_metric: str = "krippendorff_alpha"
-    min_labeled_count: int = 100
-    min_agreement: float = 0.6
-    min_confidence: float = 0.0
-    gold_uri: str = ""
-    holdout_fraction: float = 0.2
-    seed: int = 0
+    Field names, types, defaults and docs here are the parameters of both pipeline functions
+    (`pipelines/labeling_pipeline.py`, `pipelines/vertex_pipeline.py`), which derive their
+    signatures and docstrings from `pipeline_parameters()`. To add a parameter, add a field here
+    (with `_param`), check it in `validate()`, and pass it on where the DAG uses it.
+    """
+
+    source_uri: str = _param(
+        dataclasses.MISSING,
+        "Where the raw items are: `gs://bucket/prefix` (the only choice on Vertex AI), "
+        "a local directory, or `sample://digits` (resolved by the local runner).",
+    )
+    state_uri: str = _param(
+        "",
+        "Folder holding the loop's state between rounds (imports, labels, models); "
+        "a `gs://` prefix on Vertex AI.",
+        required_in_pipeline=True,
+    )
+    task_type: str = _param(
+        TaskType.IMAGE_CLASSIFICATION.value,
+        f"What is labeled: {_one_of([t.value for t in TaskType])}.",
+    )
+    labels: str = _param("0,1,2,3,4,5,6,7,8,9", "The label set, comma-separated.")
+    labelers_per_item: int = _param(3, "Different annotators per item.")
+    selection_size: int = _param(200, "Most items to send for labeling this round.")
+    queue_size: int = _param(
+        0,
+        "Items kept open at the labeling provider: each run tops the open queue up to this "
+        "(backpressure; a full queue sends nothing new). 0 = selection_size.",
+    )
+    max_job_age_hours: float = _param(
+        336.0,
+        "A labeling job open longer is closed: its answers are kept, its unanswered items go "
+        "back to the pool (0 = never).",
+    )
+    selection_strategy: str = _param(
+        "cluster_margin",
+        f"Active-learning strategy: {_one_of(STRATEGIES)} (batch-aware; k-center diversity on "
+        "a cold start).",
+    )
+    class_balance: bool = _param(False, "Spread each batch evenly over the predicted classes.")
+    predictions_uri: str = _param(
+        "",
+        "Optional predictions to select with (Vertex batch-prediction output or a predictions "
+        'JSONL); "" uses the previous round\'s local model. Portable pipeline only: the Vertex '
+        "one scores the pool itself.",
+    )
+    provider: str = _param("simulated", f"Labeling provider: {_one_of(PROVIDERS)}.")
+    provider_options: str = _param("{}", "Provider options as a JSON object (never secrets).")
+    consolidation_method: str = _param(
+        "ds", "Consolidation: ds (Dawid-Skene, the default) or mv (majority vote)."
+    )
+    agreement_metric: str = _param(
+        "krippendorff_alpha",
+        f"The metric the agreement gate compares: {_one_of(AGREEMENT_METRICS)}.",
+    )
+    min_labeled_count: int = _param(100, "The count gate: consolidated labels needed to train.")
+    min_agreement: float = _param(0.6, "The agreement gate: minimum inter-annotator agreement.")
+    min_confidence: float = _param(
+        0.0, "Consolidated confidence an item needs to count as labeled."
+    )
+    gold_uri: str = _param(
+        "",
+        "Optional `item,label` CSV of known answers, clamped in consolidation and used to score "
+        'each annotator ("" for none).',
+    )
+    holdout_fraction: float = _param(0.2, "Share of labels held out to evaluate the model.")
+    seed: int = _param(0, "Seed for selection, splits and training.")
 
     def validate(
         self, *, source: str | None = None, lines: Mapping[str, int] | None = None
@@ -114,12 +175,25 @@ class PipelineParams:
             fail("min_confidence", "must lie in [0, 1]")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail("holdout_fraction", "must lie strictly between 0 and 1")
+        del task
+
+    def check_runnable(
+        self, *, source: str | None = None, lines: Mapping[str, int] | None = None
+    ) -> None:
+        """Pre-flight before a run is started or submitted: refuse a configuration that would
+        fail every run at the labeling step (and name the field to set).
+
+        Raises:
+            ConfigError: A simulated workforce without its ground truth (`sample://` sources
+                bring theirs; the local runner fills it in).
+        """
+        lines = lines or {}
+        options = json.loads(self.provider_options or "{}")
         if (
             self.provider == "simulated"
             and not options.get("truth_uri")
             and not self.source_uri.startswith("sample://")
         ):
-            # Refused here, before anything runs: the labeling step would fail on every run.
             raise ConfigError(
                 "the simulated workforce answers from a ground-truth file: set "
                 "provider_options.truth_uri (an item,label CSV), or choose a provider that "
@@ -128,11 +202,53 @@ class PipelineParams:
                 line=lines.get("pipeline.provider_options") or lines.get("pipeline.provider"),
                 field="pipeline.provider_options.truth_uri",
             )
-        del task
 
     def as_parameter_values(self) -> dict[str, Any]:
         """The values to pass to the pipeline (kfp.local call or `PipelineJob`)."""
         return dataclasses.asdict(self)
+
+
+class _Required:
+    """The default of a parameter the pipeline requires a value for."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """One pipeline parameter as a pipeline function declares it."""
+
+    name: str
+    kind: type
+    doc: str
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def pipeline_parameters() -> tuple[ParameterSpec, ...]:
+    """The labeling pipeline's parameters, in `PipelineParams` order, with their pipeline
+    defaults (none for a parameter the pipeline requires)."""
+    hints = typing.get_type_hints(PipelineParams)
+    return tuple(
+        ParameterSpec(
+            name=f.name,
+            kind=hints[f.name],
+            doc=f.metadata["doc"],
+            default=(
+                REQUIRED
+                if f.metadata["required_in_pipeline"] or f.default is dataclasses.MISSING
+                else f.default
+            ),
+        )
+        for f in dataclasses.fields(PipelineParams)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,16 +386,50 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = None) -> Config:
+def check_trainable(
+    pipeline: PipelineParams,
+    *,
+    target: str,
+    source: str | None = None,
+    lines: Mapping[str, int] | None = None,
+) -> None:
+    """Refuse a task type `target`'s pipeline cannot train (`labelloop.training.targets`).
+
+    Raises:
+        ConfigError: Naming `pipeline.task_type`, what the target trains and where this task
+            type trains, if anywhere.
+    """
+    from labelloop.training.targets import untrainable_reason
+
+    reason = untrainable_reason(TaskType.parse(pipeline.task_type), target=target)
+    if reason:
+        raise ConfigError(
+            reason,
+            source=source,
+            line=(lines or {}).get("pipeline.task_type"),
+            field="pipeline.task_type",
+        )
+
+
+def load_config(
+    path: str,
+    *,
+    overrides: Sequence[str] = (),
+    text: str | None = None,
+    target: str | None = None,
+) -> Config:
     """Load and validate a config file.
 
     Args:
         path: The YAML file (used in error messages when `text` is given).
         overrides: `section.key=value` strings applied on top, e.g. `pipeline.seed=3`.
         text: The YAML text, if already read.
+        target: The pipeline the config will run (`portable` or `vertex`): a task type that
+            target cannot train is refused here, before anything runs. None skips the check.
 
     Raises:
-        ConfigError: Unparsable YAML, an unknown or mistyped field, or a value out of range.
+        ConfigError: Unparsable YAML, an unknown or mistyped field, a value out of range, or a
+            task type `target` cannot train.
     """
     if text is None:
         try:
@@ -327,6 +477,8 @@ def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = 
             "must be at least 1", source=path, line=lines.get("local.rounds"), field="local.rounds"
         )
     pipeline.validate(source=path, lines=lines)
+    if target is not None:
+        check_trainable(pipeline, target=target, source=path, lines=lines)
     vertex = data.get("vertex") or {}
     if not isinstance(vertex, dict):
         raise ConfigError(
