@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             "annotator_pace": {SLOW_ANNOTATOR: 0.05},
         }
         if run == cancelled_at:
-            oldest = Ledger.load(state_uri).state.open_jobs()[0]
-            ledger.request_cancel(state_uri, oldest["key"])
-            event = f"cancel {oldest['key'][:6]}"
+            # The newest job: people have barely started on it.
+            newest = Ledger.load(state_uri).state.open_jobs()[-1]
+            ledger.request_cancel(state_uri, newest["key"])
+            event = f"cancel {newest['key'][:6]}"
         if run == outage_at:
             options["unreachable"] = True
             event = "outage"

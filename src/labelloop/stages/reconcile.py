@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,46 +121,24 @@ def collect_job(
     before = len(ledger.read_annotations(key))
     # Annotations first, the event second: a crash in between re-collects, never loses.
     merged = ledger.merge_annotations(key, rows)
-    per_item: dict[str, int] = {}
-    for row in merged:
-        per_item[row["item"]] = per_item.get(row["item"], 0) + 1
-    queued = [
-        i
-        for i in rec["items"]
-        if ledger.state.items[i]["state"] == QUEUED and ledger.state.items[i].get("job") == key
-    ]
-    need = int(rec["labelers_per_item"])
-    complete = [i for i in queued if per_item.get(i, 0) >= need]
-    done = progress.done or len(complete) == len(queued)
-    closing = close_reason or ("done" if done else "")
-    labeled = [i for i in queued if per_item.get(i, 0) >= (1 if closing else need)]
-    ledger.append(
-        "collect",
-        run=run,
-        job=key,
-        labeled=labeled,
-        annotations=len(merged),
-        annotation_keys=annotation_keys_digest(merged),
+    labeled, returned, closing = _settle(
+        ledger,
+        key,
+        merged,
         progress={"labeled": progress.labeled, "total": progress.total},
+        done=progress.done,
+        close_reason=close_reason,
+        run=run,
     )
     out = Collected(
         annotations=len(merged),
         new_annotations=len(merged) - before,
-        labeled=len(labeled),
+        labeled=labeled,
+        closed=closing,
+        returned=returned,
         skipped=got.skipped,
         bad=list(got.bad),
     )
-    if closing:
-        returned = sorted(set(queued) - set(labeled))
-        ledger.append(
-            "close",
-            run=run,
-            job=key,
-            reason=closing,
-            return_reason="unanswered" if closing == "done" else closing,
-            returned=returned,
-        )
-        out.closed, out.returned = closing, len(returned)
     log.info(
         "job %s (%s): %d annotation(s) (+%d), %d item(s) labeled now%s",
         key,
@@ -172,32 +151,61 @@ def collect_job(
     return out
 
 
-def close_gone(ledger: Ledger, job_key: str, *, run: str) -> int:
-    """Close a job the provider no longer has: answered items stay, the rest go back."""
-    rec = ledger.state.jobs[job_key]
-    answered = {r["item"] for r in ledger.read_annotations(job_key)}
+def _settle(
+    ledger: Ledger,
+    key: str,
+    rows: list[dict[str, Any]],
+    *,
+    progress: Mapping[str, int],
+    done: bool,
+    close_reason: str,
+    run: str,
+) -> tuple[int, int, str]:
+    """Record a collection: items with all their answers become labeled; a job that is done
+    (or closed for `close_reason`) also labels items with any answer and returns the rest.
+    Returns (labeled now, returned, the reason it closed or "")."""
+    rec = ledger.state.jobs[key]
+    per_item = Counter(r["item"] for r in rows)
     queued = [
         i
         for i in rec["items"]
-        if ledger.state.items[i]["state"] == QUEUED and ledger.state.items[i].get("job") == job_key
+        if ledger.state.items[i]["state"] == QUEUED and ledger.state.items[i].get("job") == key
     ]
-    keep = [i for i in queued if i in answered]
-    rows = ledger.read_annotations(job_key)
+    need = int(rec["labelers_per_item"])
+    if not close_reason and (done or all(per_item[i] >= need for i in queued)):
+        close_reason = "done"
+    labeled = [i for i in queued if per_item[i] >= (1 if close_reason else need)]
     ledger.append(
         "collect",
         run=run,
-        job=job_key,
-        labeled=keep,
+        job=key,
+        labeled=labeled,
         annotations=len(rows),
         annotation_keys=annotation_keys_digest(rows),
-        progress=rec["progress"],
+        progress=dict(progress),
     )
-    returned = sorted(set(queued) - set(keep))
-    ledger.append(
-        "close", run=run, job=job_key, reason="cancelled", return_reason="cancelled",
-        returned=returned,
-    )  # fmt: skip
-    return len(returned)
+    returned: list[str] = []
+    if close_reason:
+        returned = sorted(set(queued) - set(labeled))
+        ledger.append(
+            "close",
+            run=run,
+            job=key,
+            reason=close_reason,
+            return_reason="unanswered" if close_reason == "done" else close_reason,
+            returned=returned,
+        )
+    return len(labeled), len(returned), close_reason
+
+
+def close_gone(ledger: Ledger, job_key: str, *, run: str) -> int:
+    """Close a job the provider no longer has: answered items stay, the rest go back."""
+    rows = ledger.read_annotations(job_key)
+    progress = ledger.state.jobs[job_key]["progress"]
+    _, returned, _ = _settle(
+        ledger, job_key, rows, progress=progress, done=False, close_reason="cancelled", run=run
+    )
+    return returned
 
 
 @dataclasses.dataclass(frozen=True)
