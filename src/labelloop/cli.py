@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_select",
     "labelloop.cli_label",
     "labelloop.cli_state",
+    "labelloop.cli_lineage",
 )
 
 
