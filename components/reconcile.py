@@ -47,17 +47,19 @@ def reconcile_jobs(
         unreachable: Open jobs whose provider could not be reached (they stay open).
         queued: Items queued in open jobs.
     """
+    from labelloop.failures import recorded
     from labelloop.stages.reconcile import reconcile as step
 
-    result = step(
-        state_uri=state_uri,
-        provider=provider,
-        provider_options=provider_options,
-        max_job_age_hours=max_job_age_hours,
-        run_id=run_id,
-        summary_uri=summary.path,
-        rejects_uri=rejects.path,
-    )
+    with recorded(summary.uri):
+        result = step(
+            state_uri=state_uri,
+            provider=provider,
+            provider_options=provider_options,
+            max_job_age_hours=max_job_age_hours,
+            run_id=run_id,
+            summary_uri=summary.path,
+            rejects_uri=rejects.path,
+        )
     return (
         result.open_jobs,
         result.collected,

@@ -18,6 +18,7 @@ def select_for_labeling(
     seed: int,
     predictions_uri: str,
     class_balance: bool,
+    source_uri: str,
     queue_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
@@ -38,6 +39,7 @@ def select_for_labeling(
         predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
+        source_uri: The source: a predicted item outside it is refused, never read.
         queue_size: The open queue's size in items (0 = `k`); a full queue selects nothing.
 
     Returns:
@@ -47,21 +49,24 @@ def select_for_labeling(
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
     """
+    from labelloop.failures import recorded
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
-    result = step(
-        import_uri=pool.path,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-        output_uri=selected.path,
-        summary_uri=summary.path,
-        predictions_uri=predictions_uri,
-        class_balance=class_balance,
-        queue_size=queue_size,
-    )
+    with recorded(selected.uri):
+        result = step(
+            import_uri=pool.path,
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            strategy=strategy,
+            k=k,
+            seed=seed,
+            output_uri=selected.path,
+            summary_uri=summary.path,
+            predictions_uri=predictions_uri,
+            class_balance=class_balance,
+            source_uri=source_uri,
+            queue_size=queue_size,
+        )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

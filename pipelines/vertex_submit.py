@@ -82,7 +82,6 @@ def load_target(
             line=lines.get("pipeline.source_uri"),
             field="pipeline.source_uri",
         )
-    config.pipeline.check_runnable(source=path, lines=lines)
     state_uri = config.pipeline.state_uri
     if state_uri and not _BUCKET_URI.match(state_uri):
         raise ConfigError(

@@ -79,12 +79,69 @@ def test_missing_file() -> None:
         load_config("no/such/config.yaml")
 
 
-def test_the_shipped_vertex_config_is_refused_before_submit_naming_the_field() -> None:
-    """A simulated workforce without its answers would fail every run at the labeling step."""
+@pytest.mark.parametrize(
+    ("line", "field", "fragment"),
+    [
+        ("state_uri: gs:/bad", "pipeline.state_uri", "malformed URI 'gs:/bad'"),
+        ("state_uri: 'gs:bucket/x'", "pipeline.state_uri", "expected gs://bucket/path"),
+        ("gold_uri: gs://B/x.csv", "pipeline.gold_uri", "is not a bucket name"),
+        ("predictions_uri: s3://b/p.jsonl", "pipeline.predictions_uri", "unsupported URI"),
+    ],
+)
+def test_malformed_uris_are_refused_at_load(line: str, field: str, fragment: str) -> None:
+    text = f"pipeline:\n  source_uri: sample://digits\n  {line}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config("c.yaml", text=text)
+    assert (info.value.line, info.value.field) == (3, field)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        (
+            "pipeline:\n  source_uri: /d\n  provider: label_studio\n"
+            "  provider_options:\n    url: http://ls\n    api_key: abc\n",
+            6,
+            "pipeline.provider_options.api_key",
+        ),
+        (
+            'pipeline:\n  source_uri: /d\n  provider: label_studio\n  provider_options: \'{"url":'
+            ' "http://ls", "api_key_secret": "abc123"}\'\n',
+            4,
+            "pipeline.provider_options.api_key_secret",
+        ),
+        (
+            "pipeline:\n  source_uri: /d\nvertex:\n  project: p\n  labels:\n"
+            "    note: AIzaSyA1234567890abcdefghijklmnopqrstuv\n",
+            6,
+            "vertex.labels.note",
+        ),
+        (
+            "pipeline:\n  source_uri: /d\nvertex:\n  github_token: ghp_x\n",
+            4,
+            "vertex.github_token",
+        ),
+    ],
+)
+def test_secrets_are_refused_wherever_they_appear(text: str, line: int, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("c.yaml", text=text)
+    assert (info.value.line, info.value.field) == (line, field)
+    assert "secrets never travel" in str(info.value)
+
+
+def test_secret_given_as_an_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match="secrets never travel") as info:
+        load_config("configs/local.yaml", overrides=["vertex.password=hunter2"])
+    assert info.value.field == "vertex.password"
+
+
+def test_a_simulated_workforce_without_truth_is_refused_before_submit_naming_the_field() -> None:
+    """It would fail every run at the labeling step (the shipped config names its truth file)."""
     from labelloop.errors import ConfigError
     from pipelines.vertex_submit import load_target
 
+    assert load_target("configs/vertex.yaml").config.pipeline.queue_size == 600
     with pytest.raises(ConfigError, match=r"pipeline\.provider_options\.truth_uri"):
-        load_target("configs/vertex.yaml")
-    truth = 'pipeline.provider_options={"truth_uri": "gs://b/truth.csv"}'
-    assert load_target("configs/vertex.yaml", overrides=(truth,)).config.pipeline.queue_size == 600
+        load_target("configs/vertex.yaml", overrides=("pipeline.provider_options={}",))

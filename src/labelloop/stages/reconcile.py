@@ -19,23 +19,15 @@ from typing import Any
 from labelloop import lease, storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.ledger import QUEUED, Ledger, age_hours, annotation_keys_digest
-from labelloop.providers.base import (
-    Job,
-    JobGone,
-    LabelingProvider,
-    LabelingTask,
-    get_provider,
-    resume,
-)
+from labelloop.providers import get_provider
+from labelloop.providers.base import Job, JobGone, LabelingProvider, LabelingTask, resume
+from labelloop.providers.registry import JOB_OPTIONS
 from labelloop.schemas import Item, TaskType
 
 log = logging.getLogger(__name__)
 
-# Options the labeling step reads itself; they are not passed on to the provider.
-STEP_OPTIONS = ("wait_seconds", "poll_seconds", "instructions")
 
-
-def parse_options(provider_options: str) -> dict[str, Any]:
+def provider_options_object(provider_options: str) -> dict[str, Any]:
     """The provider options JSON object."""
     try:
         options = json.loads(provider_options or "{}")
@@ -47,7 +39,7 @@ def parse_options(provider_options: str) -> dict[str, Any]:
 
 
 def provider_only(options: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k not in STEP_OPTIONS}
+    return {k: v for k, v in options.items() if k not in JOB_OPTIONS}
 
 
 def task_of(rec: Mapping[str, Any]) -> LabelingTask:
@@ -253,7 +245,7 @@ def reconcile(
 
     if max_job_age_hours < 0:
         raise InputError("must be 0 (never) or more", field="max_job_age_hours")
-    options = provider_only(parse_options(provider_options))
+    options = provider_only(provider_options_object(provider_options))
     lease.acquire(state_uri, lease.Holder.here(run_id))
     ledger = Ledger.load(state_uri)
     collected = labeled = closed = returned = unreachable = 0

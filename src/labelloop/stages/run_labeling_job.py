@@ -26,26 +26,17 @@ from typing import Any
 from labelloop import lease, storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.ledger import OPEN, POOL, QUEUED, Ledger, age_hours
-from labelloop.providers.base import (
-    Job,
-    LabelingProvider,
-    LabelingTask,
-    get_provider,
-    tops_up_in_place,
-)
+from labelloop.options import parse_options
+from labelloop.providers import LabelingTask, get_provider
+from labelloop.providers.base import Job, LabelingProvider, tops_up_in_place
+from labelloop.providers.registry import JOB_OPTIONS, JobOptions
 from labelloop.schemas import Item, TaskType, parse_labels
 from labelloop.stages.generate_import_file import read_import_file
-from labelloop.stages.reconcile import (
-    STEP_OPTIONS,
-    collect_job,
-    items_of,
-    job_of,
-    parse_options,
-)
+from labelloop.stages.reconcile import collect_job, items_of, job_of, provider_options_object
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STEP_OPTIONS", "LabelingResult", "run_labeling_job"]
+__all__ = ["LabelingResult", "run_labeling_job"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,20 +171,15 @@ def run_labeling_job(
         sleep: How to wait between polls (tests pass a fake clock).
     """
     task = LabelingTask(TaskType.parse(task_type), tuple(parse_labels(labels)))
-    options = parse_options(provider_options)
-    try:
-        wait_seconds = float(options.get("wait_seconds", 0))
-        poll_seconds = float(options.get("poll_seconds", 30))
-    except (TypeError, ValueError):
-        raise InputError("must be numbers", field="provider_options.wait_seconds") from None
-    if wait_seconds < 0 or poll_seconds <= 0:
-        raise InputError(
-            "wait_seconds must be >= 0 and poll_seconds > 0", field="provider_options.wait_seconds"
-        )
+    options = provider_options_object(provider_options)
+    job_options = parse_options(
+        JobOptions, {k: v for k, v in options.items() if k in JOB_OPTIONS}, field="provider_options"
+    )
+    wait_seconds, poll_seconds = job_options.wait_seconds, job_options.poll_seconds
+    instructions = job_options.instructions
     if labelers_per_item < 1:
         raise InputError("must be at least 1", field="labelers_per_item")
-    instructions = str(options.get("instructions", ""))
-    provider_opts = {k: v for k, v in options.items() if k not in STEP_OPTIONS}
+    provider_opts = {k: v for k, v in options.items() if k not in JOB_OPTIONS}
     items, bad_items = read_import_file(items_uri)
     labeler = get_provider(provider, provider_opts)
     lease.acquire(state_uri, lease.Holder.here(run_id))
