@@ -63,7 +63,6 @@ def write_config(tmp_path: Path, template: Path | None, **vertex_changes: object
     data = yaml.safe_load((ROOT / "configs" / "vertex.yaml").read_text())
     data["pipeline"]["source_uri"] = "gs://labelloop-test-bucket/raw"
     data["pipeline"]["state_uri"] = "gs://labelloop-test-bucket/state"
-    data["pipeline"]["provider_options"] = {"truth_uri": "gs://labelloop-test-bucket/truth.csv"}
     data["vertex"].update(
         project=PROJECT,
         region=REGION,
@@ -341,8 +340,7 @@ def test_portable_only_parameters_at_their_default_are_not_sent_to_the_vertex_te
     from tests.conftest import ROOT
 
     spec = json.loads((ROOT / "compiled" / "vertex_labeling_pipeline.json").read_text())
-    truth = 'pipeline.provider_options={"truth_uri": "gs://b/truth.csv"}'
-    target = load_target("configs/vertex.yaml", overrides=(truth,))
+    target = load_target("configs/vertex.yaml")
     values = parameter_values(target, spec)
     assert "predictions_uri" not in values
     assert values["selection_strategy"] == target.config.pipeline.selection_strategy
