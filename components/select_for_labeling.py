@@ -21,12 +21,14 @@ def select_for_labeling(
     random_share: float,
     eval_size: int,
     source_uri: str,
+    queue_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
     "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
 ):
-    """Pick the `k` items the previous round's model is least sure of (random on a cold start).
+    """Pick the `k` items the previous round's model is least sure of (random on a cold start),
+    no more than the room left in the open queue (backpressure).
 
     Args:
         pool: The import file of candidate items.
@@ -43,6 +45,7 @@ def select_for_labeling(
         eval_size: Items of the fixed evaluation set (chosen once at random, labeled once,
             never trained on); 0 for none.
         source_uri: The source: a predicted item outside it is refused, never read.
+        queue_size: The open queue's size in items (0 = `k`); a full queue selects nothing.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -70,6 +73,7 @@ def select_for_labeling(
             source_uri=source_uri,
             random_share=random_share,
             eval_size=eval_size,
+            queue_size=queue_size,
         )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

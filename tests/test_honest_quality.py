@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from labelloop import evaluation, relabel, storage
+from labelloop import evaluation, relabel, state, storage
 from labelloop.gates import GatePolicy
 from labelloop.quality.consolidation import DawidSkene, MajorityVote
 from labelloop.quality.encode import encode_columns
 from labelloop.schemas import Item, TaskType
-from labelloop.stages.create_dataset import create_dataset
 from labelloop.stages.quality_gate import quality_gate
 from labelloop.stages.run_labeling_job import run_labeling_job
 from labelloop.stages.select_for_labeling import select_for_labeling
@@ -316,12 +315,12 @@ def test_evaluation_set_stays_fixed_and_is_never_actively_selected(tmp_path: Pat
             output_uri=str(tmp_path / f"sel{seed}.jsonl"),
             summary_uri=str(tmp_path / f"sel{seed}.json"), random_share=0.3, eval_size=8,
         )  # fmt: skip
-        create_dataset(  # registers the batch, as the pipeline's next stage does
-            import_uri=str(tmp_path / f"sel{seed}.jsonl"), task_type="image_classification",
-            display_name="t", state_uri=state_uri, manifest_uri=str(tmp_path / f"m{seed}.json"),
-            items_uri=str(tmp_path / f"items{seed}.jsonl"),
-            rejects_uri=str(tmp_path / f"rej{seed}.jsonl"),
-        )  # fmt: skip
+        # The batch gets labeled (the quality step records consolidated labels in the state).
+        batch = [json.loads(x) for x in (tmp_path / f"sel{seed}.jsonl").read_text().splitlines()]
+        storage.write_jsonl(
+            state.path(state_uri, state.LABELS, f"round{seed}.jsonl"),
+            [{"item": r["imageGcsUri"], "label": "cat", "trainable": True} for r in batch],
+        )
         seen.append(evaluation.eval_ids(state_uri))
         summary = json.loads((tmp_path / f"sel{seed}.json").read_text())
         arms = [r["arm"] for r in summary["items"]]

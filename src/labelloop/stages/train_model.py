@@ -127,10 +127,14 @@ def train_model(
         )
     label_list = parse_labels(labels)
     rows = _rows_for_training(consolidated_uri, state_uri)
+    from labelloop.ledger import item_records
+
+    # Earlier rounds' items (inline text lives only there), then this round's.
+    inline = {k: Item.from_import_record(r) for k, r in item_records(state_uri).items()}
+    inline.update({i.id: i for i in read_import_file(items_uri)[0]})
     held_out = set(evaluation.eval_ids(state_uri))
     eval_rows = [r for r in rows if str(r["item"]) in held_out]
     rows = [r for r in rows if str(r["item"]) not in held_out]
-    inline = {i.id: i for i in read_import_file(items_uri)[0]}
 
     def items_of(chosen: list[dict[str, object]]) -> list[Item]:
         return [
