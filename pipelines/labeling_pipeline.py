@@ -15,6 +15,7 @@ from kfp import dsl
 from components.generate_import_file import generate_import_file
 from components.train_model import train_model
 from pipelines.dag import gates_training_and_report, label_round
+from pipelines.stage_settings import configure_stages
 
 PIPELINE_NAME = "labelloop-labeling"
 
@@ -117,3 +118,5 @@ def labeling_pipeline(
         state_uri=state_uri,
         train=train,
     )
+    # No retries here: kfp.local honours them, and a local failure should surface at once.
+    configure_stages(retries=0)

@@ -48,8 +48,9 @@ from components.vertex import (
     record_vertex_model,
     vertex_task_plan,
 )
-from labelloop.vertex_config import TrainingSettings
+from labelloop.vertex_config import ResourceSettings, TrainingSettings
 from pipelines.dag import gates_training_and_report, label_round
+from pipelines.stage_settings import configure_stages
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
 # The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:`).
@@ -64,17 +65,26 @@ VERTEX_PARAMETERS = (
 )
 
 
-def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[..., Any]:
-    """Validate the compile-time training settings and define the Vertex pipeline with them.
+def build_vertex_pipeline(
+    training: TrainingSettings | None = None,
+    resources: ResourceSettings | None = None,
+    *,
+    retries: int = 2,
+) -> Callable[..., Any]:
+    """Validate the compile-time settings and define the Vertex pipeline with them.
 
     Args:
         training: AutoML and custom-job settings; defaults when None.
+        resources: CPU / memory per stage; defaults when None.
+        retries: Retries of the stages that call external services.
 
     Raises:
         ConfigError: A setting the service would reject (checked here, before compile).
     """
     settings = training or TrainingSettings()
     settings.validate()
+    sizes = resources or ResourceSettings()
+    sizes.validate()
     custom_train_model = create_custom_training_job_from_component(
         train_model,
         display_name="labelloop-train-text",
@@ -307,6 +317,7 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             state_uri=state_uri,
             train=train,
         )
+        configure_stages(sizes, retries=retries)
 
     return vertex_labeling_pipeline
 
