@@ -15,9 +15,13 @@ ENV PIP_NO_CACHE_DIR=1 \
 WORKDIR /src
 # Dependencies first (their layer is reused while only src/ changes): every file is checked
 # against the lock's hashes, nothing outside the lock is resolved (--no-deps).
-COPY requirements/image.lock requirements/image.lock
+# The build tools come first, from their own hashed lock, so that the one sdist in the lock
+# (kfp-server-api) builds with them (--no-build-isolation) instead of with whatever an isolated
+# build environment would download.
+COPY requirements/build.lock requirements/image.lock requirements/
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/image.lock
+    && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements/build.lock \
+    && /opt/venv/bin/pip install --require-hashes --no-deps --no-build-isolation -r requirements/image.lock
 # labelloop itself, with the locked setuptools (no isolated build env fetching other versions);
 # `pip check` fails the build when the lock does not satisfy pyproject.toml's ranges.
 COPY pyproject.toml README.md ./

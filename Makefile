@@ -25,7 +25,8 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK),)
+	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/build.lock,)
+	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r $(LOCK),)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(if $(LOCKED),$(BIN)/python -m pip check,)
 	@touch $(STAMP)
@@ -54,8 +55,11 @@ compile: $(STAMP) ## Compile the pipelines to compiled/*.json
 	$(BIN)/python -m pipelines compile --out-dir compiled
 
 lock: $(STAMP) ## Sync requirements/image.lock (pinned, hashed) with pyproject.toml (UPGRADE=1: newest in range)
-	$(BIN)/uv pip compile pyproject.toml requirements/build.in --universal --python-version 3.11 \
-	  --generate-hashes --no-header --quiet $(if $(UPGRADE),--upgrade,) -o $(LOCK)
+	$(BIN)/uv pip compile requirements/build.in --universal --python-version 3.11 \
+	  --generate-hashes --no-header --quiet $(if $(UPGRADE),--upgrade,) -o requirements/build.lock
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in -c requirements/build.lock \
+	  --universal --python-version 3.11 --generate-hashes --no-header --quiet \
+	  $(if $(UPGRADE),--upgrade,) -o $(LOCK)
 	$(BIN)/python -m pipelines compile --out-dir compiled
 
 image: $(STAMP) ## Build and push the component image with Cloud Build; record its digest (VERTEX_CONFIG=...)

@@ -35,7 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORD = Path(".labelloop") / "image.json"
 LOCK = Path("requirements") / "image.lock"
 # What the Dockerfile copies into the image: a change to any of these needs a new image.
-IMAGE_INPUTS = ("Dockerfile", str(LOCK), "pyproject.toml", "README.md", "src")
+IMAGE_INPUTS = (
+    "Dockerfile",
+    str(LOCK),
+    "requirements/build.lock",
+    "pyproject.toml",
+    "README.md",
+    "src",
+)
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -246,7 +253,13 @@ def manifest() -> dict[str, Any]:
 
     return {
         "placeholder": IMAGE,
-        "built_from": ["Dockerfile", str(LOCK), "pyproject.toml", "src/"],
+        "built_from": [
+            "Dockerfile",
+            "requirements/build.lock",
+            str(LOCK),
+            "pyproject.toml",
+            "src/",
+        ],
         "lock_sha256": lock_sha256(),
         "version": __version__,
         "resolved_by": (

@@ -247,3 +247,25 @@ def test_the_lock_pins_every_dependency_with_hashes():
         assert req.specifier.contains(pins[name], prereleases=True), (
             f"{name}=={pins[name]} is outside {req.specifier}: run `make lock`"
         )
+
+
+def test_caching_on_caches_only_the_pure_stages(fake, template, tmp_path):
+    from pipelines.__main__ import main
+    from pipelines.stage_settings import CACHEABLE
+
+    config = write_config(tmp_path, template)
+    assert (
+        main(["submit", "--config", str(config), "--api-endpoint", fake.endpoint, "--cache"]) == 0
+    )
+    (request,) = fake.calls("POST", r"/pipelineJobs$")
+    spec = request.body["pipelineSpec"]
+    seen = set()
+    for component in [spec["root"], *spec["components"].values()]:
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            name = task["componentRef"]["name"].removeprefix("comp-").rstrip("-0123456789")
+            if name.startswith("condition"):
+                continue
+            seen.add(name)
+            cached = task.get("cachingOptions", {}).get("enableCache", False)
+            assert cached == (name in CACHEABLE), name
+    assert {"quality-gate", "run-labeling-job", "join-outcome"} <= seen

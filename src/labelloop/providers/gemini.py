@@ -9,8 +9,15 @@
 * Confidence is not a number the model writes about itself: it is the probability of the
   chosen label from the token log-probabilities (`response_logprobs`), or the share of
   `samples` sampled answers that agree with the majority (`confidence="samples"`).
-* Calls run with a concurrency limit and retry with exponential backoff on 429/503; every run
-  reports its token usage and an estimated cost from `PRICES`.
+* Calls run with a concurrency limit and retry with exponential backoff on transient HTTP
+  statuses (408, 429, 500, 502, 503, 504) and on transport errors (a dropped connection, a
+  timeout); every run reports its token usage and an estimated cost from `PRICES`, or says the
+  cost is unknown for a model the table does not have.
+* Thinking cannot eat the answer: the output allowance is the answer's tokens plus the thinking
+  budget (`thinking_budget`, default 256), or uncapped with a `thinking_level`.
+* With a `cache_uri`, each answer is written as it arrives (appended to a local file; a `gs://`
+  cache is rewritten at most every few seconds and at the end), so a failed or killed step does
+  not pay for its answers again.
 
 Auto-labeling covers single-label classification (image or text); `RoutingProvider` in
 `labelloop.providers.routing` accepts the confident answers and sends the rest to people.
@@ -43,18 +50,31 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# USD per million tokens (input, output) for Vertex AI Gemini, standard tier, prompts under
-# 200k tokens, from the Vertex AI generative AI pricing page (2025). Images count as input
-# tokens (258 per image up to 384 px a side). Update the table when prices change.
+# The default model: Gemini 3.7 Flash (released 2026-08-13, on Vertex AI). gemini-2.5-flash was
+# retired on 2026-06-17 and the 2.0 models on 2026-06-01 (Vertex AI model versions page).
+DEFAULT_MODEL = "gemini-3.7-flash"
+# USD per million tokens (input, output) on Vertex AI, standard tier, prompts under 200k tokens,
+# thinking tokens billed as output; checked 2026-11. Images count as input tokens (258 per image
+# up to 384 px a side). The longest matching prefix wins; a model not here gets a warning and an
+# explicit "cost unknown". Update the table when prices change.
 PRICES: dict[str, tuple[float, float]] = {
+    # Launch price until 2027-12-31; the standard price after that is 1.50 / 7.50.
+    "gemini-3.7-flash": (0.75, 3.75),
+    "gemini-3.5-flash": (1.50, 9.00),
+    "gemini-3-flash": (0.50, 3.00),  # gemini-3-flash-preview
+    # Retired models, kept so old runs' reports still price.
     "gemini-2.5-pro": (1.25, 10.00),
     "gemini-2.5-flash": (0.30, 2.50),
     "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.0-flash": (0.15, 0.60),
-    "gemini-2.0-flash-lite": (0.075, 0.30),
 }
 IMAGE_TOKENS = 258
-RETRY_CODES = frozenset({429, 503})
+# Output tokens the answer itself may use (one enum label), on top of the thinking budget.
+ANSWER_TOKENS = 64
+DEFAULT_THINKING_BUDGET = 256
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
+RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Errors a later attempt may not repeat: such cached answers are asked again.
+TRANSIENT_ERRORS = ("API error", "transport error")
 MIME_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -67,11 +87,17 @@ MIME_TYPES = {
 
 
 def price_for(model: str) -> tuple[float, float]:
-    """(input, output) USD per million tokens; the longest matching table prefix wins."""
+    """(input, output) USD per million tokens; the longest matching table prefix wins (NaN for
+    a model the table does not know)."""
     matches = [name for name in PRICES if model.rsplit("/", 1)[-1].startswith(name)]
     if not matches:
         return (float("nan"), float("nan"))
     return PRICES[max(matches, key=len)]
+
+
+def has_price(model: str) -> bool:
+    """Whether `PRICES` knows the model (else its cost is reported as unknown)."""
+    return not math.isnan(price_for(model)[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,12 +205,16 @@ class GeminiLabeler:
 
     Args:
         client: A `google.genai.Client` (`vertexai=True`).
-        model: The model name, e.g. `gemini-2.5-flash`.
+        model: The model name (default `DEFAULT_MODEL`).
         confidence: `logprobs` (token log-probabilities) or `samples` (agreement of samples).
         samples: Answers sampled per item when `confidence="samples"`.
         concurrency: Requests in flight at once.
-        max_retries: Retries per item on 429/503.
+        max_retries: Retries per item on transient statuses and transport errors.
         backoff_seconds: First backoff; doubles each retry, with jitter.
+        thinking_budget: Thinking tokens per answer; the output allowance is this plus
+            `ANSWER_TOKENS`, so thinking cannot use up the answer's room.
+        thinking_level: `minimal`, `low`, `medium` or `high` instead of a budget (Gemini 3);
+            the output allowance is then the model's own, uncapped.
         sleep: How to wait between retries (tests pass a fake).
     """
 
@@ -192,15 +222,23 @@ class GeminiLabeler:
         self,
         client: genai.Client,
         *,
-        model: str = "gemini-2.5-flash",
+        model: str = DEFAULT_MODEL,
         confidence: str = "logprobs",
         samples: int = 5,
         concurrency: int = 8,
         max_retries: int = 5,
         backoff_seconds: float = 1.0,
-        thinking_budget: int | None = None,
+        thinking_budget: int | None = DEFAULT_THINKING_BUDGET,
+        thinking_level: str = "",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if thinking_level and thinking_level not in THINKING_LEVELS:
+            raise InputError(
+                f"must be one of {', '.join(THINKING_LEVELS)}",
+                field="provider_options.thinking_level",
+            )
+        if thinking_budget is not None and thinking_budget < 0:
+            raise InputError("must be 0 or more", field="provider_options.thinking_budget")
         if confidence not in ("logprobs", "samples"):
             raise InputError("must be 'logprobs' or 'samples'", field="provider_options.confidence")
         if concurrency < 1 or samples < 1 or max_retries < 0:
@@ -213,7 +251,14 @@ class GeminiLabeler:
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.thinking_budget = thinking_budget
+        self.thinking_level = thinking_level
         self.sleep = sleep
+        if not has_price(model):
+            log.warning(
+                "no price known for Gemini model %r: its cost will be reported as unknown "
+                "(add it to labelloop.providers.gemini.PRICES)",
+                model,
+            )
         self.usage = Usage()
         self._lock = threading.Lock()
         self._rng = random.Random(0)
@@ -228,12 +273,20 @@ class GeminiLabeler:
             "response_schema": types.Schema(type=types.Type.STRING, enum=list(task.labels)),
             "temperature": 1.0 if sampling else 0.0,
             "candidate_count": self.samples if sampling else 1,
-            "max_output_tokens": 64,
         }
         if not sampling:
             kwargs["response_logprobs"] = True
-        if self.thinking_budget is not None:
+        # Thinking tokens count against max_output_tokens: the allowance is the answer's plus
+        # the thinking budget, so thinking can never leave the answer no room.
+        if self.thinking_level:
+            kwargs["thinking_config"] = types.ThinkingConfig(
+                thinking_level=types.ThinkingLevel(self.thinking_level.upper())
+            )
+        elif self.thinking_budget is not None:
             kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=self.thinking_budget)
+            kwargs["max_output_tokens"] = ANSWER_TOKENS + self.thinking_budget
+        else:
+            kwargs["max_output_tokens"] = ANSWER_TOKENS
         return types.GenerateContentConfig(**kwargs)
 
     def _contents(self, item: Item, task: LabelingTask) -> list[Any]:
@@ -253,6 +306,7 @@ class GeminiLabeler:
         return [types.Part.from_text(text=prompt)]
 
     def _call(self, item: Item, task: LabelingTask, config: Any) -> Any:
+        import httpx
         from google.genai import errors
 
         attempt = 0
@@ -263,14 +317,16 @@ class GeminiLabeler:
                 return self.client.models.generate_content(
                     model=self.model, contents=self._contents(item, task), config=config
                 )
-            except errors.APIError as exc:
-                if exc.code not in RETRY_CODES or attempt >= self.max_retries:
+            except (errors.APIError, httpx.TransportError) as exc:
+                code = exc.code if isinstance(exc, errors.APIError) else type(exc).__name__
+                transient = not isinstance(exc, errors.APIError) or exc.code in RETRY_CODES
+                if not transient or attempt >= self.max_retries:
                     raise
                 delay = self.backoff_seconds * (2**attempt) * (0.5 + self._rng.random())
                 attempt += 1
                 with self._lock:
                     self.usage.retries += 1
-                log.debug("gemini %s on %s; retry %d in %.1f s", exc.code, item.id, attempt, delay)
+                log.debug("gemini %s on %s; retry %d in %.1f s", code, item.id, attempt, delay)
                 self.sleep(delay)
 
     def _read(self, item: Item, task: LabelingTask, response: Any) -> Prediction:
@@ -292,6 +348,19 @@ class GeminiLabeler:
                     float(c.log_probability or 0.0) for c in cand.logprobs_result.chosen_candidates
                 )
         valid = [a for a in answers if a is not None]
+        cut = [
+            c
+            for c in (response.candidates or [])
+            if str(c.finish_reason or "").endswith("MAX_TOKENS")
+        ]
+        if not valid and cut:
+            return Prediction(
+                item.id,
+                None,
+                0.0,
+                "the answer was cut off (MAX_TOKENS): thinking used the output allowance; "
+                "lower provider_options.thinking_budget or thinking_level",
+            )
         if not valid:
             shown = [
                 "".join(p.text or "" for p in ((c.content.parts if c.content else None) or []))[:40]
@@ -307,6 +376,7 @@ class GeminiLabeler:
 
     def predict_one(self, item: Item, task: LabelingTask, instructions: str = "") -> Prediction:
         """Label one item; errors become a `Prediction` with `error` set, never an exception."""
+        import httpx
         from google.genai import errors
 
         config = self._config(task, instructions)
@@ -316,6 +386,10 @@ class GeminiLabeler:
             with self._lock:
                 self.usage.failed += 1
             return Prediction(item.id, None, 0.0, f"API error {exc.code}: {exc.message}")
+        except httpx.TransportError as exc:
+            with self._lock:
+                self.usage.failed += 1
+            return Prediction(item.id, None, 0.0, f"transport error: {type(exc).__name__}: {exc}")
         except (ValueError, json.JSONDecodeError) as exc:
             # The client could not parse the HTTP body: a malformed response.
             with self._lock:
@@ -334,18 +408,27 @@ class GeminiLabeler:
         instructions: str = "",
         *,
         cache: dict[str, Prediction] | None = None,
+        on_answer: Callable[[Prediction], None] | None = None,
     ) -> list[Prediction]:
-        """Label every item (at most `concurrency` at once); cached answers are reused."""
+        """Label every item (at most `concurrency` at once); cached answers are reused.
+
+        `on_answer` is called with each new answer as it arrives (the provider writes its cache
+        file there), in this thread.
+        """
         if not task.task_type.is_classification or task.task_type.multi_label:
             raise InputError(
                 "Gemini auto-labeling handles single-label classification", field="task_type"
             )
         cache = {} if cache is None else cache
-        todo = [i for i in items if i.id not in cache or cache[i.id].error.startswith("API error")]
+        todo = [
+            i for i in items if i.id not in cache or cache[i.id].error.startswith(TRANSIENT_ERRORS)
+        ]
         self.usage.cached += len(items) - len(todo)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             for pred in pool.map(lambda i: self.predict_one(i, task, instructions), todo):
                 cache[pred.item] = pred
+                if on_answer is not None:
+                    on_answer(pred)
         return [cache[i.id] for i in items]
 
 
@@ -372,13 +455,66 @@ def read_cache(uri: str | None) -> dict[str, Prediction]:
         return {}
     out: dict[str, Prediction] = {}
     with storage.open_read(uri) as fh:
-        for line in fh:
+        for number, line in enumerate(fh, start=1):
             if line.strip():
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    # A line cut short when a step was killed mid-write: that answer is asked
+                    # again; every complete line before it is kept.
+                    log.warning("%s:%d: incomplete cache line skipped", uri, number)
+                    continue
                 out[row["item"]] = Prediction(
                     row["item"], row.get("label"), float(row["confidence"]), row.get("error", "")
                 )
     return out
+
+
+class CacheWriter:
+    """Writes answers to the cache file as they arrive.
+
+    A local file is appended to and flushed per answer (a killed step keeps every answer it
+    received). A `gs://` object cannot be appended to: it is rewritten whole at most every
+    `interval` seconds and on `close()` (which also runs when the step fails).
+    """
+
+    def __init__(self, uri: str, cache: Mapping[str, Prediction], *, interval: float = 5.0):
+        self.uri = uri
+        self.cache = cache
+        self.interval = interval
+        self._last = time.monotonic()
+        self._dirty = False
+        self._local: Any = None
+        if not storage.is_gcs(uri):
+            path = storage.local_path(uri)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Start from what is known (earlier answers), then append.
+            storage.write_jsonl(uri, (p.to_json() for p in cache.values()))
+            self._local = path.open("a", encoding="utf-8")
+
+    def add(self, prediction: Prediction) -> None:
+        if self._local is not None:
+            self._local.write(json.dumps(prediction.to_json()) + "\n")
+            self._local.flush()
+            return
+        self._dirty = True
+        if time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._local is None and self._dirty:
+            storage.write_jsonl(self.uri, (p.to_json() for p in self.cache.values()))
+            self._dirty = False
+            self._last = time.monotonic()
+
+    def close(self) -> None:
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+            # One line per item: later answers for an item replace earlier ones.
+            storage.write_jsonl(self.uri, (p.to_json() for p in self.cache.values()))
+            return
+        self.flush()
 
 
 class GeminiProvider:
@@ -407,19 +543,19 @@ class GeminiProvider:
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> GeminiProvider:
         """Options: `project`, `location`, `model`, `confidence`, `samples`, `concurrency`,
-        `max_retries`, `backoff_seconds`, `thinking_budget`, `threshold`, `cache_uri`,
+        `max_retries`, `backoff_seconds`, `thinking_budget`, `thinking_level`, `threshold`,
+        `cache_uri`,
         `base_url` (a test endpoint). Credentials are the environment's Google credentials."""
         labeler = GeminiLabeler(
             make_client(options),
-            model=str(options.get("model", "gemini-2.5-flash")),
+            model=str(options.get("model", DEFAULT_MODEL)),
             confidence=str(options.get("confidence", "logprobs")),
             samples=int(options.get("samples", 5)),
             concurrency=int(options.get("concurrency", 8)),
             max_retries=int(options.get("max_retries", 5)),
             backoff_seconds=float(options.get("backoff_seconds", 1.0)),
-            thinking_budget=(
-                int(options["thinking_budget"]) if "thinking_budget" in options else None
-            ),
+            thinking_budget=int(options.get("thinking_budget", DEFAULT_THINKING_BUDGET)),
+            thinking_level=str(options.get("thinking_level", "")),
         )
         cache = options.get("cache_uri")
         return cls(
@@ -435,20 +571,30 @@ class GeminiProvider:
     def predict(
         self, items: Sequence[Item], task: LabelingTask, instructions: str = ""
     ) -> list[Prediction]:
-        """Answers for the items (cached ones reused; the cache file is rewritten)."""
-        preds = self.labeler.predict(items, task, instructions, cache=self.cache)
-        if self.cache_uri:
-            storage.write_jsonl(self.cache_uri, (p.to_json() for p in self.cache.values()))
-        return preds
+        """Answers for the items (cached ones reused); each new answer is cached as it arrives,
+        so a failure part-way does not pay for the answers already received again."""
+        if not self.cache_uri:
+            return self.labeler.predict(items, task, instructions, cache=self.cache)
+        writer = CacheWriter(self.cache_uri, self.cache)
+        try:
+            return self.labeler.predict(
+                items, task, instructions, cache=self.cache, on_answer=writer.add
+            )
+        finally:
+            writer.close()
 
     def summary(self) -> dict[str, Any]:
-        """Usage and estimated cost of this provider's calls."""
+        """Usage and estimated cost of this provider's calls (`cost_usd` None and `cost`
+        "unknown: ..." for a model the price table does not have)."""
         usage = dataclasses.asdict(self.labeler.usage)
-        cost = self.labeler.usage.cost_usd(self.labeler.model)
+        model = self.labeler.model
+        cost = self.labeler.usage.cost_usd(model)
+        known = not math.isnan(cost)
         return {
-            "model": self.labeler.model,
+            "model": model,
             **usage,
-            "cost_usd": None if math.isnan(cost) else round(cost, 6),
+            "cost_usd": round(cost, 6) if known else None,
+            "cost": f"{cost:.6f} USD" if known else f"unknown: no price for {model} in PRICES",
         }
 
     def submit(
