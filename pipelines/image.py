@@ -132,6 +132,8 @@ def build_command(vertex: VertexSettings, *, commit: str) -> list[str]:
         f"--region={vertex.region}",
         "--config=cloudbuild.yaml",
         f"--substitutions={substitutions}",
+        # The build's log goes to Cloud Logging; stdout carries only the result (the digest).
+        "--suppress-logs",
         "--format=json",
         ".",
     ]
