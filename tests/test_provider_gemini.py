@@ -16,15 +16,12 @@ from labelloop import storage
 from labelloop.providers.base import LabelingTask, get_provider
 from labelloop.providers.gemini import (
     ANSWER_TOKENS,
-    DEFAULT_MODEL,
-    PRICES,
     GeminiLabeler,
     GeminiProvider,
     calibrate_threshold,
-    estimate_cost,
     make_client,
-    price_for,
 )
+from labelloop.providers.gemini_models import DEFAULT_MODEL, PRICES, estimate_cost, price_for
 from labelloop.schemas import Item, TaskType, text_item_id
 from labelloop.stages.run_labeling_job import run_labeling_job
 from tests.servers import gemini_fake

@@ -21,7 +21,7 @@ from PIL import Image
 from labelloop import storage
 from labelloop.cli import main
 from labelloop.providers.base import LabelingTask, get_provider
-from labelloop.providers.gemini import DEFAULT_MODEL
+from labelloop.providers.gemini_models import DEFAULT_MODEL
 from labelloop.providers.label_studio import LabelStudioProvider, project_title
 from labelloop.providers.label_studio_format import labeling_config, read_export, to_result
 from labelloop.providers.secrets import resolve_api_key

@@ -43,31 +43,18 @@ import numpy as np
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
-from labelloop.schemas import Annotation, Item
+from labelloop.providers.gemini_models import (
+    DEFAULT_MODEL,
+    has_price,
+    price_for,
+)
+from labelloop.schemas import Annotation, Item, Shape
 
 if TYPE_CHECKING:
     from google import genai
 
 log = logging.getLogger(__name__)
 
-# The default model: Gemini 3.7 Flash (released 2026-08-13, on Vertex AI). gemini-2.5-flash was
-# retired on 2026-06-17 and the 2.0 models on 2026-06-01 (Vertex AI model versions page).
-DEFAULT_MODEL = "gemini-3.7-flash"
-# USD per million tokens (input, output) on Vertex AI, standard tier, prompts under 200k tokens,
-# thinking tokens billed as output; checked 2026-11. Images count as input tokens (258 per image
-# up to 384 px a side). The longest matching prefix wins; a model not here gets a warning and an
-# explicit "cost unknown". Update the table when prices change.
-PRICES: dict[str, tuple[float, float]] = {
-    # Launch price until 2027-12-31; the standard price after that is 1.50 / 7.50.
-    "gemini-3.7-flash": (0.75, 3.75),
-    "gemini-3.5-flash": (1.50, 9.00),
-    "gemini-3-flash": (0.50, 3.00),  # gemini-3-flash-preview
-    # Retired models, kept so old runs' reports still price.
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gemini-2.5-flash": (0.30, 2.50),
-    "gemini-2.5-flash-lite": (0.10, 0.40),
-}
-IMAGE_TOKENS = 258
 # Output tokens the answer itself may use (one enum label), on top of the thinking budget.
 ANSWER_TOKENS = 64
 DEFAULT_THINKING_BUDGET = 256
@@ -84,20 +71,6 @@ MIME_TYPES = {
     ".bmp": "image/bmp",
     ".txt": "text/plain",
 }
-
-
-def price_for(model: str) -> tuple[float, float]:
-    """(input, output) USD per million tokens; the longest matching table prefix wins (NaN for
-    a model the table does not know)."""
-    matches = [name for name in PRICES if model.rsplit("/", 1)[-1].startswith(name)]
-    if not matches:
-        return (float("nan"), float("nan"))
-    return PRICES[max(matches, key=len)]
-
-
-def has_price(model: str) -> bool:
-    """Whether `PRICES` knows the model (else its cost is reported as unknown)."""
-    return not math.isnan(price_for(model)[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,16 +102,6 @@ class Usage:
         """Estimated cost from `PRICES` (NaN for a model not in the table)."""
         p_in, p_out = price_for(model)
         return (self.prompt_tokens * p_in + self.output_tokens * p_out) / 1e6
-
-
-def estimate_cost(
-    model: str, *, items: int, is_image: bool, mean_text_chars: float = 400.0, samples: int = 1
-) -> float:
-    """A cost estimate before a run (USD): about 4 characters per text token, 258 per image,
-    a ~150-token prompt and a few output tokens per sample."""
-    p_in, p_out = price_for(model)
-    per_item_in = 150 + (IMAGE_TOKENS if is_image else mean_text_chars / 4.0)
-    return items * (per_item_in * p_in + 4 * samples * p_out) / 1e6
 
 
 def calibrate_threshold(
@@ -256,7 +219,7 @@ class GeminiLabeler:
         if not has_price(model):
             log.warning(
                 "no price known for Gemini model %r: its cost will be reported as unknown "
-                "(add it to labelloop.providers.gemini.PRICES)",
+                "(add it to labelloop.providers.gemini_models.PRICES)",
                 model,
             )
         self.usage = Usage()
@@ -415,7 +378,7 @@ class GeminiLabeler:
         `on_answer` is called with each new answer as it arrives (the provider writes its cache
         file there), in this thread.
         """
-        if not task.task_type.is_classification or task.task_type.multi_label:
+        if task.task_type.shape is not Shape.SINGLE:
             raise InputError(
                 "Gemini auto-labeling handles single-label classification", field="task_type"
             )
