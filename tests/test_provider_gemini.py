@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labelloop import storage
-from labelloop.providers.base import LabelingTask, get_provider
+from labelloop.providers import LabelingTask, get_provider
 from labelloop.providers.gemini import (
     ANSWER_TOKENS,
     GeminiLabeler,
@@ -355,7 +355,7 @@ def test_dropped_connections_are_retried_and_answers_cached_as_they_arrive(
 
         labeler2 = GeminiLabeler(client, concurrency=1, sleep=lambda _: None)
         provider2 = GeminiProvider(labeler2, cache_uri=str(cache))
-        from labelloop.providers.gemini import CacheWriter
+        from labelloop.providers.gemini_cache import CacheWriter
 
         writer = CacheWriter(str(cache), provider2.cache)
 

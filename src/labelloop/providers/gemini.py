@@ -36,18 +36,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.gemini_cache import CacheWriter, Prediction, read_cache
 from labelloop.providers.gemini_models import (
     DEFAULT_MODEL,
     has_price,
     price_for,
 )
+from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, Item, Shape
 
 if TYPE_CHECKING:
@@ -71,19 +73,6 @@ MIME_TYPES = {
     ".bmp": "image/bmp",
     ".txt": "text/plain",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """Gemini's answer for one item: a label from the set (or None) and its confidence."""
-
-    item: str
-    label: str | None
-    confidence: float
-    error: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -412,74 +401,57 @@ def make_client(options: Mapping[str, Any]) -> genai.Client:
     return genai.Client(**kwargs)
 
 
-def read_cache(uri: str | None) -> dict[str, Prediction]:
-    """Cached predictions from a JSONL file (missing file: empty)."""
-    if not uri or not storage.exists(uri):
-        return {}
-    out: dict[str, Prediction] = {}
-    with storage.open_read(uri) as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    # A line cut short when a step was killed mid-write: that answer is asked
-                    # again; every complete line before it is kept.
-                    log.warning("%s:%d: incomplete cache line skipped", uri, number)
-                    continue
-                out[row["item"]] = Prediction(
-                    row["item"], row.get("label"), float(row["confidence"]), row.get("error", "")
-                )
-    return out
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GeminiOptions:
+    """`provider_options` of Gemini (see `GeminiLabeler` for the labeling ones).
 
-
-class CacheWriter:
-    """Writes answers to the cache file as they arrive.
-
-    A local file is appended to and flushed per answer (a killed step keeps every answer it
-    received). A `gs://` object cannot be appended to: it is rewritten whole at most every
-    `interval` seconds and on `close()` (which also runs when the step fails).
+    Args:
+        project: The Google Cloud project (default: the environment's).
+        location: The Vertex AI region.
+        model: The Gemini model.
+        confidence: `logprobs` or `samples`.
+        samples: Answers sampled per item when `confidence` is `samples`.
+        concurrency: Requests in flight at once.
+        max_retries: Retries per item on transient statuses and transport errors.
+        backoff_seconds: First backoff between retries.
+        thinking_budget: Thinking tokens per answer, on top of the answer's own room.
+        thinking_level: `minimal`, `low`, `medium` or `high` instead of a budget (Gemini 3).
+        threshold: Confidence at or above which an answer counts as a label.
+        cache_uri: JSONL file of earlier answers (retries are then free).
+        base_url: A test endpoint instead of Vertex AI's.
     """
 
-    def __init__(self, uri: str, cache: Mapping[str, Prediction], *, interval: float = 5.0):
-        self.uri = uri
-        self.cache = cache
-        self.interval = interval
-        self._last = time.monotonic()
-        self._dirty = False
-        self._local: Any = None
-        if not storage.is_gcs(uri):
-            path = storage.local_path(uri)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Start from what is known (earlier answers), then append.
-            storage.write_jsonl(uri, (p.to_json() for p in cache.values()))
-            self._local = path.open("a", encoding="utf-8")
+    project: str | None = None
+    location: str = "us-central1"
+    model: str = DEFAULT_MODEL
+    confidence: Literal["logprobs", "samples"] = "logprobs"
+    samples: int = 5
+    concurrency: int = 8
+    max_retries: int = 5
+    backoff_seconds: float = 1.0
+    thinking_budget: int = DEFAULT_THINKING_BUDGET
+    thinking_level: str = ""
+    threshold: float = 0.0
+    cache_uri: str | None = None
+    base_url: str | None = None
 
-    def add(self, prediction: Prediction) -> None:
-        if self._local is not None:
-            self._local.write(json.dumps(prediction.to_json()) + "\n")
-            self._local.flush()
-            return
-        self._dirty = True
-        if time.monotonic() - self._last >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._local is None and self._dirty:
-            storage.write_jsonl(self.uri, (p.to_json() for p in self.cache.values()))
-            self._dirty = False
-            self._last = time.monotonic()
-
-    def close(self) -> None:
-        if self._local is not None:
-            self._local.close()
-            self._local = None
-            # One line per item: later answers for an item replace earlier ones.
-            storage.write_jsonl(self.uri, (p.to_json() for p in self.cache.values()))
-            return
-        self.flush()
+    def validate(self, field: str) -> None:
+        for name in ("samples", "concurrency"):
+            if getattr(self, name) < 1:
+                raise InputError("must be at least 1", field=f"{field}.{name}")
+        if self.max_retries < 0:
+            raise InputError("must be 0 or more", field=f"{field}.max_retries")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InputError("must lie in [0, 1]", field=f"{field}.threshold")
+        if self.thinking_budget < 0:
+            raise InputError("must be 0 or more", field=f"{field}.thinking_budget")
+        if self.thinking_level and self.thinking_level not in THINKING_LEVELS:
+            raise InputError(
+                f"must be one of {', '.join(THINKING_LEVELS)}", field=f"{field}.thinking_level"
+            )
 
 
+@register("gemini", options=GeminiOptions)
 class GeminiProvider:
     """Gemini as a labeling provider: one annotation per item (annotator `gemini:<model>`).
 
@@ -504,28 +476,21 @@ class GeminiProvider:
         self._jobs: dict[str, list[Prediction]] = {}
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> GeminiProvider:
-        """Options: `project`, `location`, `model`, `confidence`, `samples`, `concurrency`,
-        `max_retries`, `backoff_seconds`, `thinking_budget`, `thinking_level`, `threshold`,
-        `cache_uri`,
-        `base_url` (a test endpoint). Credentials are the environment's Google credentials."""
+    def from_options(cls, options: GeminiOptions) -> GeminiProvider:
+        """Build from checked options (see `GeminiOptions`). Credentials are the
+        environment's Google credentials."""
         labeler = GeminiLabeler(
-            make_client(options),
-            model=str(options.get("model", DEFAULT_MODEL)),
-            confidence=str(options.get("confidence", "logprobs")),
-            samples=int(options.get("samples", 5)),
-            concurrency=int(options.get("concurrency", 8)),
-            max_retries=int(options.get("max_retries", 5)),
-            backoff_seconds=float(options.get("backoff_seconds", 1.0)),
-            thinking_budget=int(options.get("thinking_budget", DEFAULT_THINKING_BUDGET)),
-            thinking_level=str(options.get("thinking_level", "")),
+            make_client(dataclasses.asdict(options)),
+            model=options.model,
+            confidence=options.confidence,
+            samples=options.samples,
+            concurrency=options.concurrency,
+            max_retries=options.max_retries,
+            backoff_seconds=options.backoff_seconds,
+            thinking_budget=options.thinking_budget,
+            thinking_level=options.thinking_level,
         )
-        cache = options.get("cache_uri")
-        return cls(
-            labeler,
-            threshold=float(options.get("threshold", 0.0)),
-            cache_uri=str(cache) if cache else None,
-        )
+        return cls(labeler, threshold=options.threshold, cache_uri=options.cache_uri)
 
     @property
     def annotator(self) -> str:
