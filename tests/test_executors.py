@@ -244,6 +244,14 @@ def _resolve_param(source: dict[str, Any], params: dict[str, Any], done: dict) -
         ref = source["taskOutputParameter"]
         ran = done.get(ref["producerTask"])
         return _MISSING if ran is None else ran[0].get(ref["outputParameterKey"], _MISSING)
+    if "taskFinalStatus" in source:
+        # What the backend hands an exit handler's task: the round's final status.
+        return {
+            "state": "SUCCEEDED",
+            "pipelineJobResourceName": "projects/p/locations/l/pipelineJobs/run-executors-test",
+            "pipelineTaskName": source["taskFinalStatus"]["producerTask"],
+            "error": {},
+        }
     constant = source["runtimeValue"]["constant"]
     return "run-executors-test" if constant == "{{$.pipeline_job_uuid}}" else constant
 
