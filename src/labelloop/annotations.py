@@ -27,6 +27,8 @@ from labelloop.errors import BadRecord, InputError
 from labelloop.quality.encode import Encoded
 from labelloop.schemas import Annotation, AnnotationValue, Box, Span, TaskType
 
+#: crowd-kit's column names, accepted for ours.
+CROWDKIT_NAMES = {"item": "task", "annotator": "worker"}
 #: Separates the labels of a multi-label CSV cell (`cat|dog`).
 MULTI_LABEL_SEPARATOR = "|"
 
@@ -51,7 +53,9 @@ def _rows(
     reason)`, then every parsed row with JSON values (`labels`, `boxes`, `spans`) decoded.
     """
     optional = [c for c in ("item", "annotator", *_VALUE_COLUMNS) if c not in required]
-    loaded = tables.load(uri, required, optional=optional, json_columns=_VALUE_COLUMNS)
+    loaded = tables.load(
+        uri, required, optional=optional, json_columns=_VALUE_COLUMNS, aliases=CROWDKIT_NAMES
+    )
     decode = loaded.source.format not in ("csv", "tsv")
     for b in loaded.bad:
         yield b.line, None, b.reason
@@ -312,7 +316,7 @@ class _Column:
         remap = tables.to_numpy(position).astype(np.int64)
         remap[missing] = -1
         raw_index = tables.to_numpy(encoded.indices.fill_null(-1)).astype(np.int64)
-        self.codes = np.where(raw_index >= 0, remap[np.maximum(raw_index, 0)], -1)
+        self.codes = _lookup(remap, raw_index)
         self._raw = raw
         self._raw_index = raw_index
 
@@ -367,14 +371,14 @@ def read_label_table(
 
     say = progress or (lambda _msg: None)
     say(f"reading {uri}")
-    loaded = tables.load(uri, ("item", "annotator", "label"))
+    loaded = tables.load(uri, ("item", "annotator", "label"), aliases=CROWDKIT_NAMES)
     say(f"encoding {loaded.rows} rows")
     cols = {c: _Column(loaded.data.column(c)) for c in ("item", "annotator", "label")}
     label_col = cols["label"]
     label_list = list(labels) if labels is not None else label_col.values()
     to_label = pc.index_in(label_col.sorted, value_set=pa.array(label_list, pa.string()))
     label_map = tables.to_numpy(to_label.fill_null(-1)).astype(np.int64)
-    label = np.where(label_col.codes >= 0, label_map[np.maximum(label_col.codes, 0)], -2)
+    label = _lookup(label_map, label_col.codes)
     # -1: missing, -2: not in the label set
     label = np.where(label_col.codes < 0, -1, np.where(label < 0, -2, label))
     ok = loaded.valid.copy()
@@ -423,6 +427,13 @@ def read_label_table(
     annotators, annotator = _used(cols["annotator"].sorted, annotator)
     encoded = Encoded(items, annotators, tuple(label_list), item, annotator, label)
     return LabelTable(encoded, bad, loaded.rows + len(loaded.bad), uri)
+
+
+def _lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`table[index]` where `index >= 0`, else -1 (also for an empty table)."""
+    if not table.shape[0]:
+        return np.full(index.shape, -1, dtype=np.int64)
+    return np.where(index >= 0, table[np.clip(index, 0, table.shape[0] - 1)], -1)
 
 
 def _missing_reason(value: Any) -> str:

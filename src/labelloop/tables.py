@@ -26,7 +26,7 @@ import gzip
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -307,12 +307,14 @@ def load(
     *,
     json_columns: Sequence[str] = (),
     optional: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
     default_format: str | None = None,
 ) -> Loaded:
     """Read `columns` of a table file as Arrow strings (`json_columns` as JSON text).
 
     `optional` columns are read when the file has them (always for JSONL, as nulls when
-    absent). Values are not trimmed (callers trim the distinct values, which is cheaper).
+    absent). `aliases` maps a column to another name it may go by (crowd-kit's `task` for
+    `item`). Values are not trimmed (callers trim the distinct values, which is cheaper).
 
     Rows the engine cannot split into fields (too many or too few columns, a line that is not a
     JSON object) become bad records. Missing columns in a CSV header are an error up front.
@@ -330,8 +332,10 @@ def load(
         rejected: list[int] = []
         names = list(columns)
         try:
+            aliases = dict(aliases or {})
             if src.format in ("csv", "tsv"):
-                header = _check_header(con, src, columns)
+                header = _header(con, src)
+                names = _resolve(names, header, aliases, src)
                 names += [c for c in optional if c in header]
                 delim = "\\t" if src.format == "tsv" else ","
                 data = con.sql(
@@ -342,22 +346,22 @@ def load(
                 rejected, bad = _csv_rejects(con, src)
             elif src.format == "jsonl":
                 names += list(optional)
+                read = [*names, *(a for a in aliases.values() if a not in names)]
                 spec = ", ".join(
-                    f"'{c}': '{'JSON' if c in json_columns else 'VARCHAR'}'" for c in names
+                    f"'{c}': '{'JSON' if c in json_columns else 'VARCHAR'}'" for c in read
+                )
+                picked = ", ".join(
+                    f'coalesce("{c}", "{aliases[c]}") AS "{c}"' if c in aliases else f'"{c}"'
+                    for c in names
                 )
                 data = con.sql(
-                    f"SELECT {_select(names)} FROM read_json({path}, "
+                    f"SELECT {picked} FROM read_json({path}, "
                     f"format='newline_delimited', ignore_errors=true, columns={{{spec}}}{comp})"
                 ).to_arrow_table()
             else:
                 described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()
-                found = {str(r[0]) for r in described}
-                missing = [c for c in columns if c not in found]
-                if missing:
-                    raise InputError(
-                        f"no column(s) {', '.join(missing)}; found {', '.join(sorted(found))}",
-                        source=uri,
-                    )
+                found = [str(r[0]) for r in described]
+                names = _resolve(names, found, aliases, src)
                 names += [c for c in optional if c in found]
                 data = con.sql(
                     f"SELECT {_select(names, json_columns)} FROM read_parquet({path})"
@@ -373,16 +377,30 @@ def load(
 
 
 def _select(names: Sequence[str], cast_json: Sequence[str] | None = None) -> str:
-    """SQL select list; with `cast_json` (Parquet), typed columns become text or JSON text."""
-    if cast_json is None:
-        return ", ".join(f'"{c}"' for c in names)
-    return ", ".join(
-        f'to_json("{c}") AS "{c}"' if c in cast_json else f'CAST("{c}" AS VARCHAR) AS "{c}"'
-        for c in names
-    )
+    """SQL select list of column names or `"alias" AS "name"` expressions; with `cast_json`
+    (Parquet), typed columns become text, or JSON text for those named."""
+    out = []
+    for entry in names:
+        expr, name = _split_select(entry)
+        if cast_json is None:
+            out.append(f'{expr} AS "{name}"')
+        elif name in cast_json:
+            out.append(f'to_json({expr}) AS "{name}"')
+        else:
+            out.append(f'CAST({expr} AS VARCHAR) AS "{name}"')
+    return ", ".join(out)
 
 
-def _check_header(con: duckdb.DuckDBPyConnection, src: Source, columns: Sequence[str]) -> list[str]:
+def _split_select(entry: str) -> tuple[str, str]:
+    """`'"a" AS "b"'` -> (`'"a"'`, `b`); `'"a"'` or `a` -> (`'"a"'`, `a`)."""
+    if " AS " in entry:
+        expr, name = entry.split(" AS ", 1)
+        return expr, name.strip('"')
+    name = entry.strip('"')
+    return f'"{name}"', name
+
+
+def _header(con: duckdb.DuckDBPyConnection, src: Source) -> list[str]:
     delim = "\\t" if src.format == "tsv" else ","
     comp = f", compression={_sql_str(src.compression)}" if src.compression else ""
     cursor = con.execute(
@@ -392,14 +410,29 @@ def _check_header(con: duckdb.DuckDBPyConnection, src: Source, columns: Sequence
     )
     names = [str(d[0]).strip() for d in cursor.description or ()]
     cursor.fetchall()
-    missing = [c for c in columns if c not in names]
+    return names
+
+
+def _resolve(
+    columns: Sequence[str], found: Sequence[str], aliases: Mapping[str, str], src: Source
+) -> list[str]:
+    """The select list for `columns`: each by its name, or by its alias (renamed back)."""
+    out: list[str] = []
+    missing: list[str] = []
+    for c in columns:
+        if c in found:
+            out.append(f'"{c}"')
+        elif c in aliases and aliases[c] in found:
+            out.append(f'"{aliases[c]}" AS "{c}"')
+        else:
+            missing.append(c)
     if missing:
         raise InputError(
-            f"the header lacks column(s) {', '.join(missing)}; found {', '.join(names)}",
+            f"the header lacks column(s) {', '.join(missing)}; found {', '.join(found)}",
             source=src.uri,
             line=1,
         )
-    return names
+    return out
 
 
 def _csv_rejects(con: duckdb.DuckDBPyConnection, src: Source) -> tuple[list[int], list[BadRecord]]:
