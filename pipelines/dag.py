@@ -32,65 +32,57 @@ class Round:
 
 
 def label_round(
+    params: Any,
     *,
     pool: Any,
     predictions_uri: Any,
     display_name: str,
     dataset_task_name: str = "Create dataset",
-    state_uri: Any,
-    task_type: Any,
-    labels: Any,
-    labelers_per_item: Any,
-    selection_size: Any,
-    selection_strategy: Any,
-    class_balance: Any,
-    provider: Any,
-    provider_options: Any,
-    consolidation_method: Any,
-    agreement_metric: Any,
-    min_confidence: Any,
-    gold_uri: Any,
-    seed: Any,
 ) -> Round:
     """Stages 2-5: select from `pool`, register the items, label them, check the labels.
 
-    `dataset_task_name` names stage 3's task in the console (the Vertex target creates its
-    Vertex dataset later, from the labels, so there stage 3 only validates and records).
+    Args:
+        params: The pipeline's parameters (`pipelines.parameters.Params`).
+        pool: The import file to select from.
+        predictions_uri: Predictions to select with ("" for the last local model).
+        display_name: The dataset's display name.
+        dataset_task_name: Stage 3's task name in the console (the Vertex target creates its
+            Vertex dataset later, from the labels, so there stage 3 only validates and records).
     """
     selection = select_for_labeling(
         pool=pool,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=selection_strategy,
-        k=selection_size,
-        seed=seed,
+        state_uri=params.state_uri,
+        task_type=params.task_type,
+        labels=params.labels,
+        strategy=params.selection_strategy,
+        k=params.selection_size,
+        seed=params.seed,
         predictions_uri=predictions_uri,
-        class_balance=class_balance,
+        class_balance=params.class_balance,
     ).set_display_name("Select items to label (active learning)")
     dataset = create_dataset(
         selected=selection.outputs["selected"],
-        task_type=task_type,
+        task_type=params.task_type,
         display_name=display_name,
-        state_uri=state_uri,
+        state_uri=params.state_uri,
     ).set_display_name(dataset_task_name)
     labeling = run_labeling_job(
         dataset=dataset.outputs["dataset"],
-        task_type=task_type,
-        labels=labels,
-        provider=provider,
-        provider_options=provider_options,
-        labelers_per_item=labelers_per_item,
+        task_type=params.task_type,
+        labels=params.labels,
+        provider=params.provider,
+        provider_options=params.provider_options,
+        labelers_per_item=params.labelers_per_item,
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],
-        task_type=task_type,
-        labels=labels,
-        consolidation_method=consolidation_method,
-        agreement_metric=agreement_metric,
-        min_confidence=min_confidence,
-        state_uri=state_uri,
-        gold_uri=gold_uri,
+        task_type=params.task_type,
+        labels=params.labels,
+        consolidation_method=params.consolidation_method,
+        agreement_metric=params.agreement_metric,
+        min_confidence=params.min_confidence,
+        state_uri=params.state_uri,
+        gold_uri=params.gold_uri,
     ).set_display_name("Quality gate: agreement and consolidation")
     return Round(selection, dataset, labeling, gate)
 

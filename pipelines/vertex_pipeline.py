@@ -48,20 +48,46 @@ from components.vertex import (
     record_vertex_model,
     vertex_task_plan,
 )
+from labelloop.config import ParameterSpec
 from labelloop.vertex_config import TrainingSettings
 from pipelines.dag import gates_training_and_report, label_round
+from pipelines.parameters import Params, pipeline_function, portable_parameters
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
-# The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:`).
-VERTEX_PARAMETERS = (
-    "project",
-    "location",
-    "service_account",
-    "network",
-    "encryption_spec_key_name",
-    "resource_labels",
-    "model_resource_name",
+# The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:` by
+# `VertexSettings.pipeline_parameters()`); the rest are `labelloop.config.PipelineParams`.
+VERTEX_PARAMETER_SPECS = (
+    ParameterSpec("project", str, "Google Cloud project of every Vertex resource."),
+    ParameterSpec("location", str, "Vertex AI region.", "us-central1"),
+    ParameterSpec(
+        "service_account", str, "Identity of the custom training and batch prediction jobs.", ""
+    ),
+    ParameterSpec("network", str, "VPC the custom training job peers with (empty = none).", ""),
+    ParameterSpec(
+        "encryption_spec_key_name", str, "Cloud KMS key (CMEK) for datasets, jobs and models.", ""
+    ),
+    ParameterSpec(
+        "resource_labels",
+        dict,
+        "Labels put on every dataset, job and model the run creates.",
+        {},
+    ),
+    ParameterSpec(
+        "model_resource_name",
+        str,
+        "An existing Vertex model to score the pool with (empty = the last round's AutoML "
+        "model, if any).",
+        "",
+    ),
 )
+VERTEX_PARAMETERS = tuple(p.name for p in VERTEX_PARAMETER_SPECS)
+# The portable parameters the Vertex pipeline does not take: it scores the pool itself.
+PORTABLE_ONLY = ("predictions_uri",)
+
+
+def vertex_parameters() -> list[ParameterSpec]:
+    """Every parameter of the Vertex pipeline: the portable ones plus the Vertex ones."""
+    return portable_parameters(exclude=PORTABLE_ONLY) + list(VERTEX_PARAMETER_SPECS)
 
 
 def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[..., Any]:
@@ -81,79 +107,19 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
         machine_type=settings.custom_job_machine_type,
     )
 
-    @dsl.pipeline(
-        name=PIPELINE_NAME,
-        description=(
-            "Select, label, check and consolidate labels, then train on Vertex AI "
-            "(AutoML for images, a custom job for text) when the gates open."
-        ),
-    )
-    def vertex_labeling_pipeline(
-        source_uri: str,
-        state_uri: str,
-        project: str,
-        location: str = "us-central1",
-        service_account: str = "",
-        network: str = "",
-        encryption_spec_key_name: str = "",
-        resource_labels: dict = {},  # noqa: B006 - KFP reads the default, never mutates it
-        model_resource_name: str = "",
-        task_type: str = "image_classification",
-        labels: str = "0,1,2,3,4,5,6,7,8,9",
-        labelers_per_item: int = 3,
-        selection_size: int = 200,
-        selection_strategy: str = "cluster_margin",
-        class_balance: bool = False,
-        provider: str = "simulated",
-        provider_options: str = "{}",
-        consolidation_method: str = "ds",
-        agreement_metric: str = "krippendorff_alpha",
-        min_labeled_count: int = 100,
-        min_agreement: float = 0.6,
-        min_confidence: float = 0.0,
-        gold_uri: str = "",
-        holdout_fraction: float = 0.2,
-        seed: int = 0,
-    ) -> None:
-        """One labeling round on Vertex AI.
-
-        Args:
-            source_uri: `gs://bucket/prefix` of the raw items.
-            state_uri: `gs://` folder holding the loop's state between rounds.
-            project: Google Cloud project of every Vertex resource.
-            location: Vertex AI region.
-            service_account: Identity of the custom training and batch prediction jobs.
-            network: VPC the custom training job peers with (empty = none).
-            encryption_spec_key_name: Cloud KMS key (CMEK) for datasets, jobs and models.
-            resource_labels: Labels put on every dataset, job and model the run creates.
-            model_resource_name: An existing Vertex model to score the pool with (empty = the
-                last round's AutoML model, if any).
-            task_type: image_classification, image_multilabel_classification,
-                image_object_detection, text_classification or text_entity_extraction.
-            labels: The label set, comma-separated.
-            labelers_per_item: Different annotators per item.
-            selection_size: Items to send for labeling this round.
-            selection_strategy: Active-learning strategy (see the portable pipeline).
-            class_balance: Spread each batch evenly over the predicted classes.
-            provider: Labeling provider: simulated, label_studio, gemini or import.
-            provider_options: Provider options as a JSON object (never secrets).
-            consolidation_method: ds (Dawid-Skene, the default) or mv (majority vote).
-            agreement_metric: The metric the agreement gate compares.
-            min_labeled_count: The count gate: consolidated labels needed to train.
-            min_agreement: The agreement gate: minimum inter-annotator agreement.
-            min_confidence: Consolidated confidence an item needs to count as labeled.
-            gold_uri: Optional `item,label` CSV of known answers, clamped in consolidation and
-                used to score each annotator ("" for none).
-            holdout_fraction: Share of labels held out to evaluate the text model.
-            seed: Seed for selection, splits and training.
-        """
-        plan = vertex_task_plan(task_type=task_type).set_display_name("Plan the Vertex branch")
+    def vertex_round(params: Params) -> None:
+        """The DAG: the parameters' channels in, tasks out."""
+        plan = vertex_task_plan(task_type=params.task_type).set_display_name(
+            "Plan the Vertex branch"
+        )
         listing = generate_import_file(
-            source_uri=source_uri, task_type=task_type, state_uri=state_uri
+            source_uri=params.source_uri, task_type=params.task_type, state_uri=params.state_uri
         ).set_display_name("List source and write import file")
 
         prior = latest_vertex_model(
-            state_uri=state_uri, model_resource_name=model_resource_name, location=location
+            state_uri=params.state_uri,
+            model_resource_name=params.model_resource_name,
+            location=params.location,
         ).set_display_name("Find the last Vertex model")
         with dsl.If(prior.outputs["resource_name"] != "", name="score-pool-with-vertex-model"):
             model = dsl.importer(
@@ -166,8 +132,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
                 pool=listing.outputs["import_file"]
             ).set_display_name("Write batch prediction instances")
             scoring = ModelBatchPredictOp(
-                project=project,
-                location=location,
+                project=params.project,
+                location=params.location,
                 job_display_name="labelloop-score-pool",
                 model=model.output,
                 gcs_source_uris=instances.outputs["source_uris"],
@@ -175,9 +141,9 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
                 predictions_format="jsonl",
                 gcs_destination_output_uri_prefix=instances.outputs["output_prefix"],
                 machine_type=settings.batch_predict_machine_type,
-                service_account=service_account,
-                labels=resource_labels,
-                encryption_spec_key_name=encryption_spec_key_name,
+                service_account=params.service_account,
+                labels=params.resource_labels,
+                encryption_spec_key_name=params.encryption_spec_key_name,
             ).set_display_name("Score the pool (batch prediction)")
             scored = artifact_uri(
                 artifact=scoring.outputs["gcs_output_directory"]
@@ -186,30 +152,17 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             unscored = no_predictions().set_display_name("No predictions yet")
 
         round_ = label_round(
+            params,
             pool=listing.outputs["import_file"],
             predictions_uri=dsl.OneOf(scored.output, unscored.output),
             display_name=PIPELINE_NAME,
             dataset_task_name="Validate and record this round's items",
-            state_uri=state_uri,
-            task_type=task_type,
-            labels=labels,
-            labelers_per_item=labelers_per_item,
-            selection_size=selection_size,
-            selection_strategy=selection_strategy,
-            class_balance=class_balance,
-            provider=provider,
-            provider_options=provider_options,
-            consolidation_method=consolidation_method,
-            agreement_metric=agreement_metric,
-            min_confidence=min_confidence,
-            gold_uri=gold_uri,
-            seed=seed,
         )
         vertex = {
-            "project": project,
-            "location": location,
-            "labels": resource_labels,
-            "encryption_spec_key_name": encryption_spec_key_name,
+            "project": params.project,
+            "location": params.location,
+            "labels": params.resource_labels,
+            "encryption_spec_key_name": params.encryption_spec_key_name,
         }
 
         def automl(import_file: Any, *, prediction_type: str, multi_label: Any, name: str) -> Any:
@@ -231,16 +184,16 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
                 training_fraction_split=settings.training_fraction_split,
                 validation_fraction_split=settings.validation_fraction_split,
                 test_fraction_split=settings.test_fraction_split,
-                project=project,
-                location=location,
-                labels=resource_labels,
-                training_encryption_spec_key_name=encryption_spec_key_name,
-                model_encryption_spec_key_name=encryption_spec_key_name,
+                project=params.project,
+                location=params.location,
+                labels=params.resource_labels,
+                training_encryption_spec_key_name=params.encryption_spec_key_name,
+                model_encryption_spec_key_name=params.encryption_spec_key_name,
             ).set_display_name(f"AutoML image {name}")
             return record_vertex_model(
                 model=job.outputs["model"],
-                state_uri=state_uri,
-                task_type=task_type,
+                state_uri=params.state_uri,
+                task_type=params.task_type,
                 train_items=import_file.outputs["items"],
             ).set_display_name(f"Record the {name} model")
 
@@ -248,8 +201,8 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             import_file = labeled_import_file(
                 consolidated=round_.gate.outputs["consolidated"],
                 dataset=round_.dataset.outputs["dataset"],
-                task_type=task_type,
-                state_uri=state_uri,
+                task_type=params.task_type,
+                state_uri=params.state_uri,
             ).set_display_name("Write the labeled import file")
             with dsl.If(
                 plan.outputs["trainer"] == "automl_classification", name="automl-classification"
@@ -278,15 +231,15 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
                     **vertex,
                 ).set_display_name("Create Vertex text dataset")
                 text_training = custom_train_model(
-                    service_account=service_account,
-                    network=network,
+                    service_account=params.service_account,
+                    network=params.network,
                     consolidated=round_.gate.outputs["consolidated"],
                     dataset=round_.dataset.outputs["dataset"],
-                    task_type=task_type,
-                    label_set=labels,
-                    state_uri=state_uri,
-                    holdout_fraction=holdout_fraction,
-                    seed=seed,
+                    task_type=params.task_type,
+                    label_set=params.labels,
+                    state_uri=params.state_uri,
+                    holdout_fraction=params.holdout_fraction,
+                    seed=params.seed,
                     **vertex,
                 ).set_display_name("Train text model (custom job)")
             return (
@@ -301,14 +254,26 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
 
         gates_training_and_report(
             round_,
-            min_labeled_count=min_labeled_count,
-            min_agreement=min_agreement,
-            agreement_metric=agreement_metric,
-            state_uri=state_uri,
+            min_labeled_count=params.min_labeled_count,
+            min_agreement=params.min_agreement,
+            agreement_metric=params.agreement_metric,
+            state_uri=params.state_uri,
             train=train,
         )
 
-    return vertex_labeling_pipeline
+    pipeline = pipeline_function(
+        vertex_round,
+        name="vertex_labeling_pipeline",
+        summary="One labeling round on Vertex AI.",
+        parameters=vertex_parameters(),
+    )
+    return dsl.pipeline(
+        name=PIPELINE_NAME,
+        description=(
+            "Select, label, check and consolidate labels, then train on Vertex AI "
+            "(AutoML for images, a custom job for text) when the gates open."
+        ),
+    )(pipeline)
 
 
 # The default template; `python -m pipelines compile` writes compiled/vertex_labeling_pipeline.json.

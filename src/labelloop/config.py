@@ -33,29 +33,82 @@ AGREEMENT_METRICS = (
 CONSOLIDATION_METHODS = ("mv", "ds")
 
 
+def _one_of(choices: Sequence[str]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+def _param(default: Any, doc: str, *, required_in_pipeline: bool = False) -> Any:
+    """A pipeline parameter: its default (`dataclasses.MISSING` for none) and its description.
+
+    `doc` is the parameter's one-line description in both pipeline functions' docstrings (and
+    so in the compiled templates and the Vertex console). `required_in_pipeline`: the pipeline
+    takes no default although the config has one (the entry points fill it in, e.g. state_uri).
+    """
+    metadata = {"doc": doc, "required_in_pipeline": required_in_pipeline}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineParams:
-    """The labeling pipeline's parameters; field names are the pipeline's parameter names."""
+    """The labeling pipeline's parameters: their one definition.
 
-    source_uri: str
-    state_uri: str = ""
-    task_type: str = TaskType.IMAGE_CLASSIFICATION.value
-    labels: str = "0,1,2,3,4,5,6,7,8,9"
-    labelers_per_item: int = 3
-    selection_size: int = 200
-    selection_strategy: str = "cluster_margin"
-    class_balance: bool = False
-    predictions_uri: str = ""
-    provider: str = "simulated"
-    provider_options: str = "{}"
-    consolidation_method: str = "ds"
-    agreement_metric: str = "krippendorff_alpha"
-    min_labeled_count: int = 100
-    min_agreement: float = 0.6
-    min_confidence: float = 0.0
-    gold_uri: str = ""
-    holdout_fraction: float = 0.2
-    seed: int = 0
+    Field names, types, defaults and docs here are the parameters of both pipeline functions
+    (`pipelines/labeling_pipeline.py`, `pipelines/vertex_pipeline.py`), which derive their
+    signatures and docstrings from `pipeline_parameters()`. To add a parameter, add a field here
+    (with `_param`), check it in `validate()`, and pass it on where the DAG uses it.
+    """
+
+    source_uri: str = _param(
+        dataclasses.MISSING,
+        "Where the raw items are: `gs://bucket/prefix` (the only choice on Vertex AI), "
+        "a local directory, or `sample://digits` (resolved by the local runner).",
+    )
+    state_uri: str = _param(
+        "",
+        "Folder holding the loop's state between rounds (imports, labels, models); "
+        "a `gs://` prefix on Vertex AI.",
+        required_in_pipeline=True,
+    )
+    task_type: str = _param(
+        TaskType.IMAGE_CLASSIFICATION.value,
+        f"What is labeled: {_one_of([t.value for t in TaskType])}.",
+    )
+    labels: str = _param("0,1,2,3,4,5,6,7,8,9", "The label set, comma-separated.")
+    labelers_per_item: int = _param(3, "Different annotators per item.")
+    selection_size: int = _param(200, "Items to send for labeling this round.")
+    selection_strategy: str = _param(
+        "cluster_margin",
+        f"Active-learning strategy: {_one_of(STRATEGIES)} (batch-aware; k-center diversity on "
+        "a cold start).",
+    )
+    class_balance: bool = _param(False, "Spread each batch evenly over the predicted classes.")
+    predictions_uri: str = _param(
+        "",
+        "Optional predictions to select with (Vertex batch-prediction output or a predictions "
+        'JSONL); "" uses the previous round\'s local model. Portable pipeline only: the Vertex '
+        "one scores the pool itself.",
+    )
+    provider: str = _param("simulated", f"Labeling provider: {_one_of(PROVIDERS)}.")
+    provider_options: str = _param("{}", "Provider options as a JSON object (never secrets).")
+    consolidation_method: str = _param(
+        "ds", "Consolidation: ds (Dawid-Skene, the default) or mv (majority vote)."
+    )
+    agreement_metric: str = _param(
+        "krippendorff_alpha",
+        f"The metric the agreement gate compares: {_one_of(AGREEMENT_METRICS)}.",
+    )
+    min_labeled_count: int = _param(100, "The count gate: consolidated labels needed to train.")
+    min_agreement: float = _param(0.6, "The agreement gate: minimum inter-annotator agreement.")
+    min_confidence: float = _param(
+        0.0, "Consolidated confidence an item needs to count as labeled."
+    )
+    gold_uri: str = _param(
+        "",
+        "Optional `item,label` CSV of known answers, clamped in consolidation and used to score "
+        'each annotator ("" for none).',
+    )
+    holdout_fraction: float = _param(0.2, "Share of labels held out to evaluate the model.")
+    seed: int = _param(0, "Seed for selection, splits and training.")
 
     def validate(
         self, *, source: str | None = None, lines: Mapping[str, int] | None = None
@@ -113,6 +166,49 @@ class PipelineParams:
     def as_parameter_values(self) -> dict[str, Any]:
         """The values to pass to the pipeline (kfp.local call or `PipelineJob`)."""
         return dataclasses.asdict(self)
+
+
+class _Required:
+    """The default of a parameter the pipeline requires a value for."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSpec:
+    """One pipeline parameter as a pipeline function declares it."""
+
+    name: str
+    kind: type
+    doc: str
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def pipeline_parameters() -> tuple[ParameterSpec, ...]:
+    """The labeling pipeline's parameters, in `PipelineParams` order, with their pipeline
+    defaults (none for a parameter the pipeline requires)."""
+    hints = typing.get_type_hints(PipelineParams)
+    return tuple(
+        ParameterSpec(
+            name=f.name,
+            kind=hints[f.name],
+            doc=f.metadata["doc"],
+            default=(
+                REQUIRED
+                if f.metadata["required_in_pipeline"] or f.default is dataclasses.MISSING
+                else f.default
+            ),
+        )
+        for f in dataclasses.fields(PipelineParams)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
