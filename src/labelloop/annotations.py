@@ -366,13 +366,23 @@ def read_label_table(
     Raises:
         InputError: The file is missing or unreadable, or every row is bad.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     say = progress or (lambda _msg: None)
     say(f"reading {uri}")
     loaded = tables.load(uri, ("item", "annotator", "label"), aliases=CROWDKIT_NAMES)
     say(f"encoding {loaded.rows} rows")
+    return encode_loaded(loaded, labels=labels)
+
+
+def encode_loaded(loaded: tables.Loaded, *, labels: Sequence[str] | None = None) -> LabelTable:
+    """Validate and encode `item, annotator, label` columns already read (see `read_label_table`).
+
+    Raises:
+        InputError: Every row is bad.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    uri = loaded.source.uri
     cols = {c: _Column(loaded.data.column(c)) for c in ("item", "annotator", "label")}
     label_col = cols["label"]
     label_list = list(labels) if labels is not None else label_col.values()

@@ -120,6 +120,9 @@ def _sniff(uri: str, path: str, fmt: str, compression: str | None) -> Source:
     """Check the file's first bytes against what its name says; refuse what cannot be read."""
     with open(path, "rb") as fh:
         head = fh.read(8)
+        if fmt == "auto":
+            start = fh.read(4096).lstrip() if not head.strip() else (head + fh.read(4096)).lstrip()
+            fmt = "jsonl" if not start or start.startswith((b"{", b"\xef\xbb\xbf{")) else "csv"
     found = next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
     if found in ("gzip", "zstd"):
         compression = found
@@ -148,7 +151,8 @@ def local_source(uri: str, *, default_format: str | None = None) -> Iterator[Sou
     Raises:
         InputError: The file does not exist, or its format cannot be read.
     """
-    fmt, compression = format_of(uri, default=default_format)
+    # An unnamed file (a pipeline artifact path has no extension): its first bytes decide.
+    fmt, compression = format_of(uri, default=default_format or "auto")
     if not storage.is_gcs(uri):
         path = str(storage.local_path(uri))
         if not os.path.isfile(path):
@@ -208,7 +212,7 @@ class Loaded:
     def line_numbers(self, rn: np.ndarray) -> np.ndarray:
         """The 1-based file line of each 0-based row position `rn`."""
         rn = np.asarray(rn, dtype=np.int64)
-        if self.source.format == "parquet":
+        if self.source.format in ("parquet", "memory"):
             return rn + 1
         if self._line_map is None:
             is_csv = self.source.format in ("csv", "tsv")
@@ -299,6 +303,11 @@ def _umask() -> int:
 def chmod_like_new(path: str) -> None:
     """Give a temporary file the mode a newly created file would get (0666 less the umask)."""
     os.chmod(path, 0o666 & ~_umask())
+
+
+def from_arrow(data: pa.Table, *, name: str = "<table>") -> Loaded:
+    """An in-memory table as if read from a file (row `i` is "line" `i + 1` of `name`)."""
+    return Loaded(data, Source(name, "", "memory", None), [], np.ones(data.num_rows, dtype=bool))
 
 
 def load(
