@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LabelloopError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's error output
         return 2
+    except OSError as exc:  # a write or read the system refused: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)  # noqa: T201
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import functools
 import io
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -163,11 +164,24 @@ def open_write(uri: str) -> Iterator[IO[str]]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
+        chmod_like_new(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def chmod_like_new(path: str) -> None:
+    """Give a temporary file the mode a newly created file gets (0666 less the umask), not
+    `mkstemp`'s 0600."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -179,9 +193,15 @@ def write_bytes(uri: str, data: bytes) -> None:
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        chmod_like_new(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_text(uri: str, text: str) -> None:

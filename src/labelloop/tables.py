@@ -1,21 +1,14 @@
-"""The columnar data path: every tabular input and output goes through one embedded engine (DuckDB).
+"""The columnar data path: every tabular input and output goes through one engine (DuckDB).
 
-Formats follow the file's extension: `.csv`, `.tsv`, `.jsonl` (also `.ndjson`, `.json` for JSON
-Lines) and `.parquet`, each optionally `.gz` / `.zst` compressed. What a file really is gets
-checked from its first bytes: a gzip or zstd file is read whatever its name; bzip2, xz, zip and
-UTF-16/32 files are refused with a message that says what to do; a UTF-8 byte-order mark is
-skipped; a file that is not UTF-8 is refused naming the first bad line.
-
-Reads return a temp table of VARCHAR (or JSON) columns plus `rn`, the row's 0-based position,
-and the rows the engine could not parse as `BadRecord`s (file, line, field). `line_numbers`
-maps row positions back to file lines (lazily: only for the rows someone reports as bad).
-
-Where files live: local paths and Vertex's `/gcs/` FUSE mount are read in place; `gs://` objects
-are downloaded to a temporary file first (the engine's own GCS extension needs HMAC keys and a
-download at run time, neither of which a pipeline container has) and uploaded after a write.
-
-Writes are atomic (a temporary file beside the target, then a rename), follow the process's
-umask (not the 0600 of a temporary file), and turn an OS error into one clear line.
+Formats follow the extension (`.csv`, `.tsv`, `.jsonl`/`.ndjson`/`.json`, `.parquet`, each
+optionally `.gz`/`.zst`); the first bytes are checked too: gzip/zstd is read whatever the name,
+bzip2/xz/zip and UTF-16/32 are refused saying what to do, a UTF-8 BOM is skipped, non-UTF-8 is
+refused naming the first bad line. Reads give Arrow columns plus the rows the engine could not
+parse as `BadRecord`s; `Loaded.line_numbers` maps row positions to file lines (lazily, only for
+rows someone reports). Local and `/gcs/` FUSE paths are read in place; `gs://` objects are
+downloaded to a temporary file (the engine's GCS extension needs HMAC keys and a run-time
+download, which a pipeline container has neither of) and outputs uploaded after the write.
+Writes are atomic, follow the umask, and turn an OS error into one line.
 """
 
 from __future__ import annotations
@@ -25,7 +18,6 @@ import dataclasses
 import gzip
 import os
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +57,6 @@ _MAGIC = (
 #: Values that mean "no value" in exported tables; never a label, item or annotator.
 MISSING_SPELLINGS = ("", "na", "n/a", "nan", "null", "none", "nil", "-", "?", "#n/a", "<na>")
 _BLOCK = 16 << 20
-_UMASK_LOCK = threading.Lock()
 
 
 class WriteError(LabelloopError):
@@ -291,18 +282,6 @@ def _csv_record_lines(source: Source, rejected: np.ndarray) -> np.ndarray:
             if record > 1 and record not in skip and any(v.strip() for v in row):
                 out.append(start)
     return np.asarray(out, dtype=np.int64)
-
-
-def _umask() -> int:
-    with _UMASK_LOCK:
-        mask = os.umask(0)
-        os.umask(mask)
-    return mask
-
-
-def chmod_like_new(path: str) -> None:
-    """Give a temporary file the mode a newly created file would get (0666 less the umask)."""
-    os.chmod(path, 0o666 & ~_umask())
 
 
 def from_arrow(data: pa.Table, *, name: str = "<table>") -> Loaded:
@@ -562,7 +541,7 @@ def atomic_path(uri: str) -> Iterator[str]:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
         yield tmp
-        chmod_like_new(tmp)
+        storage.chmod_like_new(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise WriteError(f"cannot write {uri}: {exc.strerror or exc}") from None

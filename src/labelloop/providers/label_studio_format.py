@@ -19,7 +19,16 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from labelloop.errors import BadRecord
-from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Span, TaskType, text_item_id
+from labelloop.schemas import (
+    Annotation,
+    AnnotationValue,
+    Box,
+    Item,
+    Shape,
+    Span,
+    TaskType,
+    text_item_id,
+)
 
 FROM_NAME = "label"
 
@@ -52,13 +61,13 @@ def labeling_config(task_type: TaskType, labels: Sequence[str], instructions: st
             f'<Choices name="{FROM_NAME}" toName="{key}" choice="{mode}" required="true" '
             f'showInline="true">{choices}</Choices>'
         )
-    elif task_type is TaskType.IMAGE_OBJECT_DETECTION:
+    elif task_type.shape is Shape.BOXES:
         control = f'<RectangleLabels name="{FROM_NAME}" toName="{key}">{options}</RectangleLabels>'
     else:
         control = f'<Labels name="{FROM_NAME}" toName="{key}">{options}</Labels>'
     header = f"<Header value={_attr(instructions)}/>" if instructions else ""
     # Labels go above the text for NER (as in Label Studio's own template).
-    body = f"{control}{obj}" if task_type is TaskType.TEXT_ENTITY_EXTRACTION else f"{obj}{control}"
+    body = f"{control}{obj}" if task_type.shape is Shape.SPANS else f"{obj}{control}"
     return f"<View>{header}{body}</View>"
 
 
@@ -139,7 +148,7 @@ def from_result(
         if len(set(chosen)) != 1:
             raise ResultError(f"several choices {sorted(set(chosen))} for a single-label task")
         return chosen[0]
-    if task_type is TaskType.IMAGE_OBJECT_DETECTION:
+    if task_type.shape is Shape.BOXES:
         boxes: list[Box] = []
         for region in result:
             if region.get("type") != "rectanglelabels":

@@ -9,6 +9,9 @@ import logging
 from labelloop import state, storage
 from labelloop.annotations import write_bad_records
 from labelloop.errors import BadRecord, InputError
+from labelloop.items import read_import_file
+
+__all__ = ["generate_import_file", "list_items", "read_import_file"]
 from labelloop.schemas import Item, TaskType, ml_use_for, text_item_id
 
 log = logging.getLogger(__name__)
@@ -96,21 +99,3 @@ def generate_import_file(
     )
     log.info("import file: %s", result)
     return result
-
-
-def read_import_file(uri: str) -> tuple[list[Item], list[BadRecord]]:
-    """Read a Vertex import JSONL back into items; malformed lines become bad records."""
-    items: list[Item] = []
-    bad: list[BadRecord] = []
-    with storage.open_read(uri) as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-                items.append(Item.from_import_record(record))
-            except json.JSONDecodeError:
-                bad.append(BadRecord(uri, number, "*", "not valid JSON"))
-            except (KeyError, TypeError, AttributeError):
-                bad.append(BadRecord(uri, number, "imageGcsUri|textGcsUri|textContent", "missing"))
-    return items, bad
