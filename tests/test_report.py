@@ -598,7 +598,7 @@ def test_report_without_state_still_shows_this_round(tmp_path: Path) -> None:
 
 
 def test_large_runs_are_capped_and_say_what_they_left_out(tmp_path: Path) -> None:
-    from labelloop.report import page
+    from labelloop.report import sections as page
 
     run = make_run(tmp_path)
     rng = np.random.default_rng(7)
@@ -867,3 +867,65 @@ def test_report_reads_and_writes_gcs(gcs_bucket: str, tmp_path: Path) -> None:
     assert "image not readable" in section.text
     assert storage.exists(f"{gcs_bucket}/state/{state.ROUNDS}/gcs-run.json")
     assert "## Gates" in storage.read_text(f"{gcs_bucket}/out/summary.md")
+
+
+# Templates ------------------------------------------------------------------------------------
+
+HOSTILE = '<script>alert("x")</script>&"\'<img src=x onerror=alert(1)>'
+
+
+def test_user_data_is_escaped_everywhere(tmp_path: Path) -> None:
+    """Item ids, annotator names, labels, reasons, snippets are user data: none becomes markup."""
+    run = make_run(tmp_path)
+    hostile_name = f"ann{HOSTILE}"
+    run.quality["annotator_table"][0]["annotator"] = hostile_name
+    run.quality["annotator_table"][-1]["flag_reason"] = f"reason{HOSTILE}"
+    run.quality["metrics"][f"metric{HOSTILE}"] = 0.5
+    run.quality["task_type"] = f"task{HOSTILE}"
+    run.review[1]["annotations"][0]["annotator"] = hostile_name
+    run.review[1]["reason"] = f"why{HOSTILE}"
+    hostile_text = f"text {HOSTILE}"
+    run.items.append({"textContent": hostile_text})
+    run.review.append({"item": text_item_id(hostile_text), "reason": "tie", "votes": {HOSTILE: 2}})
+    run.outcome["reason"] = f"trained{HOSTILE}"
+    run.run_id = f"run{HOSTILE}"
+    _, html, _ = run.report()
+    page = Page(html)
+    assert "script" not in page.tags
+    assert [img for img in page.images if not img["src"].startswith("data:")] == []
+    assert "<script>" not in html
+    assert "onerror=alert(1)>" not in html.replace("&lt;img src=x onerror=alert(1)&gt;", "")
+    text = page.text
+    for shown in (hostile_name, f"reason{HOSTILE}", f"why{HOSTILE}", hostile_text, HOSTILE):
+        assert shown in text
+    assert page.sections == list(SECTION_IDS)
+
+
+def test_templates_ship_in_the_wheel(tmp_path: Path) -> None:
+    """Every template under src/ is package data of the built wheel (what the image installs)."""
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    templates = root / "src" / "labelloop" / "report" / "templates"
+    wanted = {
+        "labelloop/report/templates/" + p.relative_to(templates).as_posix()
+        for p in templates.rglob("*")
+        if p.is_file()
+    }
+    assert any(w.endswith("page.html.j2") for w in wanted)
+    tree = tmp_path / "tree"
+    shutil.copytree(root / "src", tree / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, tree / name)
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(tree)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = (tmp_path / "dist").glob("labelloop-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    assert wanted <= shipped, sorted(wanted - shipped)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from labelloop.report.data import ReportData, integer, matrix, number, per_class_scores
-from labelloop.report.page import fmt, input_notes, pct
+from labelloop.report.format import fmt, pct
+from labelloop.report.page import input_notes
 
 MAX_REVIEW_ROWS = 20
 

@@ -1,0 +1,567 @@
+"""What each section of the run report shows, prepared in Python for its template.
+
+Every builder takes the `ReportData` and returns the context of one template under
+`templates/sections/` (plain values: strings already formatted, numbers, lists of rows); the
+markup, and the escaping of every value, is the template's job. A builder returns `None` when
+its section has nothing to show on this run and should be left off the page.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from labelloop.report import plots
+from labelloop.report.data import Gate, ReportData, integer, matrix, number, row_normalize
+from labelloop.report.data import per_class_scores as class_scores
+from labelloop.report.format import Figure, fmt, kpis, pct, plot
+from labelloop.report.thumbnails import preview
+
+# Caps that keep the page light whatever the run's size; the page says what it left out.
+MAX_REVIEW_ITEMS = 60
+REVIEW_ITEMS_OPEN = 12
+MAX_ANNOTATOR_MATRICES = 16
+MAX_CLASSES_PLOTTED = 30
+ANNOTATOR_ROWS_OPEN = 20
+
+Context = dict[str, Any]
+
+
+# Gates ----------------------------------------------------------------------------------------
+
+
+def _meter(gate: Gate, *, low: float, high: float) -> Context:
+    """Where the fill, the confidence interval and the threshold mark sit, in % of the width."""
+    span = (high - low) or 1.0
+
+    def pos(v: float) -> float:
+        return float(np.clip((v - low) / span * 100.0, 0.0, 100.0))
+
+    value = gate.value if gate.value is not None else low
+    ci = None
+    if gate.ci is not None:
+        left, right = pos(gate.ci[0]), pos(gate.ci[1])
+        ci = {"left": f"{left:.1f}", "width": f"{max(right - left, 0.5):.1f}"}
+    return {
+        "state": "open" if gate.passed else "closed",
+        "fill": f"{pos(value):.1f}",
+        "ci": ci,
+        "mark": f"{pos(gate.threshold):.1f}",
+        "threshold": fmt(gate.threshold, ",.0f" if gate.metric == "label_count" else ".2f"),
+    }
+
+
+def _gate_card(gate: Gate) -> Context:
+    if gate.metric == "label_count":
+        value = fmt(integer(gate.value))
+        detail = f"labels of {fmt(int(gate.threshold))} needed"
+        sub = "Consolidated labels that pass the minimum confidence."
+        meter = _meter(gate, low=0.0, high=max(gate.threshold * 1.25, gate.value or 0.0, 1.0))
+    else:
+        value = fmt(gate.value)
+        detail = f"{gate.metric}, min {fmt(gate.threshold)}"
+        sub = ""
+        if gate.ci is not None:
+            sub = f"95% bootstrap CI [{fmt(gate.ci[0])}, {fmt(gate.ci[1])}]."
+            if gate.ci_straddles:
+                sub += " The threshold lies inside the interval: a close call."
+        if gate.value is None:
+            sub += " Agreement could not be computed; the gate counts it as 0."
+        if not gate.evaluated:
+            sub += " Not reached: the count gate closed first."
+        lows = [0.0, gate.threshold] + ([gate.ci[0]] if gate.ci else [])
+        lows += [gate.value] if gate.value is not None else []
+        meter = _meter(gate, low=min(*lows, 0.0), high=1.0)
+    return {
+        "name": gate.name,
+        "status": gate.status,
+        "pill": {"open": "open", "closed": "closed"}.get(gate.status, "skip"),
+        "value": value,
+        "detail": detail,
+        "sub": sub.strip(),
+        "meter": meter,
+    }
+
+
+def gates(data: ReportData) -> Context:
+    """Both gates with value, threshold and CI, then the round's counts."""
+    count, agreement = data.gates()
+    q = data.quality
+    facts = kpis(
+        [
+            ("items labeled", fmt(integer(q.get("labeled_items")))),
+            ("annotations", fmt(data.annotations)),
+            ("annotators", fmt(data.annotator_count)),
+            ("all agree", pct(q.get("all_agree_rate"))),
+            ("ties", fmt(integer(q.get("ties")))),
+            ("sent to review", fmt(integer(q.get("review_items")))),
+            ("bad records", fmt(integer(q.get("bad_records")))),
+            ("consolidation", str(q.get("consolidation_method") or "n/a")),
+            ("min confidence", fmt(q.get("min_confidence"), ".2f")),
+        ]
+    )
+    return {
+        "lead": "Training runs only when there are enough consolidated labels and the"
+        " annotators agree.",
+        "cards": [_gate_card(count), _gate_card(agreement)],
+        "facts": facts,
+    }
+
+
+# Agreement ------------------------------------------------------------------------------------
+
+
+def _per_class_figure(per_class: dict[str, Any]) -> Figure:
+    names = [str(k) for k in per_class]
+    values = np.array([number(v) if number(v) is not None else np.nan for v in per_class.values()])
+    caption = ""
+    if len(names) > MAX_CLASSES_PLOTTED:
+        # The weakest classes are the ones worth a look (NaN sorts last).
+        keep = np.sort(np.argsort(values, kind="stable")[:MAX_CLASSES_PLOTTED])
+        caption = f"The {MAX_CLASSES_PLOTTED} classes with the lowest agreement of {len(names)}."
+        names, values = [names[i] for i in keep], values[keep]
+    return plot(
+        lambda: plots.bar_png(
+            names,
+            values,
+            title="Agreement per class",
+            xlabel="per-class agreement",
+            limits=(min(0.0, float(np.nanmin(values, initial=0.0))), 1.0),
+        ),
+        "Agreement per class",
+        caption,
+    )
+
+
+def _pairwise(data: ReportData) -> tuple[list[Figure], list[str]]:
+    pairwise = data.quality.get("pairwise")
+    if not (isinstance(pairwise, dict) and isinstance(pairwise.get("annotators"), list)):
+        if data.single_annotator:
+            return [], []
+        return [], ["Pairwise agreement is not in the quality artifact."]
+    ids = [str(a) for a in pairwise["annotators"]]
+    if len(ids) < 2:
+        return [], ["Pairwise agreement needs at least two annotators."]
+    figures = []
+    for key, title, vmin, cmap in (
+        ("agreement", "Pairwise agreement (share of shared items)", 0.0, "Blues"),
+        ("cohen_kappa", "Pairwise Cohen's kappa", -0.2, "PuBu"),
+    ):
+        values = matrix(pairwise.get(key))
+        if values is None or values.shape != (len(ids), len(ids)):
+            continue
+        figures.append(
+            plot(
+                functools.partial(
+                    plots.heatmap_png,
+                    values,
+                    row_labels=ids,
+                    col_labels=ids,
+                    title=title,
+                    vmin=vmin,
+                    vmax=1.0,
+                    cmap=cmap,
+                ),
+                title,
+                "Grey cells: no items in common (or the annotator with itself).",
+            )
+        )
+    return figures, []
+
+
+def agreement(data: ReportData) -> Context:
+    """Overall metrics, per-class bars and pairwise heatmaps."""
+    q = data.quality
+    warn: list[str] = []
+    if data.no_labels:
+        warn.append("No annotations this round: there is no agreement to measure.")
+    if data.single_annotator:
+        warn.append("Only one annotator: inter-annotator agreement needs at least two.")
+    if data.single_class:
+        warn.append(
+            "Only one class: chance-corrected agreement (alpha, kappa) is undefined when every"
+            " answer is the same class."
+        )
+    metrics = q.get("metrics")
+    rows: list[Context] = []
+    if isinstance(metrics, dict) and metrics:
+        rows = [
+            {"name": str(k), "gate": k == data.agreement_metric, "value": fmt(v)}
+            for k, v in metrics.items()
+        ]
+    else:
+        rows.append({"name": data.agreement_metric, "gate": True, "value": fmt(data.agreement)})
+        if "all_agree_rate" in q:
+            rows.append(
+                {"name": "all_agree_rate", "gate": False, "value": fmt(q.get("all_agree_rate"))}
+            )
+    if data.agreement_ci is not None:
+        lo, hi = data.agreement_ci
+        rows.append(
+            {
+                "name": f"{data.agreement_metric} 95% CI",
+                "gate": False,
+                "value": f"[{fmt(lo)}, {fmt(hi)}]",
+            }
+        )
+    per_class = q.get("per_class_agreement")
+    per_class_figure = None
+    per_class_note = ""
+    if isinstance(per_class, dict) and per_class:
+        per_class_figure = _per_class_figure(per_class)
+    elif not data.no_labels:
+        per_class_note = "Per-class agreement is not in the quality artifact."
+    pair_figures, pair_notes = _pairwise(data)
+    return {
+        "lead": "How consistently annotators gave the same answer, overall, per class and per"
+        " pair.",
+        "warnings": warn,
+        "rows": rows,
+        "per_class": per_class_figure,
+        "per_class_note": per_class_note,
+        "pairwise": pair_figures,
+        "pairwise_notes": pair_notes,
+    }
+
+
+# Annotators -----------------------------------------------------------------------------------
+
+
+def _annotator_row(r: dict[str, Any]) -> Context:
+    acc = number(r.get("accuracy"))
+    gold = number(r.get("gold_accuracy"))
+    return {
+        "name": str(r.get("annotator", "?")),
+        "annotations": fmt(integer(r.get("annotations"))),
+        "accuracy": fmt(acc),
+        "bar": None if acc is None else f"{max(acc, 0.0) * 80:.0f}",
+        "gold": fmt(gold) if gold is not None else "n/a",
+        "gold_items": (integer(r.get("gold_items")) or 0) if gold is not None else None,
+        "flagged": bool(r.get("flagged")),
+        "flag_reason": str(r.get("flag_reason", "") or ""),
+    }
+
+
+def _confusion_grid(rows: Sequence[dict[str, Any]], labels: list[str]) -> Figure | None:
+    with_cm: list[tuple[dict[str, Any], np.ndarray]] = []
+    for r in rows:
+        m = matrix(r.get("confusion"))
+        if m is not None and labels and m.shape == (len(labels), len(labels)):
+            with_cm.append((r, m))
+    if not with_cm:
+        return None
+    # Flagged first, then the least accurate: the ones worth a look.
+    with_cm.sort(key=lambda rm: (not rm[0].get("flagged"), number(rm[0].get("accuracy")) or 0.0))
+    shown = with_cm[:MAX_ANNOTATOR_MATRICES]
+    more = len(with_cm) - len(shown)
+    caption = "Rows: true class (estimated); columns: the annotator's answer; each row sums to 1."
+    if more:
+        caption += f" {more} more annotator(s) not drawn."
+    return plot(
+        lambda: plots.confusion_grid_png(
+            [row_normalize(m) for _, m in shown],
+            titles=[
+                f"{r.get('annotator', '?')} ({fmt(r.get('accuracy'), '.2f')})" for r, _ in shown
+            ],
+            labels=labels,
+            highlight=[bool(r.get("flagged")) for r, _ in shown],
+        ),
+        "Confusion matrix per annotator",
+        caption,
+    )
+
+
+def annotators(data: ReportData) -> Context:
+    """The per-annotator table and confusion matrices."""
+    entries = data.quality.get("annotator_table")
+    if not isinstance(entries, list) or not entries:
+        msg = (
+            "No annotators this round."
+            if data.no_labels
+            else "The per-annotator table is not in the quality artifact."
+        )
+        return {"lead": "Who labeled well.", "empty": msg}
+    rows = [e for e in entries if isinstance(e, dict)]
+    table = [_annotator_row(r) for r in rows]
+    flagged = sum(1 for r in table if r["flagged"])
+    return {
+        "lead": f"{len(rows)} annotator(s), {flagged} flagged. Estimated accuracy comes from the"
+        " consolidation model; the gold score from items with a known answer.",
+        "empty": "",
+        "rows": table[:ANNOTATOR_ROWS_OPEN],
+        "folded": table[ANNOTATOR_ROWS_OPEN:],
+        "confusion": _confusion_grid(rows, data.labels),
+    }
+
+
+# Disagreements --------------------------------------------------------------------------------
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    if "label" in answer:
+        return str(answer["label"])
+    if isinstance(answer.get("labels"), list):
+        return ", ".join(str(v) for v in answer["labels"]) or "(none)"
+    for key in ("boxes", "spans"):
+        if isinstance(answer.get(key), list):
+            return f"{len(answer[key])} {key}"
+    return "?"
+
+
+def _review_card(row: dict[str, Any], data: ReportData) -> Context:
+    item_id = str(row["item"])
+    p = preview(item_id, data.items)
+    raw_answers = row.get("annotations")
+    answers: list[Any] = raw_answers if isinstance(raw_answers, list) else []
+    chips = [
+        {"who": str(a.get("annotator", "?")), "answer": _answer_text(a)}
+        for a in answers
+        if isinstance(a, dict)
+    ]
+    votes: list[Context] = []
+    if not chips:
+        # No per-annotator answers: fall back to the vote counts.
+        raw_votes = row.get("votes")
+        counts: dict[str, Any] = raw_votes if isinstance(raw_votes, dict) else {}
+        votes = [
+            {"label": str(k), "count": str(v)}
+            for k, v in sorted(counts.items(), key=lambda kv: -(number(kv[1]) or 0))
+        ]
+    confidence = number(row.get("confidence"))
+    return {
+        "item": item_id,
+        "name": item_id.rstrip("/").rsplit("/", 1)[-1],
+        "image": p.data_uri,
+        "pixelated": p.pixelated,
+        "snippet": p.snippet,
+        "no_preview": p.note or "no preview",
+        "reason": str(row.get("reason", "review")),
+        "confidence": f" · confidence {fmt(confidence, '.2f')}" if confidence is not None else "",
+        "chips": chips,
+        "votes": votes,
+    }
+
+
+def disagreements(data: ReportData) -> Context:
+    """The review items: preview, reason and every answer."""
+    if not data.review:
+        msg = "No items were sent to review."
+        if data.no_labels:
+            msg = "No items were labeled, so none were sent to review."
+        return {"lead": "Items a person should look at.", "empty": msg}
+    shown = data.review[:MAX_REVIEW_ITEMS]
+    cards = [_review_card(row, data) for row in shown]
+    reasons: dict[str, int] = {}
+    for row in data.review:
+        key = str(row.get("reason", "review"))
+        reasons[key] = reasons.get(key, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    more = len(data.review) - len(shown)
+    return {
+        "lead": f"{len(data.review)} item(s) sent to review ({summary}),"
+        " each with every annotator's answer.",
+        "empty": "",
+        "cards": cards[:REVIEW_ITEMS_OPEN],
+        "folded": cards[REVIEW_ITEMS_OPEN:],
+        "more_note": f"{more} more item(s) are in the review artifact." if more else "",
+    }
+
+
+# Active learning ------------------------------------------------------------------------------
+
+
+def _class_mix_figure(mix: dict[str, Any]) -> Figure:
+    names = [str(k) for k in mix]
+    # Counts: anything that is not a finite non-negative number counts as none.
+    given = [number(v) for v in mix.values()]
+    values = np.array([c if c is not None and 0.0 <= c < math.inf else 0.0 for c in given])
+    caption = ""
+    if len(names) > MAX_CLASSES_PLOTTED:
+        keep = np.sort(np.argsort(-values, kind="stable")[:MAX_CLASSES_PLOTTED])
+        caption = f"The {MAX_CLASSES_PLOTTED} most frequent of {len(names)} classes."
+        names, values = [names[i] for i in keep], values[keep]
+    return plot(
+        lambda: plots.column_png(
+            names, values, title="Predicted class of the selected items", ylabel="items"
+        ),
+        "Class mix",
+        caption,
+    )
+
+
+def active_learning(data: ReportData) -> Context:
+    """How the batch was chosen: score histogram and predicted class mix."""
+    s = data.selection
+    if not s:
+        return {
+            "lead": "How this round's batch was chosen.",
+            "facts": [],
+            "warnings": ["The selection summary is missing."],
+            "figures": [],
+        }
+    cold = bool(s.get("cold_start"))
+    facts = kpis(
+        [
+            ("strategy", str(s.get("strategy", "n/a"))),
+            ("pool", fmt(integer(s.get("pool")))),
+            ("selected", fmt(integer(s.get("selected")))),
+            ("bad records", fmt(integer(s.get("bad_records")))),
+        ]
+    )
+    warn = []
+    if cold:
+        warn.append(
+            "Cold start: no model yet, so the batch is a seeded random sample and has no"
+            " uncertainty scores or predicted classes."
+        )
+    figures = []
+    hist = s.get("score_histogram")
+    if isinstance(hist, dict) and not cold:
+        counts = np.array([number(c) or 0.0 for c in hist.get("counts", [])])
+        edges = np.array([number(e) or 0.0 for e in hist.get("edges", [])])
+        if len(counts) and len(edges) == len(counts) + 1:
+            figures.append(
+                plot(
+                    lambda: plots.histogram_png(
+                        counts,
+                        edges,
+                        title="Uncertainty of the selected items",
+                        xlabel="score (higher = the model is less sure)",
+                    ),
+                    "Score histogram",
+                )
+            )
+    mix = s.get("predicted_class_mix")
+    if isinstance(mix, dict) and mix:
+        figures.append(_class_mix_figure(mix))
+    elif not cold:
+        warn.append("The selected batch has no predicted class mix.")
+    return {
+        "lead": "How this round's batch was chosen from the unlabeled pool.",
+        "facts": facts,
+        "warnings": warn,
+        "figures": figures,
+    }
+
+
+# Model ----------------------------------------------------------------------------------------
+
+
+def model(data: ReportData) -> Context:
+    """Held-out metrics, per-class scores and the confusion matrix."""
+    o = data.outcome
+    if not data.trained:
+        return {
+            "lead": "The model trained on every consolidated label so far.",
+            "empty": f"No model this round: {data.reason or 'training did not run'}.",
+        }
+    labels = [str(v) for v in o.get("labels", [])] if isinstance(o.get("labels"), list) else []
+    cm = matrix(o.get("confusion_matrix"))
+    facts = kpis(
+        [
+            ("held-out accuracy", fmt(o.get("accuracy"))),
+            ("train items", fmt(integer(o.get("train_items")))),
+            ("test items", fmt(integer(o.get("test_items")))),
+        ]
+    )
+    out: Context = {
+        "lead": "Evaluated on a held-out split of the consolidated labels.",
+        "empty": "",
+        "facts": facts,
+        "per_class": [],
+        "figure": None,
+    }
+    if cm is None or not labels or cm.shape != (len(labels), len(labels)):
+        out["note"] = "The training outcome carries no confusion matrix."
+        return out
+    scores = class_scores(cm)
+    out["per_class"] = [
+        [name, fmt(p, ".2f"), fmt(r, ".2f"), fmt(f, ".2f"), fmt(integer(n))]
+        for name, p, r, f, n in zip(
+            labels,
+            scores["precision"],
+            scores["recall"],
+            scores["f1"],
+            scores["support"],
+            strict=True,
+        )
+    ]
+    out["figure"] = plot(
+        lambda: plots.heatmap_png(
+            cm,
+            row_labels=labels,
+            col_labels=labels,
+            title="Confusion matrix (held-out)",
+            xlabel="predicted",
+            ylabel="consolidated label",
+            vmax=max(1.0, float(np.nanmax(cm))),
+            fmt=".0f",
+            colorbar="items",
+        ),
+        "Model confusion matrix",
+    )
+    out["note"] = ""
+    return out
+
+
+# Across rounds --------------------------------------------------------------------------------
+
+
+def labels_used(rounds: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Labels behind each round: train+test items when a model was trained, else the last
+    trained round's count plus the labels gathered since (what the next model would use)."""
+    out = []
+    running = 0.0
+    for r in rounds:
+        used = number(r.get("labels_used"))
+        if used is None and number(r.get("train_items")) is not None:
+            used = (number(r.get("train_items")) or 0.0) + (number(r.get("test_items")) or 0.0)
+        if used is not None and r.get("trained"):
+            running = used
+        else:
+            running += number(r.get("label_count")) or 0.0
+        out.append(running)
+    return np.array(out, dtype=float)
+
+
+def rounds(data: ReportData) -> Context:
+    """Labels used against model accuracy, one point per round."""
+    recorded = data.rounds
+    if not recorded:
+        return {"lead": "One point per round.", "empty": "No rounds recorded."}
+    used = labels_used(recorded)
+    accuracy = np.array(
+        [number(r.get("accuracy")) if r.get("trained") else None for r in recorded], dtype=float
+    )
+    names = [f"r{i}" for i in range(1, len(recorded) + 1)]
+    current = next(
+        (i for i, r in enumerate(recorded) if r.get("run_id") == data.run_id), len(recorded) - 1
+    )
+    figure = plot(
+        lambda: plots.rounds_png(used, accuracy, names=names, current=current),
+        "Model accuracy across rounds",
+        "Each point is one round; the circled point is this run.",
+    )
+    rows = [
+        {
+            "name": names[i],
+            "this": i == current,
+            "finished": str(r.get("finished_at", ""))[:19].replace("T", " "),
+            "labels": fmt(integer(r.get("label_count"))),
+            "agreement": fmt(r.get("agreement")),
+            "used": fmt(integer(used[i])),
+            "accuracy": fmt(r.get("accuracy")) if r.get("trained") else "–",
+            "outcome": str(r.get("reason", "")),
+        }
+        for i, r in enumerate(recorded)
+    ]
+    lead = (
+        f"{len(recorded)} round(s) recorded in the loop's state: is more labeling still paying off?"
+    )
+    if len(recorded) == 1:
+        lead += " The first round has no trend yet."
+    return {"lead": lead, "empty": "", "figure": figure, "rows": rows}
