@@ -130,6 +130,18 @@ def read_bytes(uri: str) -> bytes:
     return local_path(uri).read_bytes()
 
 
+def read_head(uri: str, size: int) -> bytes:
+    """The first `size` bytes of a file (one ranged request on GCS)."""
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        head: bytes = (
+            gcs_client().bucket(bucket).blob(name).download_as_bytes(start=0, end=size - 1)
+        )
+        return head
+    with local_path(uri).open("rb") as fh:
+        return fh.read(size)
+
+
 def read_text(uri: str) -> str:
     """Read a whole UTF-8 text file."""
     return read_bytes(uri).decode("utf-8")

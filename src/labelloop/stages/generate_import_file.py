@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 
@@ -27,17 +28,47 @@ class ImportFileResult:
     bad_records: int
 
 
+#: Bytes read to verify an image: its header (PIL identifies the format and size from it).
+IMAGE_HEAD_BYTES = 64 << 10
+
+
+def image_problem(uri: str) -> str | None:
+    """Why a listed image file cannot be used, or None: verified at import (its header must
+    open as an image) so that no later stage meets a file that is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        head = storage.read_head(uri, IMAGE_HEAD_BYTES)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "empty file"
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return "not an image file (its content is no image format PIL reads)"
+    if width < 1 or height < 1:
+        return f"image of size {width}x{height}"
+    return None
+
+
 def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[BadRecord]]:
     """List the items under `source_uri` for this task type.
 
-    Image tasks keep image files. Text tasks keep `.txt` files (one item each, by URI) and read
-    `.jsonl` files whose lines are `{"text": ...}` objects (one inline item per line).
+    Image tasks keep image files whose header opens as an image (others are bad records,
+    counted at import instead of failing a later stage). Text tasks keep `.txt` files (one item
+    each, by URI) and read `.jsonl` files whose lines are `{"text": ...}` objects (one inline item per line).
     """
     items: list[Item] = []
     bad: list[BadRecord] = []
     suffixes = task_type.file_suffixes + ((".jsonl",) if task_type.is_text else ())
     for uri in storage.iter_files(source_uri, suffixes=suffixes):
         if not uri.lower().endswith(".jsonl"):
+            problem = image_problem(uri) if task_type.is_image else None
+            if problem is not None:
+                bad.append(BadRecord(uri, 0, "image", problem))
+                continue
             items.append(Item(id=uri, uri=uri, ml_use=ml_use_for(uri)))
             continue
         with storage.open_read(uri) as fh:
