@@ -58,7 +58,8 @@ def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[B
 
     Image tasks keep image files whose header opens as an image (others are bad records,
     counted at import instead of failing a later stage). Text tasks keep `.txt` files (one item
-    each, by URI) and read `.jsonl` files whose lines are `{"text": ...}` objects (one inline item per line).
+    each, by URI) and read `.jsonl` files whose lines are `{"text": ...}` objects (one inline
+    item per line).
     """
     items: list[Item] = []
     bad: list[BadRecord] = []
