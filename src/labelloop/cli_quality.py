@@ -131,12 +131,11 @@ def agreement_report(enc: Encoded, *, n_boot: int, seed: int) -> dict[str, Any]:
     counts = vote_counts(enc.item, enc.label, n_items=enc.n_items, n_labels=enc.n_labels)
     stats = agr.item_statistics(counts)
     values = agr.metrics_from_sums(stats.sum(axis=0), n_labels=enc.n_labels)
+    replicates = agr.bootstrap_all(
+        stats, agr.METRICS, n_labels=enc.n_labels, n_boot=n_boot, seed=seed
+    )
     intervals = {
-        name: [
-            _num(v)
-            for v in agr.bootstrap_ci(stats, name, n_labels=enc.n_labels, n_boot=n_boot, seed=seed)
-        ]
-        for name in agr.METRICS
+        name: [_num(v) for v in agr.generic_interval(replicates[name])] for name in agr.METRICS
     }
     per_class = agr.per_class_agreement(counts)
     return {
