@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from labelloop import __version__
-from labelloop.errors import LabelloopError
+from labelloop.errors import describe_error
 
 COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
@@ -35,6 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(exc: BaseException) -> int:
+    """Print one line about `exc` on stderr and return its exit code (a bug is re-raised).
+
+    Used by every command (`labelloop`, `python -m pipelines`): `describe_error` decides.
+    """
+    described = describe_error(exc)
+    if described is None:
+        raise exc
+    code, message = described
+    logging.getLogger("labelloop").debug("details", exc_info=exc)
+    print(f"error: {message}", file=sys.stderr)  # noqa: T201 - the command's error output
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (2 for bad input, with the error on stderr)."""
     args = build_parser().parse_args(argv)
@@ -44,13 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args))
-    except LabelloopError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's error output
-        return 2
-    except OSError as exc:  # a write or read the system refused: one line, not a traceback
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)  # noqa: T201
-        return 1
+    except Exception as exc:  # every error a user can act on: one line, no traceback
+        return report_error(exc)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ from typing import IO, Any
 from labelloop import storage
 from labelloop.annotations import write_annotations, write_bad_records
 from labelloop.errors import InputError, summarize_bad_records
-from labelloop.providers.base import Job, LabelingProvider, LabelingTask, Progress, get_provider
+from labelloop.providers import Job, LabelingProvider, LabelingTask, Progress, get_provider
 from labelloop.providers.importer import FORMATS, read_any
+from labelloop.providers.registry import JOB_OPTIONS
 from labelloop.schemas import TaskType, parse_labels
 
 BAR_WIDTH = 30
@@ -50,7 +51,7 @@ def _options(value: str) -> dict[str, Any]:
 
 def _job(args: argparse.Namespace) -> tuple[LabelingProvider, Job]:
     options = _options(args.options)
-    for key in ("wait_seconds", "poll_seconds", "instructions"):
+    for key in JOB_OPTIONS:
         options.pop(key, None)
     provider = get_provider(args.provider, options)
     if args.job:
