@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from labelloop import storage
 from labelloop.errors import InputError, ProviderError
-from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.base import (
+    CollectResult,
+    Job,
+    JobGone,
+    LabelingTask,
+    Progress,
+    job_key,
+)
 from labelloop.providers.label_studio_format import (
     data_key,
     instructions_html,
@@ -219,6 +226,44 @@ class LabelStudioProvider:
             log.info("created Label Studio project %s (%s)", project_id, title)
         else:
             log.info("reusing Label Studio project %s (%s)", project_id, title)
+        self._import_missing(project_id, items, task, predictions)
+        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
+
+    def resume(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Reattach an earlier run's project (by its id, else by its title) and import the
+        job's items it lacks (a run killed mid-import, or a top-up).
+
+        Raises:
+            JobGone: The project was deleted in Label Studio.
+        """
+        if not job.external_id:
+            # Killed before the project id was recorded: find or create it by its title.
+            got = self.submit(items, task, labelers_per_item=job.labelers_per_item, key=job.key)
+            return dataclasses.replace(got, collections=job.collections)
+        project_id = int(job.external_id)
+        response = self.client._client_wrapper.httpx_client.request(
+            f"api/projects/{project_id}/", method="GET"
+        )
+        if response.status_code == 404:
+            raise JobGone(f"Label Studio project {project_id} of job {job.key} no longer exists")
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"Label Studio GET project {project_id} answered {response.status_code}"
+            )
+        self._import_missing(project_id, items, task, None)
+        return dataclasses.replace(job, items=len(items))
+
+    def top_up(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Add items to the job's project in place (`items`: the job's items, old and new)."""
+        return self.resume(job, items, task)
+
+    def _import_missing(
+        self,
+        project_id: int,
+        items: Sequence[Item],
+        task: LabelingTask,
+        predictions: Mapping[str, Prediction] | None,
+    ) -> None:
         present = self._present_items(project_id, task.task_type)
         missing = [i for i in items if i.id not in present]
         if missing:
@@ -229,7 +274,6 @@ class LabelStudioProvider:
                 batch: Any = records[start : start + IMPORT_BATCH]
                 self.client.projects.import_tasks(project_id, request=batch)
             log.info("imported %d task(s), %d already present", len(missing), len(present))
-        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
 
     def _present_items(self, project_id: int, task_type: TaskType) -> set[str]:
         tasks: Any = self.client.tasks.list(project=project_id, fields="all", page_size=500)
