@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+# The labeling step's log line while it waits for people (stages/run_labeling_job.py).
+_WAITING = re.compile(r"labeling: (\d+)/(\d+) items done; waiting (\d+) s")
 
 # The numbers worth a glance, per task (the rest is in the artifacts).
 KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -78,6 +80,28 @@ def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
     return dict(data.get("parameterValues", {}))
 
 
+def job_line(run_dir: Path) -> str:
+    """The labeling job in one line: provider, name, URL, items labeled (or "" if unknown)."""
+    path = run_dir / "run-labeling-job" / "job"
+    if not path.is_file():
+        return ""
+    try:
+        job = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return ""
+    summary = job.get("provider_summary") or {}
+    human = summary.get("human") or {}
+    title = summary.get("title") or human.get("title") or job.get("external_id", "")
+    url = summary.get("url") or human.get("url") or ""
+    progress = job.get("progress") or {}
+    state = "complete" if job.get("complete", True) else "open"
+    where = f"{title} {url}".strip()
+    return (
+        f"job: {job.get('provider', '?')} {where}  "
+        f"{progress.get('labeled', '?')}/{progress.get('total', '?')} items labeled ({state})"
+    )
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -120,7 +144,13 @@ class StageLines(io.TextIOBase):
         self.console.flush()
 
     def _line(self, line: str) -> None:
-        if m := _START.search(line):
+        if m := _WAITING.search(line):
+            self.console.write(
+                f"  ..   {'run-labeling-job':<28}          waiting for people:"
+                f" {m.group(1)}/{m.group(2)} items labeled, next look in {m.group(3)} s\n"
+            )
+            self.console.flush()
+        elif m := _START.search(line):
             self.started[m.group(1)] = time.perf_counter()
         elif m := _END.search(line):
             task, status = m.group(1), m.group(2)
@@ -133,6 +163,9 @@ class StageLines(io.TextIOBase):
             if status != "SUCCESS":
                 self.failed.append(task)
             self.console.write(f"  {mark} {task:<28} {seconds:6.2f}s  {numbers}\n")
+            if task == "run-labeling-job" and run_dir is not None and (line := job_line(run_dir)):
+                self.console.write(f"       {line}\n")
+            self.console.flush()
 
 
 @contextlib.contextmanager
@@ -376,13 +409,19 @@ def run_local(
                     state_uri=params["state_uri"],
                 )
             )
+            if summaries[-1].report:
+                console.write(f"  report: {summaries[-1].report}\n")
             if status != "ok":
                 break
     (run_root / "summary.json").write_text(
         json.dumps([dataclasses.asdict(s) for s in summaries], indent=2), encoding="utf-8"
     )
     console.write("\n" + format_table(summaries) + "\n")
-    if summaries and summaries[-1].report:
-        console.write(f"\nreport: {summaries[-1].report}\n")
-    console.write(f"logs:   {log_path}\n")
+    reports = [s for s in summaries if s.report]
+    if reports:
+        console.write("\n")
+    for row in reports:
+        name = "report:" if len(reports) == 1 else f"report {row.round}:"
+        console.write(f"{name:<10}{row.report}\n")
+    console.write(f"{'logs:':<10}{log_path}\n")
     return run_root, summaries

@@ -3,6 +3,9 @@
 Pipeline entry points (compile, run-local, submit, schedule, upload) live in `python -m pipelines`.
 Each feature area registers its own subcommands from a `register(subparsers)` function in the
 modules listed in `COMMAND_MODULES`.
+
+Exit codes: 0 done; 1 a watched labeling job was still unfinished at `--timeout`; 2 bad input or
+usage (the error, once, on stderr); 141 the reader of the output went away (`| head`).
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from labelloop import __version__
 from labelloop.errors import LabelloopError
@@ -22,30 +27,81 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_label",
 )
 
+EXIT_UNFINISHED = 1
+EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+# Loggers of the HTTP clients underneath the providers: one INFO line per request otherwise.
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "google.auth", "label_studio_sdk")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (but not an absent one); keeps descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, "") or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Commands(argparse._SubParsersAction):
+    """Sub-commands whose description defaults to their one-line help, with defaults shown."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if kwargs.get("help") and not kwargs.get("description"):
+            help_text = str(kwargs["help"])
+            kwargs["description"] = help_text[0].upper() + help_text[1:] + "."
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        parser = super().add_parser(name, **kwargs)
+        parser.register("action", "parsers", _Commands)
+        return parser
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="labelloop", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="labelloop",
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n\n")[-1],
+        formatter_class=HelpFormatter,
+    )
+    parser.register("action", "parsers", _Commands)
     parser.add_argument("--version", action="version", version=f"labelloop {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG level, HTTP requests included"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (2 for bad input, with the error on stderr)."""
-    args = build_parser().parse_args(argv)
+def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see the module docstring)."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()
     except LabelloopError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's error output
-        return 2
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): no traceback, and no second error when
+        # Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
 
 
 if __name__ == "__main__":

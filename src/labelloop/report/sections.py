@@ -18,7 +18,8 @@ import numpy as np
 from labelloop.report import plots
 from labelloop.report.data import Gate, ReportData, integer, matrix, number, row_normalize
 from labelloop.report.data import per_class_scores as class_scores
-from labelloop.report.format import Figure, fmt, kpis, pct, plot
+from labelloop.report.format import Figure, fmt, kpis, pct, plot, plural
+from labelloop.report.guidance import csv_data_uri, metric_help, provider_summary
 from labelloop.report.thumbnails import preview
 
 # Caps that keep the page light whatever the run's size; the page says what it left out.
@@ -29,6 +30,13 @@ MAX_CLASSES_PLOTTED = 30
 ANNOTATOR_ROWS_OPEN = 20
 
 Context = dict[str, Any]
+
+# How a cold-start batch was chosen, by the strategy the selection summary names.
+COLD_START_HOW = {
+    "k_center": "spread over the items by k-center diversity sampling (no two picks alike)",
+    "cluster_margin": "spread over the items by k-center diversity sampling (no two picks alike)",
+    "random": "a seeded random sample",
+}
 
 
 # Gates ----------------------------------------------------------------------------------------
@@ -83,6 +91,8 @@ def _gate_card(gate: Gate) -> Context:
         "value": value,
         "detail": detail,
         "sub": sub.strip(),
+        "help": "" if gate.metric == "label_count" else metric_help(gate.metric),
+        "metric_name": gate.metric,
         "meter": meter,
     }
 
@@ -190,14 +200,31 @@ def agreement(data: ReportData) -> Context:
     rows: list[Context] = []
     if isinstance(metrics, dict) and metrics:
         rows = [
-            {"name": str(k), "gate": k == data.agreement_metric, "value": fmt(v)}
+            {
+                "name": str(k),
+                "gate": k == data.agreement_metric,
+                "value": fmt(v),
+                "help": metric_help(str(k)),
+            }
             for k, v in metrics.items()
         ]
     else:
-        rows.append({"name": data.agreement_metric, "gate": True, "value": fmt(data.agreement)})
+        rows.append(
+            {
+                "name": data.agreement_metric,
+                "gate": True,
+                "value": fmt(data.agreement),
+                "help": metric_help(data.agreement_metric),
+            }
+        )
         if "all_agree_rate" in q:
             rows.append(
-                {"name": "all_agree_rate", "gate": False, "value": fmt(q.get("all_agree_rate"))}
+                {
+                    "name": "all_agree_rate",
+                    "gate": False,
+                    "value": fmt(q.get("all_agree_rate")),
+                    "help": metric_help("all_agree_rate"),
+                }
             )
     if data.agreement_ci is not None:
         lo, hi = data.agreement_ci
@@ -206,6 +233,7 @@ def agreement(data: ReportData) -> Context:
                 "name": f"{data.agreement_metric} 95% CI",
                 "gate": False,
                 "value": f"[{fmt(lo)}, {fmt(hi)}]",
+                "help": "the range the gate's metric likely lies in (bootstrap over items)",
             }
         )
     per_class = q.get("per_class_agreement")
@@ -231,10 +259,17 @@ def agreement(data: ReportData) -> Context:
 # Annotators -----------------------------------------------------------------------------------
 
 
-def _annotator_row(r: dict[str, Any]) -> Context:
+def _annotator_row(r: dict[str, Any], work: dict[str, Any]) -> Context:
     acc = number(r.get("accuracy"))
     gold = number(r.get("gold_accuracy"))
+    mine = work.get(str(r.get("annotator", "")))
+    stats = mine if isinstance(mine, dict) else {}
+    answers = number(stats.get("answers")) or 0.0
+    seconds = number(stats.get("seconds")) or 0.0
     return {
+        "per_answer": f"{seconds / answers:.1f} s" if answers and seconds else "n/a",
+        "per_hour": f"{3600.0 * answers / seconds:,.0f}" if answers and seconds else "n/a",
+        "skipped": fmt(integer(stats.get("skipped"))) if stats else "n/a",
         "name": str(r.get("annotator", "?")),
         "annotations": fmt(integer(r.get("annotations"))),
         "accuracy": fmt(acc),
@@ -286,14 +321,43 @@ def annotators(data: ReportData) -> Context:
         )
         return {"lead": "Who labeled well.", "empty": msg}
     rows = [e for e in entries if isinstance(e, dict)]
-    table = [_annotator_row(r) for r in rows]
+    work = provider_summary(data.job).get("annotators")
+    work = work if isinstance(work, dict) else {}
+    table = [_annotator_row(r, work) for r in rows]
     flagged = sum(1 for r in table if r["flagged"])
+    has_gold = any(r["gold_items"] is not None for r in table)
+    lead = (
+        f"{plural(len(rows), 'annotator')}, {flagged or 'none'} flagged. Estimated accuracy"
+        " comes from the consolidation model"
+        + ("; the gold score from items with a known answer." if has_gold else ".")
+    )
+    if work:
+        lead += " Time is what the labeling tool measured per answer (Label Studio's lead time)."
+    head = ["annotator", "annotations", "estimated accuracy", "gold score", "gold items"]
+    head += ["seconds per answer", "answers per hour", "skipped", "flagged", "flag reason"]
+    csv_rows = [
+        [
+            r["name"],
+            r["annotations"],
+            r["accuracy"],
+            r["gold"],
+            r["gold_items"],
+            r["per_answer"],
+            r["per_hour"],
+            r["skipped"],
+            "yes" if r["flagged"] else "no",
+            r["flag_reason"],
+        ]
+        for r in table
+    ]
     return {
-        "lead": f"{len(rows)} annotator(s), {flagged} flagged. Estimated accuracy comes from the"
-        " consolidation model; the gold score from items with a known answer.",
+        "lead": lead,
         "empty": "",
         "rows": table[:ANNOTATOR_ROWS_OPEN],
         "folded": table[ANNOTATOR_ROWS_OPEN:],
+        "gold": has_gold,
+        "work": bool(work),
+        "csv": csv_data_uri(head, csv_rows),
         "confusion": _confusion_grid(rows, data.labels),
     }
 
@@ -359,11 +423,21 @@ def disagreements(data: ReportData) -> Context:
     for row in data.review:
         key = str(row.get("reason", "review"))
         reasons[key] = reasons.get(key, 0) + 1
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    summary = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
     more = len(data.review) - len(shown)
+    csv_rows = []
+    for row in data.review:
+        raw = row.get("annotations")
+        answers = raw if isinstance(raw, list) else []
+        said = "; ".join(
+            f"{a.get('annotator', '?')}: {_answer_text(a)}" for a in answers if isinstance(a, dict)
+        )
+        confidence = number(row.get("confidence"))
+        csv_rows.append([str(row["item"]), str(row.get("reason", "review")), confidence, said])
     return {
-        "lead": f"{len(data.review)} item(s) sent to review ({summary}),"
+        "lead": f"{plural(len(data.review), 'item')} sent to review ({summary}),"
         " each with every annotator's answer.",
+        "csv": csv_data_uri(["item", "reason", "confidence", "answers"], csv_rows),
         "empty": "",
         "cards": cards[:REVIEW_ITEMS_OPEN],
         "folded": cards[REVIEW_ITEMS_OPEN:],
@@ -414,9 +488,11 @@ def active_learning(data: ReportData) -> Context:
     )
     warn = []
     if cold:
+        strategy = str(s.get("strategy", ""))
+        how = COLD_START_HOW.get(strategy, f"chosen by {strategy or 'the strategy'}")
         warn.append(
-            "Cold start: no model yet, so the batch is a seeded random sample and has no"
-            " uncertainty scores or predicted classes."
+            f"Cold start: no model yet, so the batch is {how}; it has no uncertainty scores"
+            " or predicted classes."
         )
     figures = []
     hist = s.get("score_histogram")
@@ -456,7 +532,8 @@ def model(data: ReportData) -> Context:
     o = data.outcome
     if not data.trained:
         return {
-            "lead": "The model trained on every consolidated label so far.",
+            "lead": "A model is trained, on every consolidated label so far, only when both"
+            " gates open.",
             "empty": f"No model this round: {data.reason or 'training did not run'}.",
         }
     labels = [str(v) for v in o.get("labels", [])] if isinstance(o.get("labels"), list) else []
