@@ -26,16 +26,16 @@ def vertex_task_plan(
         import_schema_uri: The Vertex AI import schema of the task type.
         multi_label: Whether AutoML trains a multi-label classifier.
     """
+    from labelloop.errors import InputError
     from labelloop.schemas import TaskType
+    from labelloop.training.targets import VERTEX, trainer, untrainable_reason
 
     task = TaskType.parse(task_type)
-    if task is TaskType.IMAGE_OBJECT_DETECTION:
-        trainer = "automl_object_detection"
-    elif task.is_image:
-        trainer = "automl_classification"
-    else:
-        trainer = "custom_job"
-    return (trainer, task.import_schema_uri, task.multi_label)
+    branch = trainer(task, target=VERTEX)
+    if branch is None:
+        # The first step of the run: a task type nothing trains stops it before labeling.
+        raise InputError(str(untrainable_reason(task, target=VERTEX)), field="task_type")
+    return (branch, task.import_schema_uri, task.multi_label)
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)

@@ -36,7 +36,7 @@ def _run_local(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.strategy:
         overrides.append(f"pipeline.selection_strategy={args.strategy}")
-    config = load_config(args.config, overrides=overrides)
+    config = load_config(args.config, overrides=overrides, target="portable")
     rounds = args.rounds or config.local.rounds
     cache = (
         Path(config.local.sample_cache_dir)

@@ -60,7 +60,7 @@ def load_target(
     Raises:
         ConfigError: Anything wrong, naming file, line and field; no API has been called.
     """
-    config = load_config(path, overrides=overrides)
+    config = load_config(path, overrides=overrides, target="vertex")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError:

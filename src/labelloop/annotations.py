@@ -23,7 +23,7 @@ from typing import Any
 
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
-from labelloop.schemas import Annotation, AnnotationValue, Box, Span, TaskType
+from labelloop.schemas import Annotation, AnnotationValue, Box, Shape, Span, TaskType
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,9 +93,9 @@ def _parse_value(
         else:
             raise _FieldError("labels", "missing: expected a list or 'a|b'")
         return frozenset(check_label(v, "labels") for v in values)
-    if task_type.is_classification:
+    if task_type.shape is Shape.SINGLE:
         return check_label(_text_field(row, "label"), "label")
-    if task_type is TaskType.IMAGE_OBJECT_DETECTION:
+    if task_type.shape is Shape.BOXES:
         boxes = row.get("boxes")
         if not isinstance(boxes, list):
             raise _FieldError("boxes", "missing: expected a list of boxes")

@@ -346,16 +346,50 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
 
 
-def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = None) -> Config:
+def check_trainable(
+    pipeline: PipelineParams,
+    *,
+    target: str,
+    source: str | None = None,
+    lines: Mapping[str, int] | None = None,
+) -> None:
+    """Refuse a task type `target`'s pipeline cannot train (`labelloop.training.targets`).
+
+    Raises:
+        ConfigError: Naming `pipeline.task_type`, what the target trains and where this task
+            type trains, if anywhere.
+    """
+    from labelloop.training.targets import untrainable_reason
+
+    reason = untrainable_reason(TaskType.parse(pipeline.task_type), target=target)
+    if reason:
+        raise ConfigError(
+            reason,
+            source=source,
+            line=(lines or {}).get("pipeline.task_type"),
+            field="pipeline.task_type",
+        )
+
+
+def load_config(
+    path: str,
+    *,
+    overrides: Sequence[str] = (),
+    text: str | None = None,
+    target: str | None = None,
+) -> Config:
     """Load and validate a config file.
 
     Args:
         path: The YAML file (used in error messages when `text` is given).
         overrides: `section.key=value` strings applied on top, e.g. `pipeline.seed=3`.
         text: The YAML text, if already read.
+        target: The pipeline the config will run (`portable` or `vertex`): a task type that
+            target cannot train is refused here, before anything runs. None skips the check.
 
     Raises:
-        ConfigError: Unparsable YAML, an unknown or mistyped field, or a value out of range.
+        ConfigError: Unparsable YAML, an unknown or mistyped field, a value out of range, or a
+            task type `target` cannot train.
     """
     if text is None:
         try:
@@ -403,6 +437,8 @@ def load_config(path: str, *, overrides: Sequence[str] = (), text: str | None = 
             "must be at least 1", source=path, line=lines.get("local.rounds"), field="local.rounds"
         )
     pipeline.validate(source=path, lines=lines)
+    if target is not None:
+        check_trainable(pipeline, target=target, source=path, lines=lines)
     vertex = data.get("vertex") or {}
     if not isinstance(vertex, dict):
         raise ConfigError(

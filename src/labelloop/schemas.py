@@ -17,14 +17,73 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".ti
 TEXT_SUFFIXES = (".txt",)
 
 
-class TaskType(enum.StrEnum):
-    """What is being labeled; decides the import schema, the annotation shape and the trainer."""
+class Modality(enum.StrEnum):
+    """What an item is: decides file suffixes, import records and features."""
 
-    IMAGE_CLASSIFICATION = "image_classification"
-    IMAGE_MULTILABEL_CLASSIFICATION = "image_multilabel_classification"
-    IMAGE_OBJECT_DETECTION = "image_object_detection"
-    TEXT_CLASSIFICATION = "text_classification"
-    TEXT_ENTITY_EXTRACTION = "text_entity_extraction"
+    IMAGE = "image"
+    TEXT = "text"
+
+
+class Shape(enum.StrEnum):
+    """The shape of one annotator's answer. Formats, providers, metrics and trainers dispatch on
+    it, never on a task type's name."""
+
+    SINGLE = "single"  # one label: str
+    MULTI = "multi"  # a set of labels: frozenset[str]
+    BOXES = "boxes"  # bounding boxes: tuple[Box, ...]
+    SPANS = "spans"  # character spans: tuple[Span, ...]
+
+
+class TaskType(enum.StrEnum):
+    """What is being labeled: the one registry of task types.
+
+    Each member is one line: its name, its modality, its annotation shape and its Vertex AI
+    import schema. Everything else (import records, annotation formats, Label Studio configs,
+    the simulated workforce, consolidation and agreement, Vertex training branches) follows
+    from the modality and the shape, so a task type with an existing shape is one line here.
+    """
+
+    modality: Modality
+    shape: Shape
+    vertex_schema: str
+
+    def __new__(cls, value: str, *traits: Any) -> TaskType:
+        # Runs once per member, at class creation; `TaskType("...")` later looks members up.
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.modality, member.shape, member.vertex_schema = traits
+        return member
+
+    IMAGE_CLASSIFICATION = (
+        "image_classification",
+        Modality.IMAGE,
+        Shape.SINGLE,
+        "image_classification_single_label_io_format_1.0.0.yaml",
+    )
+    IMAGE_MULTILABEL_CLASSIFICATION = (
+        "image_multilabel_classification",
+        Modality.IMAGE,
+        Shape.MULTI,
+        "image_classification_multi_label_io_format_1.0.0.yaml",
+    )
+    IMAGE_OBJECT_DETECTION = (
+        "image_object_detection",
+        Modality.IMAGE,
+        Shape.BOXES,
+        "image_bounding_box_io_format_1.0.0.yaml",
+    )
+    TEXT_CLASSIFICATION = (
+        "text_classification",
+        Modality.TEXT,
+        Shape.SINGLE,
+        "text_classification_single_label_io_format_1.0.0.yaml",
+    )
+    TEXT_ENTITY_EXTRACTION = (
+        "text_entity_extraction",
+        Modality.TEXT,
+        Shape.SPANS,
+        "text_extraction_io_format_1.0.0.yaml",
+    )
 
     @classmethod
     def parse(cls, value: str, *, field: str = "task_type") -> TaskType:
@@ -39,21 +98,29 @@ class TaskType(enum.StrEnum):
                 f"unknown task type {value!r}; expected one of {valid}", field=field
             ) from None
 
+    @classmethod
+    def of(cls, modality: Modality, shape: Shape) -> TaskType:
+        """The task type with this modality and shape; ValueError if there is none."""
+        for task in cls:
+            if task.modality is modality and task.shape is shape:
+                return task
+        raise ValueError(f"no {modality} task type with {shape} annotations")
+
     @property
     def is_image(self) -> bool:
-        return self.value.startswith("image_")
+        return self.modality is Modality.IMAGE
 
     @property
     def is_text(self) -> bool:
-        return self.value.startswith("text_")
+        return self.modality is Modality.TEXT
 
     @property
     def is_classification(self) -> bool:
-        return self.value.endswith("classification")
+        return self.shape in (Shape.SINGLE, Shape.MULTI)
 
     @property
     def multi_label(self) -> bool:
-        return self is TaskType.IMAGE_MULTILABEL_CLASSIFICATION
+        return self.shape is Shape.MULTI
 
     @property
     def file_suffixes(self) -> tuple[str, ...]:
@@ -62,16 +129,7 @@ class TaskType(enum.StrEnum):
     @property
     def import_schema_uri(self) -> str:
         """The Vertex AI import schema for this task type."""
-        names = {
-            TaskType.IMAGE_CLASSIFICATION: "image_classification_single_label_io_format_1.0.0.yaml",
-            TaskType.IMAGE_MULTILABEL_CLASSIFICATION: (
-                "image_classification_multi_label_io_format_1.0.0.yaml"
-            ),
-            TaskType.IMAGE_OBJECT_DETECTION: "image_bounding_box_io_format_1.0.0.yaml",
-            TaskType.TEXT_CLASSIFICATION: "text_classification_single_label_io_format_1.0.0.yaml",
-            TaskType.TEXT_ENTITY_EXTRACTION: "text_extraction_io_format_1.0.0.yaml",
-        }
-        return f"{VERTEX_SCHEMA_BASE}/{names[self]}"
+        return f"{VERTEX_SCHEMA_BASE}/{self.vertex_schema}"
 
 
 def parse_labels(value: str | list[str] | tuple[str, ...], *, field: str = "labels") -> list[str]:
@@ -183,7 +241,7 @@ class Annotation:
             row["label"] = value
         elif isinstance(value, frozenset):
             row["labels"] = sorted(value)
-        elif task_type is TaskType.IMAGE_OBJECT_DETECTION:
+        elif task_type.shape is Shape.BOXES:
             row["boxes"] = [dataclasses.asdict(b) for b in value]
         else:
             row["spans"] = [dataclasses.asdict(s) for s in value]

@@ -20,7 +20,7 @@ from typing import Any
 from labelloop import state, storage
 from labelloop.annotations import write_bad_records
 from labelloop.errors import BadRecord, InputError
-from labelloop.schemas import ML_USE_KEY, Item, TaskType, ml_use_for
+from labelloop.schemas import ML_USE_KEY, Item, Shape, TaskType, ml_use_for
 from labelloop.stages.generate_import_file import read_import_file
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,17 @@ class LabeledImportResult:
 
 def _annotation(row: dict[str, Any], task: TaskType) -> dict[str, Any]:
     """The Vertex annotation fields of one consolidated row; KeyError/TypeError if malformed."""
-    if task in (TaskType.IMAGE_CLASSIFICATION, TaskType.TEXT_CLASSIFICATION):
+    if task.shape is Shape.SINGLE:
         label = row["label"]
         if not isinstance(label, str) or not label:
             raise TypeError("label must be a non-empty string")
         return {"classificationAnnotation": {"displayName": label}}
-    if task is TaskType.IMAGE_MULTILABEL_CLASSIFICATION:
+    if task.shape is Shape.MULTI:
         labels = row["label"]
         if not isinstance(labels, list) or not labels:
             raise TypeError("label must be a non-empty list")
         return {"classificationAnnotations": [{"displayName": str(v)} for v in sorted(labels)]}
-    if task is TaskType.IMAGE_OBJECT_DETECTION:
+    if task.shape is Shape.BOXES:
         boxes = [
             {
                 "displayName": str(b["label"]),

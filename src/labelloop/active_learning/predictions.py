@@ -2,8 +2,9 @@
 
 Vertex writes `prediction.results-NNNNN-of-NNNNN` files under its output directory; each line is
 `{"instance": {"content": URI or text, "mimeType": ...}, "prediction": {"ids": [...],
-"displayNames": [...], "confidences": [...]}}`. The local model's predictions are written in the
-same shape (`write_predictions`), so one reader serves both.
+"displayNames": [...], "confidences": [...]}}`; `write_predictions` writes a file of that shape
+(any model's scores, e.g. for `predictions_uri`). The portable pipeline's own model does not go
+through this reader: `stages/select_for_labeling.py` scores the pool with it in memory.
 
 Speed: files are read in blocks of whole lines (32 MiB; a local file is mapped, not copied).
 The compiled scanner (`scanner.scan`, numba, two threads) reads each block once: it finds the

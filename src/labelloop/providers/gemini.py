@@ -36,7 +36,7 @@ import numpy as np
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
-from labelloop.schemas import Annotation, Item
+from labelloop.schemas import Annotation, Item, Shape
 
 if TYPE_CHECKING:
     from google import genai
@@ -336,7 +336,7 @@ class GeminiLabeler:
         cache: dict[str, Prediction] | None = None,
     ) -> list[Prediction]:
         """Label every item (at most `concurrency` at once); cached answers are reused."""
-        if not task.task_type.is_classification or task.task_type.multi_label:
+        if task.task_type.shape is not Shape.SINGLE:
             raise InputError(
                 "Gemini auto-labeling handles single-label classification", field="task_type"
             )

@@ -29,7 +29,7 @@ from labelloop.annotations import ReadResult, parse_annotations, read_annotation
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.label_studio_format import read_export
-from labelloop.schemas import Annotation, Item, TaskType, text_item_id
+from labelloop.schemas import Annotation, Item, Shape, TaskType, text_item_id
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def vertex_rows(
                     )
                 else:
                     r["label"] = ann.get("displayName")
-        elif task_type is TaskType.IMAGE_OBJECT_DETECTION:
+        elif task_type.shape is Shape.BOXES:
             for ann in record.get("boundingBoxAnnotations") or []:
                 row(ann).setdefault("boxes", []).append(
                     {

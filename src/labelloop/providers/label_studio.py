@@ -39,7 +39,7 @@ from labelloop.providers.label_studio_format import (
     to_result,
 )
 from labelloop.providers.secrets import resolve_api_key
-from labelloop.schemas import AnnotationValue, Item, TaskType
+from labelloop.schemas import AnnotationValue, Item, Modality, Shape, TaskType
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -481,20 +481,22 @@ def _task_from_config(config: str) -> tuple[TaskType, tuple[str, ...]]:
     import xml.etree.ElementTree as ET
 
     root = ET.fromstring(config)  # noqa: S314 - our own server's config, written by us
-    image = root.find("Image") is not None
+    modality = Modality.IMAGE if root.find("Image") is not None else Modality.TEXT
     choices = root.find("Choices")
     if choices is not None:
-        labels = tuple(c.attrib["value"] for c in choices.findall("Choice"))
-        if choices.attrib.get("choice") == "multiple":
-            return TaskType.IMAGE_MULTILABEL_CLASSIFICATION, labels
-        return (TaskType.IMAGE_CLASSIFICATION if image else TaskType.TEXT_CLASSIFICATION), labels
-    rect = root.find("RectangleLabels")
-    if rect is not None:
-        return TaskType.IMAGE_OBJECT_DETECTION, tuple(c.attrib["value"] for c in rect)
-    spans = root.find("Labels")
-    if spans is None:
+        multiple = choices.attrib.get("choice") == "multiple"
+        shape, options = (Shape.MULTI if multiple else Shape.SINGLE), choices.findall("Choice")
+    elif (rect := root.find("RectangleLabels")) is not None:
+        shape, options = Shape.BOXES, list(rect)
+    elif (spans := root.find("Labels")) is not None:
+        shape, options = Shape.SPANS, list(spans)
+    else:
         raise ProviderError("the project's labeling config was not written by labelloop")
-    return TaskType.TEXT_ENTITY_EXTRACTION, tuple(c.attrib["value"] for c in spans)
+    try:
+        task_type = TaskType.of(modality, shape)
+    except ValueError as exc:
+        raise ProviderError(f"the project's labeling config: {exc}") from None
+    return task_type, tuple(c.attrib["value"] for c in options)
 
 
 __all__ = ["LabelStudioProvider", "data_key", "dataset_name", "project_title"]

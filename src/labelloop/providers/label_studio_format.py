@@ -19,7 +19,16 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from labelloop.errors import BadRecord
-from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Span, TaskType, text_item_id
+from labelloop.schemas import (
+    Annotation,
+    AnnotationValue,
+    Box,
+    Item,
+    Shape,
+    Span,
+    TaskType,
+    text_item_id,
+)
 
 FROM_NAME = "label"
 
@@ -104,7 +113,7 @@ def labeling_config(
             f'<Choices name="{FROM_NAME}" toName="{key}" choice="{mode}" required="true" '
             f'showInline="true">{_options_with_keys("Choice", labels)}</Choices>'
         )
-    elif task_type is TaskType.IMAGE_OBJECT_DETECTION:
+    elif task_type.shape is Shape.BOXES:
         control = (
             f'<RectangleLabels name="{FROM_NAME}" toName="{key}">'
             f"{_options_with_keys('Label', labels)}</RectangleLabels>"
@@ -114,7 +123,7 @@ def labeling_config(
         control = f'<Labels name="{FROM_NAME}" toName="{key}">{spans}</Labels>'
     header = f"<Header value={_attr(instructions)}/>" if instructions else ""
     # Labels go above the text for NER (as in Label Studio's own template).
-    body = f"{control}{obj}" if task_type is TaskType.TEXT_ENTITY_EXTRACTION else f"{obj}{control}"
+    body = f"{control}{obj}" if task_type.shape is Shape.SPANS else f"{obj}{control}"
     return f"<View>{header}{body}</View>"
 
 
@@ -129,7 +138,7 @@ def default_instructions(task_type: TaskType, labels: Sequence[str]) -> str:
             if task_type.multi_label
             else f"Choose the one label that fits the {what} best"
         )
-    elif task_type is TaskType.IMAGE_OBJECT_DETECTION:
+    elif task_type.shape is Shape.BOXES:
         how = "Pick a label, then draw a box tightly around every object of that kind"
     else:
         how = "Pick a label, then select every span of text that is an entity of that kind"
@@ -216,7 +225,7 @@ def from_result(
         if len(set(chosen)) != 1:
             raise ResultError(f"several choices {sorted(set(chosen))} for a single-label task")
         return chosen[0]
-    if task_type is TaskType.IMAGE_OBJECT_DETECTION:
+    if task_type.shape is Shape.BOXES:
         boxes: list[Box] = []
         for region in result:
             if region.get("type") != "rectanglelabels":

@@ -30,7 +30,7 @@ import numpy as np
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
-from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Span, TaskType
+from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Shape, Span
 
 # Accuracy of each annotator in a workforce profile; "random" entries are chance level.
 PROFILES: dict[str, tuple[float | str, ...]] = {
@@ -253,7 +253,7 @@ class SimulatedWorkforce:
             np.argsort(draw[:, : len(pool)], axis=1, kind="stable")[:, :per_item], axis=1
         )
         answer_u = draw[:, len(pool)]
-        if task.task_type.is_classification and not task.task_type.multi_label:
+        if task.task_type.shape is Shape.SINGLE:
             annotations = self._single_label(
                 ok_items,
                 truths=truths,
@@ -295,16 +295,7 @@ class SimulatedWorkforce:
             "boxes": isinstance(true, tuple) and all(isinstance(p, Box) for p in true),
             "spans": isinstance(true, tuple) and all(isinstance(p, Span) for p in true),
         }
-        tt = task.task_type
-        want = (
-            "multi"
-            if tt.multi_label
-            else "single"
-            if tt.is_classification
-            else "boxes"
-            if tt is TaskType.IMAGE_OBJECT_DETECTION
-            else "spans"
-        )
+        want = task.task_type.shape
         return "" if kind_ok[want] else f"truth is not a {want} answer"
 
     @staticmethod

@@ -39,7 +39,7 @@ from labelloop.quality.regions import (
     consolidate_regions,
     pairwise_region_stats,
 )
-from labelloop.schemas import Annotation, Box, Span, TaskType, parse_labels
+from labelloop.schemas import Annotation, Box, Shape, Span, TaskType, parse_labels
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ def _regions(
     n_boot: int,
     seed: int,
 ) -> _Outcome:
-    boxes = task is TaskType.IMAGE_OBJECT_DETECTION
+    boxes = task.shape is Shape.BOXES
     items = sorted({a.item for a in annotations})
     annotators = np.array(sorted({a.annotator for a in annotations}), dtype=object)
     a_index = {str(a): i for i, a in enumerate(annotators)}
@@ -648,7 +648,7 @@ def quality_gate(
             field="consolidation_method",
         )
     read = read_annotations(annotations_uri, task_type=task, labels=label_list)
-    if task is TaskType.TEXT_ENTITY_EXTRACTION:
+    if task.shape is Shape.SPANS:
         lengths = _text_lengths({a.item for a in read.annotations})
         if lengths:  # validate again, now rejecting spans past the end of their text
             read = read_annotations(
@@ -679,7 +679,7 @@ def quality_gate(
             review_uri=review_uri,
             metrics_uri=metrics_uri,
         )
-    if task.is_classification and not task.multi_label:
+    if task.shape is Shape.SINGLE:
         metric = _choose_metric(agreement_metric, NOMINAL_METRICS, task)
         out = _classification(
             read.annotations, label_list, method=consolidation_method, metric=metric, gold=gold,
@@ -697,7 +697,7 @@ def quality_gate(
             seed=seed,
         )
     else:
-        available = BOX_METRICS if task is TaskType.IMAGE_OBJECT_DETECTION else SPAN_METRICS
+        available = BOX_METRICS if task.shape is Shape.BOXES else SPAN_METRICS
         metric = _choose_metric(agreement_metric, available, task)
         out = _regions(
             read.annotations,

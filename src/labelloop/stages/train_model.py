@@ -10,6 +10,7 @@ import numpy as np
 from labelloop import state, storage
 from labelloop.errors import InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, parse_labels
+from labelloop.training.targets import LOCAL_SHAPES, PORTABLE, trained
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +73,11 @@ def train_model(
     from labelloop.training.model import LocalModel
 
     task = TaskType.parse(task_type)
-    if not task.is_classification or task.multi_label:
+    if task.shape not in LOCAL_SHAPES:
+        # Config loading refuses this before a run starts; a template run from the console
+        # with another task type still stops here, with the same reason.
         raise InputError(
-            f"local training handles single-label classification, not {task.value}",
+            f"this trainer learns one label per item ({trained(PORTABLE)}), not {task.value}",
             field="task_type",
         )
     label_list = parse_labels(labels)
