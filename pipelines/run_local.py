@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
-# The labeling step's log line while it waits for people (stages/run_labeling_job.py).
+# The labeling step's log lines: where the job is, and how far while it waits for people.
+_JOB = re.compile(r"labeling job: (.+)$")
 _WAITING = re.compile(r"labeling: (\d+)/(\d+) items done; waiting (\d+) s")
 
 # The numbers worth a glance, per task (the rest is in the artifacts).
@@ -96,10 +97,22 @@ def job_line(run_dir: Path) -> str:
     progress = job.get("progress") or {}
     state = "complete" if job.get("complete", True) else "open"
     where = f"{title} {url}".strip()
-    return (
+    line = (
         f"job: {job.get('provider', '?')} {where}  "
         f"{progress.get('labeled', '?')}/{progress.get('total', '?')} items labeled ({state})"
     )
+    calibration = summary.get("calibration") or {}
+    if calibration:
+        precision = calibration.get("precision")
+        line += (
+            f"\n       gemini: auto-accept at confidence >= {calibration.get('threshold')}"
+            f" (precision {'n/a' if precision is None else f'{precision:.1%}'} on"
+            f" {calibration.get('sample', 0)} calibration items);"
+            f" {summary.get('auto_accepted', '?')} by Gemini,"
+            f" {summary.get('to_people', '?')} to people;"
+            f" estimated cost ${(summary.get('gemini') or {}).get('cost_usd') or 0:.4f}"
+        )
+    return line
 
 
 def _fmt(value: Any) -> str:
@@ -144,7 +157,10 @@ class StageLines(io.TextIOBase):
         self.console.flush()
 
     def _line(self, line: str) -> None:
-        if m := _WAITING.search(line):
+        if m := _JOB.search(line):
+            self.console.write(f"       job: {m.group(1)}\n")
+            self.console.flush()
+        elif m := _WAITING.search(line):
             self.console.write(
                 f"  ..   {'run-labeling-job':<28}          waiting for people:"
                 f" {m.group(1)}/{m.group(2)} items labeled, next look in {m.group(3)} s\n"

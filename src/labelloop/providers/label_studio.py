@@ -255,6 +255,8 @@ class LabelStudioProvider:
             project_id, title = found
             log.info("reusing Label Studio project %s (%s)", project_id, title)
         self._last = {"title": title, "url": self.project_url(project_id)}
+        # One line people can act on (the local runner shows it on the console at once).
+        log.info("labeling job: %s %s %s", self.name, title, self._last["url"])
         present = self._present_items(project_id, task.task_type)
         missing = [i for i in items if i.id not in present]
         if missing:

@@ -55,9 +55,14 @@ def csv_data_uri(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 # The labeling job -----------------------------------------------------------------------------
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    """A JSON object, or `{}` for anything else (the record's keys may be missing or null)."""
+    return value if isinstance(value, dict) else {}
+
+
 def job_progress(job: dict[str, Any]) -> tuple[int | None, int | None]:
     """Items fully labeled and items in the job, from the job record."""
-    progress = job.get("progress") if isinstance(job.get("progress"), dict) else {}
+    progress = _obj(job.get("progress"))
     return integer(progress.get("labeled")), integer(progress.get("total") or job.get("items"))
 
 
@@ -67,22 +72,22 @@ def job_is_open(job: dict[str, Any]) -> bool:
 
 
 def provider_summary(job: dict[str, Any]) -> dict[str, Any]:
-    summary = job.get("provider_summary")
-    return summary if isinstance(summary, dict) else {}
+    """The provider's own summary in the job record (project, people's time, Gemini's cost)."""
+    return _obj(job.get("provider_summary"))
 
 
 def job_title_and_url(job: dict[str, Any]) -> tuple[str, str]:
     """The job's name as people see it at the provider, and its URL (either may be "")."""
     summary = provider_summary(job)
-    human = summary.get("human") if isinstance(summary.get("human"), dict) else {}
+    human = _obj(summary.get("human"))
     title = str(summary.get("title") or human.get("title") or "")
     url = str(summary.get("url") or human.get("url") or "")
     return title, url
 
 
 def _gemini_facts(summary: dict[str, Any]) -> list[tuple[str, str]]:
-    calibration = summary.get("calibration") if isinstance(summary.get("calibration"), dict) else {}
-    gemini = summary.get("gemini") if isinstance(summary.get("gemini"), dict) else summary
+    calibration = _obj(summary.get("calibration"))
+    gemini = _obj(summary.get("gemini")) or summary
     facts: list[tuple[str, str]] = []
     if calibration:
         facts.append(("auto-accept threshold", fmt(calibration.get("threshold"), ".3f")))

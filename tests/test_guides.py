@@ -1,0 +1,181 @@
+"""docs/guide-label-studio.md, followed as written against a real Label Studio server.
+
+The guide's shell blocks run with `/home/me` standing for a temporary home; its YAML is the
+config the pipeline runs with (only the server's URL and the waits are replaced); two
+annotators label through Label Studio's next-task API while the pipeline waits, as people at
+the UI would; the console and the report must show what the guide says they show.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from labelloop.providers.label_studio_format import to_result
+from labelloop.schemas import TaskType
+from tests.servers import label_studio as ls_server
+
+ROOT = Path(__file__).resolve().parents[1]
+GUIDE = ROOT / "docs" / "guide-label-studio.md"
+HOME = "/home/me"
+
+
+def blocks(kind: str) -> list[str]:
+    """The guide's fenced blocks of one kind (`bash`, `yaml`, `text`), in order."""
+    text = GUIDE.read_text(encoding="utf-8")
+    return [b for k, b in re.findall(r"```(\w+)\n(.*?)```", text, re.S) if k == kind]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    try:
+        ls_server.ensure_installed()
+    except ls_server.Unavailable as exc:
+        pytest.skip(str(exc))
+    srv = ls_server.start(tmp_path_factory.mktemp("label-studio"))
+    yield srv
+    srv.stop()
+
+
+def test_the_guide_matches_the_server_the_suite_runs() -> None:
+    install, files, start, users, run, *_ = blocks("bash")
+    assert f'"{ls_server.REQUIREMENT}"' in install
+    # The settings the guide starts the server with are the ones the tested server gets.
+    server_source = Path(ls_server.__file__).read_text(encoding="utf-8")
+    for setting in re.findall(r"export (LABEL_STUDIO_\w+)=", files):
+        assert f"{setting}=" in server_source, setting
+    assert "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true" in files
+    for flag in ("--user-token", "--enable-legacy-api-token", "--no-browser"):
+        assert flag in start, flag
+        assert flag in server_source, flag
+    token = re.search(r"--user-token (\w+)", start)
+    assert token
+    assert len(token.group(1)) == 40
+    assert f"LABEL_STUDIO_API_KEY={token.group(1)}" in run
+    for email in re.findall(r"--username (\S+)", users):
+        assert email in ls_server.ANNOTATORS
+
+
+def _label_everything(server: ls_server.LabelStudioServer, truth: dict[str, str]) -> None:
+    """Two annotators at the UI: wait for the project, then answer until nothing is left."""
+    admin = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}, timeout=60
+    )
+    deadline = time.monotonic() + 300
+    project = None
+    while project is None and time.monotonic() < deadline:
+        found = admin.get("/api/projects/", params={"title": "my-images"}).json()["results"]
+        project = found[0]["id"] if found else None
+        time.sleep(0.5)
+    assert project is not None
+    people = [
+        httpx.Client(base_url=server.url, headers={"Authorization": f"Token {token}"}, timeout=60)
+        for email, token in list(server.annotator_tokens.items())[:2]
+    ]
+    # Tasks arrive in batches while the step imports them: keep asking until all are done.
+    while time.monotonic() < deadline:
+        served = False
+        for person in people:
+            response = person.get(f"/api/projects/{project}/next/")
+            if response.status_code == 404:
+                continue
+            task = response.json()
+            served = True
+            label = truth[Path(task["data"]["item_id"]).name]
+            person.post(
+                f"/api/tasks/{task['id']}/annotations/",
+                params={"project": project},
+                json={
+                    "result": to_result(TaskType.IMAGE_CLASSIFICATION, label),
+                    "lead_time": 2.5,
+                    "project": project,
+                    "task": task["id"],
+                },
+            ).raise_for_status()
+        if not served:
+            stats = admin.get(f"/api/projects/{project}/").json()
+            if stats.get("num_tasks_with_annotations") == stats.get("task_number") == 20:
+                return
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_your_images_your_team_label_studio(
+    server: ls_server.LabelStudioServer, tmp_path: Path
+) -> None:
+    from labelloop.sample_data import materialize_digits
+
+    home = tmp_path / "home"
+    sample = materialize_digits(home / ".cache" / "labelloop", limit=30)
+    # The guide's path: ~/.cache/labelloop/digits/images/.
+    shutil.move(str(Path(sample.source_uri).parent), str(home / ".cache/labelloop/digits"))
+    truth = {
+        Path(row["item"]).name: row["label"]
+        for row in csv.DictReader(
+            (home / ".cache/labelloop/digits/truth.csv").read_text().splitlines()
+        )
+    }
+
+    def here(text: str) -> str:
+        # The guide's document root is the tested server's; the rest of /home/me is `home`.
+        text = text.replace(f"{HOME}/labelloop-files", str(server.files_root))
+        return text.replace(HOME, str(home)).replace("http://localhost:8080", server.url)
+
+    _, files, _, _, run, *_ = blocks("bash")
+    subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", here(files)],
+        check=True,
+        env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
+    )
+    assert len(list((server.files_root / "my-images").glob("*.png"))) == 20
+
+    config = yaml.safe_load(here(blocks("yaml")[0]))
+    config["pipeline"]["provider_options"].update(wait_seconds=240, poll_seconds=1)
+    config["local"] = {"runs_dir": str(tmp_path / "runs")}
+    config_path = tmp_path / "my-label-studio.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    assert "make run CONFIG=configs/my-label-studio.yaml" in run
+
+    people = threading.Thread(target=_label_everything, args=(server, truth), daemon=True)
+    people.start()
+    # What `make run CONFIG=...` runs (the Makefile's run target).
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
+            "LABEL_STUDIO_API_KEY": server.admin_token,
+            "XDG_CACHE_HOME": str(home / ".cache"),
+        },
+        check=False,
+    )
+    people.join(timeout=60)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    title = re.search(r"job: label_studio (my-images · round 1 · \S+ · \w{8}) (\S+)", out)
+    assert title, out
+    assert title.group(2).startswith(f"{server.url}/projects/")
+    assert "waiting for people: 0/20 items labeled" in out
+    assert "20/20 items labeled (complete)" in out
+    assert re.search(r"ok   train-model", out), out
+    report = re.search(r"report: (\S+\.html)", out)
+    assert report, out
+    page = Path(report.group(1)).read_text(encoding="utf-8")
+    for text in ("What to do next", "Labeling job", title.group(1), "seconds per answer"):
+        assert text in page, text
+    assert "2.5 s" in page  # Label Studio's lead time per answer
