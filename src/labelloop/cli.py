@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
     "labelloop.cli_select",
     "labelloop.cli_label",
+    "labelloop.cli_lineage",
 )
 
 EXIT_UNFINISHED = 1

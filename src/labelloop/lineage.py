@@ -1,0 +1,238 @@
+"""Lineage of every label: who produced its inputs, how it was consolidated, which models used it.
+
+For each consolidated label the lineage keeps the annotators and models whose answers went
+into it (a model with its name, prompt hash and the calibration certificate that let its
+answer through), the consolidation method and labelloop version, the round and the job. For
+each trained model it keeps which label (item, job) it was trained on. So a bad source can be
+traced: `query(state_uri, annotator="sim-06")` lists every label that annotator touched and
+every model trained on one of them, for relabeling and retraining.
+
+Layout under `state_uri` (each file written whole under a deterministic name, so a retried
+step overwrites it):
+
+    lineage/labels/<job-key>.jsonl   one row per consolidated label of that job
+    lineage/models/<model-key>.json  the labels one trained model used
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from labelloop import __version__, storage
+from labelloop.schemas import Annotation
+
+LABELS = "lineage/labels"
+MODELS = "lineage/models"
+MODEL_PREFIX = "gemini:"
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Who or what produced an annotation: a person (`human`) or a model (`model`)."""
+
+    annotator: str
+    kind: str = "human"
+    provider: str = ""
+    model: str = ""
+    prompt_hash: str = ""
+    calibration_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != ""}
+
+
+def prompt_hash(*parts: str) -> str:
+    """A short, stable hash of a prompt (system instruction, guidelines, label set)."""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+    return "prompt-" + digest[:12]
+
+
+def source_for(
+    annotator: str, *, provider: str = "", models: Mapping[str, Source] | None = None
+) -> Source:
+    """The source of an annotator id: a known model source, a `gemini:<model>` id, or a person."""
+    models = models or {}
+    if annotator in models:
+        return models[annotator]
+    if annotator.startswith(MODEL_PREFIX):
+        return Source(annotator, "model", provider, model=annotator[len(MODEL_PREFIX) :])
+    return Source(annotator, "human", provider)
+
+
+def label_rows(
+    consolidated: Iterable[Mapping[str, Any]],
+    annotations: Sequence[Annotation],
+    *,
+    job: str,
+    round: int,
+    method: str,
+    provider: str = "",
+    models: Mapping[str, Source] | None = None,
+    run: str = "",
+) -> list[dict[str, Any]]:
+    """One lineage row per consolidated label: its sources, consolidation, round and job.
+
+    Args:
+        consolidated: Consolidated label rows (`item`, `label`, ...).
+        annotations: The annotations consolidation read (every source of every item).
+        job: The labeling job's key.
+        round: The loop's round.
+        method: The consolidation method (`mv`, `ds`, ...).
+        provider: The provider that returned the annotations.
+        models: Model sources by annotator id (model name, prompt hash, calibration id).
+        run: The pipeline run's id.
+    """
+    by_item: dict[str, list[str]] = {}
+    for a in annotations:
+        names = by_item.setdefault(a.item, [])
+        if a.annotator not in names:
+            names.append(a.annotator)
+    rows = []
+    for row in consolidated:
+        item = str(row["item"])
+        sources = [
+            source_for(name, provider=provider, models=models).to_json()
+            for name in sorted(by_item.get(item, []))
+        ]
+        rows.append(
+            {
+                "item": item,
+                "label": row.get("label"),
+                "round": round,
+                "job": job,
+                "run": run,
+                "consolidation": {"method": method, "version": __version__},
+                "sources": sources,
+            }
+        )
+    return rows
+
+
+def write_labels(state_uri: str, job: str, rows: Iterable[Mapping[str, Any]]) -> str:
+    """Write (or overwrite) a job's label lineage; returns its URI."""
+    uri = storage.join(state_uri, LABELS, f"{job}.jsonl")
+    storage.write_jsonl(uri, (dict(r) for r in rows))
+    return uri
+
+
+def write_model(
+    state_uri: str,
+    model: str,
+    *,
+    trained_on: Iterable[tuple[str, str]],
+    round: int,
+    uri: str = "",
+    run: str = "",
+) -> str:
+    """Record which labels (item, job) a trained model used; returns the record's URI."""
+    by_job: dict[str, list[str]] = {}
+    for item, job in trained_on:
+        by_job.setdefault(job, []).append(item)
+    record = {
+        "model": model,
+        "uri": uri,
+        "round": round,
+        "run": run,
+        "labels": sum(len(v) for v in by_job.values()),
+        "trained_on": {job: sorted(items) for job, items in sorted(by_job.items())},
+    }
+    out = storage.join(state_uri, MODELS, f"{_safe(model)}.json")
+    storage.write_text(out, json.dumps(record, indent=1, sort_keys=True))
+    return out
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def read_labels(state_uri: str) -> list[dict[str, Any]]:
+    """Every label lineage row in the state."""
+    folder = storage.join(state_uri, LABELS)
+    if not storage.is_dir(folder):
+        return []
+    rows: list[dict[str, Any]] = []
+    for uri in storage.iter_files(folder, suffixes=(".jsonl",)):
+        with storage.open_read(uri) as fh:
+            rows.extend(json.loads(line) for line in fh if line.strip())
+    return rows
+
+
+def read_models(state_uri: str) -> list[dict[str, Any]]:
+    """Every trained model's lineage record in the state."""
+    folder = storage.join(state_uri, MODELS)
+    if not storage.is_dir(folder):
+        return []
+    return [
+        json.loads(storage.read_text(u)) for u in storage.iter_files(folder, suffixes=(".json",))
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Hits:
+    """What a source touched: label lineage rows and the models trained on any of them."""
+
+    labels: list[dict[str, Any]]
+    models: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "models": [
+                {k: v for k, v in m.items() if k != "trained_on"} | {"touched": m["touched"]}
+                for m in self.models
+            ],
+        }
+
+
+def _matches(
+    source: Mapping[str, Any], *, annotator: str | None, model: str | None, prompt: str | None
+) -> bool:
+    if annotator is not None and source.get("annotator") != annotator:
+        return False
+    if model is not None and source.get("model") != model:
+        return False
+    return prompt is None or source.get("prompt_hash") == prompt
+
+
+def query(
+    state_uri: str,
+    *,
+    annotator: str | None = None,
+    model: str | None = None,
+    prompt: str | None = None,
+) -> Hits:
+    """Every label an annotator, a model or a prompt touched, and every model trained on one.
+
+    Give at least one of `annotator`, `model` (the model name, e.g. `gemini-2.5-flash`) and
+    `prompt` (a prompt hash); a source must match all that are given.
+    """
+    if annotator is None and model is None and prompt is None:
+        from labelloop.errors import InputError
+
+        raise InputError("name an annotator, a model or a prompt hash", field="lineage")
+    labels = [
+        row
+        for row in read_labels(state_uri)
+        if any(
+            _matches(s, annotator=annotator, model=model, prompt=prompt)
+            for s in row.get("sources", [])
+        )
+    ]
+    touched = {(str(r["item"]), str(r["job"])) for r in labels}
+    models = []
+    for record in read_models(state_uri):
+        hits = sorted(
+            item
+            for job, items in record.get("trained_on", {}).items()
+            for item in items
+            if (item, job) in touched
+        )
+        if hits:
+            models.append({**record, "touched": len(hits)})
+    labels.sort(key=lambda r: (int(r.get("round", 0)), str(r["job"]), str(r["item"])))
+    models.sort(key=lambda m: (int(m.get("round", 0)), str(m["model"])))
+    return Hits(labels, models)
