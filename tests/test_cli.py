@@ -28,9 +28,14 @@ def _commands(
 
 
 def test_every_command_is_described_and_shows_its_defaults() -> None:
+    from pipelines.__main__ import build_parser as pipelines_parser
+
     commands = _commands(build_parser())
     assert {"consolidate", "agreement", "select", "label status", "label collect"} <= set(commands)
     assert "import-annotations" in commands
+    pipelines = _commands(pipelines_parser(), "pipelines ")
+    assert {"pipelines compile", "pipelines run-local", "pipelines submit"} <= set(pipelines)
+    commands |= pipelines
     for name, parser in commands.items():
         assert parser.description, name
         for action in parser._actions:
@@ -39,7 +44,8 @@ def test_every_command_is_described_and_shows_its_defaults() -> None:
         text = " ".join(parser.format_help().split())
         for action in parser._actions:
             default = action.default
-            if action.option_strings and default not in (None, False, "", argparse.SUPPRESS):
+            absent = default is None or default is False or default in ("", argparse.SUPPRESS)
+            if action.option_strings and not absent:
                 assert f"(default: {default})" in text, f"{name} {action.option_strings[0]}"
     status = " ".join(commands["label status"].format_help().split())
     assert "--timeout TIMEOUT" in status

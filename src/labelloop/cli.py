@@ -39,12 +39,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows every option's default (but not an absent one); keeps descriptions' line breaks."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, "") or action.default is argparse.SUPPRESS:
+        absent = action.default is None or action.default is False or action.default == ""
+        if absent or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
 
-class _Commands(argparse._SubParsersAction):
+class SubCommands(argparse._SubParsersAction):
     """Sub-commands whose description defaults to their one-line help, with defaults shown."""
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ class _Commands(argparse._SubParsersAction):
             kwargs["description"] = help_text[0].upper() + help_text[1:] + "."
         kwargs.setdefault("formatter_class", HelpFormatter)
         parser = super().add_parser(name, **kwargs)
-        parser.register("action", "parsers", _Commands)
+        parser.register("action", "parsers", SubCommands)
         return parser
 
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n")[-1],
         formatter_class=HelpFormatter,
     )
-    parser.register("action", "parsers", _Commands)
+    parser.register("action", "parsers", SubCommands)
     parser.add_argument("--version", action="version", version=f"labelloop {__version__}")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log at DEBUG level, HTTP requests included"

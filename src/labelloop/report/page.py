@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from labelloop.report import guidance, sections
+from labelloop.report import guidance, model_sections, sections
 from labelloop.report.data import ReportData, number
 from labelloop.report.format import fmt
 
@@ -52,10 +52,10 @@ SECTIONS: tuple[Section, ...] = (
         "active-learning",
         "Active learning",
         "sections/active_learning.html.j2",
-        sections.active_learning,
+        model_sections.active_learning,
     ),
-    Section("model", "Model", "sections/model.html.j2", sections.model),
-    Section("rounds", "Across rounds", "sections/rounds.html.j2", sections.rounds),
+    Section("model", "Model", "sections/model.html.j2", model_sections.model),
+    Section("rounds", "Across rounds", "sections/rounds.html.j2", model_sections.rounds),
 )
 
 
