@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -67,8 +68,10 @@ def test_the_guide_matches_the_server_the_suite_runs() -> None:
         assert email in ls_server.ANNOTATORS
 
 
-def _label_everything(server: ls_server.LabelStudioServer, truth: dict[str, str]) -> None:
-    """Two annotators at the UI: wait for the project, then answer until nothing is left."""
+def _label_everything(
+    server: ls_server.LabelStudioServer, truth: dict[str, str], people_count: int = 2
+) -> None:
+    """Annotators at the UI: wait for the project, then answer until nothing is left."""
     admin = httpx.Client(
         base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}, timeout=60
     )
@@ -81,7 +84,7 @@ def _label_everything(server: ls_server.LabelStudioServer, truth: dict[str, str]
     assert project is not None
     people = [
         httpx.Client(base_url=server.url, headers={"Authorization": f"Token {token}"}, timeout=60)
-        for email, token in list(server.annotator_tokens.items())[:2]
+        for email, token in list(server.annotator_tokens.items())[:people_count]
     ]
     # Tasks arrive in batches while the step imports them: keep asking until all are done.
     while time.monotonic() < deadline:
@@ -105,7 +108,8 @@ def _label_everything(server: ls_server.LabelStudioServer, truth: dict[str, str]
             ).raise_for_status()
         if not served:
             stats = admin.get(f"/api/projects/{project}/").json()
-            if stats.get("num_tasks_with_annotations") == stats.get("task_number") == 20:
+            total = stats.get("task_number") or 0
+            if total and stats.get("num_tasks_with_annotations") == total:
                 return
             time.sleep(0.5)
 
@@ -179,3 +183,74 @@ def test_your_images_your_team_label_studio(
     for text in ("What to do next", "Labeling job", title.group(1), "seconds per answer"):
         assert text in page, text
     assert "2.5 s" in page  # Label Studio's lead time per answer
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_gemini_first_people_for_the_rest(
+    server: ls_server.LabelStudioServer, tmp_path: Path
+) -> None:
+    """The guide's second config: Gemini (a loopback fake of Vertex AI) answers every digit,
+    sure of the even ones; the odd ones go to a person in Label Studio."""
+    import base64
+    import hashlib
+
+    from labelloop.sample_data import materialize_digits
+    from tests.servers import gemini_fake
+
+    sample = materialize_digits(tmp_path / "cache", limit=30)
+    images = sorted(Path(sample.source_uri).glob("*.png"))[:20]
+    folder = server.files_root / "gemini-images" / "my-images"
+    folder.mkdir(parents=True)
+    truth_rows = csv.DictReader(Path(sample.truth_uri).read_text().splitlines())
+    by_name = {Path(r["item"]).name: r["label"] for r in truth_rows}
+    by_bytes = {}
+    for image in images:
+        shutil.copy(image, folder / image.name)
+        by_bytes[hashlib.sha256(image.read_bytes()).hexdigest()] = by_name[image.name]
+
+    def model(body: dict[str, Any]) -> tuple[int, Any]:
+        parts = body["contents"][0]["parts"]
+        data = next(p["inlineData"]["data"] for p in parts if "inlineData" in p)
+        # google-genai sends inline bytes URL-safe base64-encoded, without padding.
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        label = by_bytes[hashlib.sha256(raw).hexdigest()]
+        return 200, gemini_fake.answer(label, -0.01 if int(label) % 2 == 0 else -1.5)
+
+    config = yaml.safe_load(blocks("yaml")[1])
+    pipeline = config["pipeline"]
+    pipeline["source_uri"] = str(folder)
+    options = pipeline["provider_options"]
+    options["human"]["options"].update(url=server.url, local_files_root=str(server.files_root))
+    options.update(wait_seconds=240, poll_seconds=1)
+    config["local"] = {"runs_dir": str(tmp_path / "runs")}
+    people = threading.Thread(target=_label_everything, args=(server, by_name, 1), daemon=True)
+    with gemini_fake.serve(model) as fake:
+        options["gemini"]["base_url"] = fake.url
+        config_path = tmp_path / "gemini.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        people.start()
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
+                "LABEL_STUDIO_API_KEY": server.admin_token,
+            },
+            check=False,
+        )
+    people.join(timeout=60)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    evens = sum(1 for image in images if int(by_name[image.name]) % 2 == 0)
+    assert re.search(r"job: gemini_then_human my-images · round 1 · \S+ · \w{8} http", out), out
+    assert "gemini: auto-accept at confidence >= 0.9 (precision n/a on 0 calibration items);" in out
+    assert f"{evens} by Gemini, {20 - evens} to people; estimated cost $" in out
+    report = re.search(r"report: (\S+\.html)", out)
+    assert report, out
+    page = Path(report.group(1)).read_text(encoding="utf-8")
+    for text in ("auto-accept threshold", "labeled by Gemini", "sent to people", "estimated cost"):
+        assert text in page, text
