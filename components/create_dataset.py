@@ -32,18 +32,20 @@ def create_dataset(
         dataset_items: Items in the dataset.
         dataset_key: Deterministic key of the item set.
     """
+    from labelloop.failures import recorded
     from labelloop.schemas import TaskType
     from labelloop.stages.create_dataset import create_dataset as step
 
-    result = step(
-        import_uri=selected.path,
-        task_type=task_type,
-        display_name=display_name,
-        state_uri=state_uri,
-        manifest_uri=manifest.path,
-        items_uri=dataset.path,
-        rejects_uri=rejects.path,
-    )
+    with recorded(dataset.uri):
+        result = step(
+            import_uri=selected.path,
+            task_type=task_type,
+            display_name=display_name,
+            state_uri=state_uri,
+            manifest_uri=manifest.path,
+            items_uri=dataset.path,
+            rejects_uri=rejects.path,
+        )
     dataset.metadata["import_schema_uri"] = TaskType(task_type).import_schema_uri
     dataset.metadata["items"] = result.items
     return (result.items, result.dataset_key)

@@ -33,15 +33,17 @@ def generate_import_file(
         already_imported: Items skipped because an earlier round imported them.
         bad_records: Count of rejected lines.
     """
+    from labelloop.failures import recorded
     from labelloop.stages.generate_import_file import generate_import_file as step
 
-    result = step(
-        source_uri=source_uri,
-        task_type=task_type,
-        state_uri=state_uri,
-        output_uri=import_file.path,
-        rejects_uri=rejects.path,
-    )
+    with recorded(import_file.uri):
+        result = step(
+            source_uri=source_uri,
+            task_type=task_type,
+            state_uri=state_uri,
+            output_uri=import_file.path,
+            rejects_uri=rejects.path,
+        )
     import_file.metadata["items"] = result.new_items
     rejects.metadata["count"] = result.bad_records
     return (result.listed, result.new_items, result.already_imported, result.bad_records)

@@ -46,22 +46,24 @@ def quality_gate(
         agreement: The configured agreement metric.
         bad_records: Count of rejected annotation rows.
     """
+    from labelloop.failures import recorded
     from labelloop.stages.quality_gate import quality_gate as step
 
-    result = step(
-        annotations_uri=annotations.path,
-        task_type=task_type,
-        labels=labels,
-        consolidation_method=consolidation_method,
-        agreement_metric=agreement_metric,
-        min_confidence=min_confidence,
-        state_uri=state_uri,
-        gold_uri=gold_uri,
-        consolidated_uri=consolidated.path,
-        review_uri=review.path,
-        metrics_uri=quality.path,
-        rejects_uri=rejects.path,
-    )
+    with recorded(consolidated.uri):
+        result = step(
+            annotations_uri=annotations.path,
+            task_type=task_type,
+            labels=labels,
+            consolidation_method=consolidation_method,
+            agreement_metric=agreement_metric,
+            min_confidence=min_confidence,
+            state_uri=state_uri,
+            gold_uri=gold_uri,
+            consolidated_uri=consolidated.path,
+            review_uri=review.path,
+            metrics_uri=quality.path,
+            rejects_uri=rejects.path,
+        )
     metrics.log_metric("label_count", result.label_count)
     metrics.log_metric(result.agreement_metric, result.agreement)
     metrics.log_metric("all_agree_rate", result.all_agree_rate)

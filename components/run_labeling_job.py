@@ -39,19 +39,21 @@ def run_labeling_job(
         annotation_count: Annotations collected.
         annotator_count: Distinct annotators.
     """
+    from labelloop.failures import recorded
     from labelloop.stages.run_labeling_job import run_labeling_job as step
 
-    result = step(
-        items_uri=dataset.path,
-        task_type=task_type,
-        labels=labels,
-        provider=provider,
-        provider_options=provider_options,
-        labelers_per_item=labelers_per_item,
-        annotations_uri=annotations.path,
-        job_uri=job.path,
-        rejects_uri=rejects.path,
-    )
+    with recorded(annotations.uri):
+        result = step(
+            items_uri=dataset.path,
+            task_type=task_type,
+            labels=labels,
+            provider=provider,
+            provider_options=provider_options,
+            labelers_per_item=labelers_per_item,
+            annotations_uri=annotations.path,
+            job_uri=job.path,
+            rejects_uri=rejects.path,
+        )
     annotations.metadata["rows"] = result.annotations
     job.metadata["job_key"] = result.job_key
     # False when the provider was still labeling at the deadline: the count gate decides.

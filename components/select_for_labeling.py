@@ -18,6 +18,7 @@ def select_for_labeling(
     seed: int,
     predictions_uri: str,
     class_balance: bool,
+    source_uri: str,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
@@ -36,6 +37,7 @@ def select_for_labeling(
         predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
+        source_uri: The source: a predicted item outside it is refused, never read.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -44,20 +46,23 @@ def select_for_labeling(
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
     """
+    from labelloop.failures import recorded
     from labelloop.stages.select_for_labeling import select_for_labeling as step
 
-    result = step(
-        import_uri=pool.path,
-        state_uri=state_uri,
-        task_type=task_type,
-        labels=labels,
-        strategy=strategy,
-        k=k,
-        seed=seed,
-        output_uri=selected.path,
-        summary_uri=summary.path,
-        predictions_uri=predictions_uri,
-        class_balance=class_balance,
-    )
+    with recorded(selected.uri):
+        result = step(
+            import_uri=pool.path,
+            state_uri=state_uri,
+            task_type=task_type,
+            labels=labels,
+            strategy=strategy,
+            k=k,
+            seed=seed,
+            output_uri=selected.path,
+            summary_uri=summary.path,
+            predictions_uri=predictions_uri,
+            class_balance=class_balance,
+            source_uri=source_uri,
+        )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

@@ -42,18 +42,20 @@ def train_model(
     """
     import json
 
+    from labelloop.failures import recorded
     from labelloop.stages.train_model import train_model as step
 
-    result = step(
-        consolidated_uri=consolidated.path,
-        items_uri=dataset.path,
-        task_type=task_type,
-        labels=label_set,
-        state_uri=state_uri,
-        holdout_fraction=holdout_fraction,
-        seed=seed,
-        model_uri=model.path,
-    )
+    with recorded(model.uri):
+        result = step(
+            consolidated_uri=consolidated.path,
+            items_uri=dataset.path,
+            task_type=task_type,
+            labels=label_set,
+            state_uri=state_uri,
+            holdout_fraction=holdout_fraction,
+            seed=seed,
+            model_uri=model.path,
+        )
     model.metadata["accuracy"] = result.accuracy
     model.metadata["framework"] = "scikit-learn"
     classification_metrics.log_confusion_matrix(result.labels, result.confusion_matrix)

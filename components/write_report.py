@@ -48,23 +48,25 @@ def write_report(
             (ClassificationMetrics artifact).
         Output: The training decision in one line.
     """
+    from labelloop.failures import recorded
     from labelloop.stages.write_report import write_report as step
 
-    result = step(
-        quality_uri=quality.path,
-        selection_uri=selection_summary.path,
-        outcome=outcome,
-        state_uri=state_uri,
-        run_id=run_id,
-        min_labeled_count=min_labeled_count,
-        min_agreement=min_agreement,
-        html_uri=report.path,
-        markdown_uri=summary.path,
-        review_uri=review.path if review is not None else "",
-        items_uri=dataset.path if dataset is not None else "",
-        annotations_uri=annotations.path if annotations is not None else "",
-        job_uri=job.path if job is not None else "",
-    )
+    with recorded(report.uri):
+        result = step(
+            quality_uri=quality.path,
+            selection_uri=selection_summary.path,
+            outcome=outcome,
+            state_uri=state_uri,
+            run_id=run_id,
+            min_labeled_count=min_labeled_count,
+            min_agreement=min_agreement,
+            html_uri=report.path,
+            markdown_uri=summary.path,
+            review_uri=review.path if review is not None else "",
+            items_uri=dataset.path if dataset is not None else "",
+            annotations_uri=annotations.path if annotations is not None else "",
+            job_uri=job.path if job is not None else "",
+        )
     for name, value in sorted(result.metrics.items()):
         metrics.log_metric(name, value)
     if result.confusion_labels and result.confusion_matrix:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labelloop.cli import report_error
 from labelloop.config import load_config
-from labelloop.errors import LabelloopError
+from labelloop.preflight import preflight
 
 if TYPE_CHECKING:
     from pipelines.vertex_submit import Target
@@ -37,6 +38,7 @@ def _run_local(args: argparse.Namespace) -> int:
     if args.strategy:
         overrides.append(f"pipeline.selection_strategy={args.strategy}")
     config = load_config(args.config, overrides=overrides, target="portable")
+    preflight(config, target="local", env=os.environ)
     rounds = args.rounds or config.local.rounds
     cache = (
         Path(config.local.sample_cache_dir)
@@ -57,6 +59,8 @@ def _vertex_target(args: argparse.Namespace, **needs: bool) -> Target:
 
     target = load_target(args.config, overrides=tuple(args.set or ()), **needs)
     endpoint = args.api_endpoint or os.environ.get("LABELLOOP_VERTEX_API_ENDPOINT") or None
+    # Checked before anything is compiled or sent; a loopback fake needs no credentials.
+    preflight(target.config, target="vertex", env=os.environ, check_credentials=not endpoint)
     credentials = None
     if endpoint:
         # A loopback fake of the API (tests, local dry runs): no Google credentials involved.
@@ -232,9 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except LabelloopError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+    except Exception as exc:  # every error a user can act on: one line, no traceback
+        return report_error(exc)
 
 
 if __name__ == "__main__":

@@ -7,18 +7,47 @@ Only what differs between targets stays in the pipeline modules: how the pool is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kfp import dsl
 
 from components.create_dataset import create_dataset
+from components.failure_report import write_failure_report
 from components.gates import join_outcome, record_gate_decision
 from components.quality_gate import quality_gate
 from components.run_labeling_job import run_labeling_job
 from components.select_for_labeling import select_for_labeling
 from components.write_report import write_report
+
+
+@contextlib.contextmanager
+def failure_reported(*, state_uri: Any) -> Iterator[Any]:
+    """Run the tasks created in the block under KFP's exit handler: whatever happens to them,
+    `write_failure_report` runs last and, if the round failed, says which stage failed, why
+    and what was left untouched (kfp.local and Vertex AI both run exit handlers).
+
+    Yields:
+        The failure-report task.
+    """
+    exit_task = write_failure_report(
+        state_uri=state_uri, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    ).set_display_name("Write failure report (if the round failed)")
+    with dsl.ExitHandler(exit_task, name="labeling-round"):
+        yield exit_task
+
+
+def with_failure_report(body: Callable[[Any], None]) -> Callable[[Any], None]:
+    """`body` (a pipeline's DAG builder taking the parameters) run under `failure_reported`."""
+
+    def handled(params: Any) -> None:
+        with failure_reported(state_uri=params.state_uri):
+            body(params)
+
+    handled.__module__ = body.__module__
+    return handled
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +88,7 @@ def label_round(
         seed=params.seed,
         predictions_uri=predictions_uri,
         class_balance=params.class_balance,
+        source_uri=params.source_uri,
     ).set_display_name("Select items to label (active learning)")
     dataset = create_dataset(
         selected=selection.outputs["selected"],

@@ -14,7 +14,7 @@ from kfp import dsl
 
 from components.generate_import_file import generate_import_file
 from components.train_model import train_model
-from pipelines.dag import gates_training_and_report, label_round
+from pipelines.dag import gates_training_and_report, label_round, with_failure_report
 from pipelines.parameters import Params, pipeline_function, portable_parameters
 
 PIPELINE_NAME = "labelloop-labeling"
@@ -63,7 +63,7 @@ labeling_pipeline = dsl.pipeline(
     description="Select, label, check and consolidate labels, then train when the gates open.",
 )(
     pipeline_function(
-        _labeling_round,
+        with_failure_report(_labeling_round),
         name="labeling_pipeline",
         summary="One labeling round.",
         parameters=portable_parameters(),

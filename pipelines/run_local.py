@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from labelloop import storage
 from labelloop.config import Config
-from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample
+from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample, supplied_options
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class RoundSummary:
     true_accuracy: float | None = None
     labels_used: int | None = None
     report: str = ""
+    failure_report: str = ""
 
 
 def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
@@ -133,6 +134,8 @@ class StageLines(io.TextIOBase):
         self.root = root
         self.started: dict[str, float] = {}
         self.failed: list[str] = []
+        self.reasons: dict[str, str] = {}
+        self._task_lines: list[str] = []
         self._buffer = ""
 
     def writable(self) -> bool:
@@ -168,6 +171,7 @@ class StageLines(io.TextIOBase):
             self.console.flush()
         elif m := _START.search(line):
             self.started[m.group(1)] = time.perf_counter()
+            self._task_lines = []
         elif m := _END.search(line):
             task, status = m.group(1), m.group(2)
             seconds = time.perf_counter() - self.started.get(task, time.perf_counter())
@@ -176,12 +180,37 @@ class StageLines(io.TextIOBase):
             keys = KEY_OUTPUTS.get(task, ())
             numbers = "  ".join(f"{k}={_fmt(outputs[k])}" for k in keys if k in outputs)
             mark = "ok  " if status == "SUCCESS" else "FAIL"
+            self.console.write(f"  {mark} {task:<28} {seconds:6.2f}s  {numbers}\n")
             if status != "SUCCESS":
                 self.failed.append(task)
-            self.console.write(f"  {mark} {task:<28} {seconds:6.2f}s  {numbers}\n")
-            if task == "run-labeling-job" and run_dir is not None and (line := job_line(run_dir)):
-                self.console.write(f"       {line}\n")
+                reason = failure_reason(run_dir, task, self._task_lines)
+                self.reasons[task] = reason
+                for text in reason.splitlines():
+                    self.console.write(f"       {text}\n")
+            elif task == "run-labeling-job" and run_dir is not None and (job := job_line(run_dir)):
+                self.console.write(f"       {job}\n")
             self.console.flush()
+        else:
+            self._task_lines.append(line)
+
+
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+(?:Error|Exception|Exit)|ERROR\b|error:)")
+
+
+def failure_reason(run_dir: Path | None, task: str, lines: Sequence[str]) -> str:
+    """The failed task's own message: what it recorded (see `labelloop.failures`), else the
+    first and last error lines of its output."""
+    from labelloop.failures import failure_uri, read_failures
+
+    if run_dir is not None and Path(failure_uri(str(run_dir), task)).is_file():
+        for failure in read_failures(str(run_dir)):
+            if failure.stage == task:
+                return failure.headline()
+    errors = [line.strip() for line in lines if _ERROR_LINE.match(line)]
+    if not errors:
+        return "(the step printed no error line)"
+    first, last = errors[0], errors[-1]
+    return first if first == last else f"{first}\n... {last}"
 
 
 @contextlib.contextmanager
@@ -227,8 +256,8 @@ def prepare(config: Config, *, cache_dir: Path) -> tuple[dict[str, Any], str | N
         sample = resolve_sample(params["source_uri"], cache_dir)
         params["source_uri"] = sample.source_uri
         truth_uri = sample.truth_uri
-        if params["provider"] == "simulated":
-            options.setdefault("truth_uri", truth_uri)
+        for name in supplied_options(config.pipeline.source_uri, params["provider"]):
+            options.setdefault(name, truth_uri)
     truth_uri = truth_uri or options.get("truth_uri")
     params["provider_options"] = json.dumps(options, sort_keys=True)
     return params, truth_uri
@@ -299,6 +328,12 @@ def summarize_round(
     elif closed_count:
         summary.count_gate, summary.agreement_gate = "closed", "-"
         summary.reason = str(json.loads(closed_count["Output"])["reason"])
+    exit_outputs = task_outputs(run_dir, "write-failure-report")
+    failure_page = run_dir / "write-failure-report" / "report"
+    if exit_outputs.get("final_state") not in (None, "SUCCEEDED") and failure_page.is_file():
+        page = run_dir / "failure-report.html"
+        shutil.copyfile(failure_page, page)
+        summary.failure_report = str(page)
     report = run_dir / "write-report" / "report"
     if report.is_file():
         # kfp names the artifact file `report`; browsers need the extension to render it.
@@ -439,5 +474,7 @@ def run_local(
     for row in reports:
         name = "report:" if len(reports) == 1 else f"report {row.round}:"
         console.write(f"{name:<10}{row.report}\n")
+    if summaries and summaries[-1].failure_report:
+        console.write(f"\nfailure report: {summaries[-1].failure_report}\n")
     console.write(f"{'logs:':<10}{log_path}\n")
     return run_root, summaries

@@ -50,7 +50,7 @@ from components.vertex import (
 )
 from labelloop.config import ParameterSpec
 from labelloop.vertex_config import TrainingSettings
-from pipelines.dag import gates_training_and_report, label_round
+from pipelines.dag import gates_training_and_report, label_round, with_failure_report
 from pipelines.parameters import Params, pipeline_function, portable_parameters
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
@@ -262,7 +262,7 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
         )
 
     pipeline = pipeline_function(
-        vertex_round,
+        with_failure_report(vertex_round),
         name="vertex_labeling_pipeline",
         summary="One labeling round on Vertex AI.",
         parameters=vertex_parameters(),

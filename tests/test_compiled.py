@@ -58,7 +58,9 @@ def test_portable_pipeline_has_six_stages_both_gates_and_a_report() -> None:
     tasks = _all_tasks(spec["root"], spec)
     for stage in STAGE_TASKS:
         assert stage in tasks, stage
-    conditions = [t["triggerPolicy"]["condition"] for t in tasks.values() if "triggerPolicy" in t]
+    conditions = [
+        t["triggerPolicy"].get("condition", "") for t in tasks.values() if "triggerPolicy" in t
+    ]
     assert any("label_count" in c and "min_labeled_count" in c for c in conditions)
     assert any("agreement" in c and "min_agreement" in c for c in conditions)
     # Display names say what each task does.
@@ -97,3 +99,22 @@ def test_image_can_be_pinned_at_compile_time(tmp_path: Path) -> None:
         assert digest in text, path.name
     executors = json.loads((tmp_path / "labeling_pipeline.json").read_text())["deploymentSpec"]
     assert {e["container"]["image"] for e in executors["executors"].values()} == {digest}
+
+
+@pytest.mark.parametrize("name", ["labeling_pipeline.json", "vertex_labeling_pipeline.json"])
+def test_both_pipelines_run_the_failure_report_in_an_exit_handler(name: str) -> None:
+    spec = json.loads((ROOT / "compiled" / name).read_text())
+    root_tasks = spec["root"]["dag"]["tasks"]
+    exit_task = root_tasks["write-failure-report"]
+    # Runs whatever the round's outcome, and receives its final status.
+    assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert exit_task["dependentTasks"] == ["exit-handler-1"]
+    status = exit_task["inputs"]["parameters"]["status"]
+    assert status["taskFinalStatus"]["producerTask"] == "exit-handler-1"
+    # Every stage lives inside the handled group.
+    inside = _all_tasks(
+        spec["components"][root_tasks["exit-handler-1"]["componentRef"]["name"]], spec
+    )
+    assert {"generate-import-file", "run-labeling-job", "quality-gate", "write-report"} <= set(
+        inside
+    )

@@ -77,3 +77,61 @@ def test_missing_required_source_and_unknown_section() -> None:
 def test_missing_file() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("no/such/config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "fragment"),
+    [
+        ("state_uri: gs:/bad", "pipeline.state_uri", "malformed URI 'gs:/bad'"),
+        ("state_uri: 'gs:bucket/x'", "pipeline.state_uri", "expected gs://bucket/path"),
+        ("gold_uri: gs://B/x.csv", "pipeline.gold_uri", "is not a bucket name"),
+        ("predictions_uri: s3://b/p.jsonl", "pipeline.predictions_uri", "unsupported URI"),
+    ],
+)
+def test_malformed_uris_are_refused_at_load(line: str, field: str, fragment: str) -> None:
+    text = f"pipeline:\n  source_uri: sample://digits\n  {line}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config("c.yaml", text=text)
+    assert (info.value.line, info.value.field) == (3, field)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        (
+            "pipeline:\n  source_uri: /d\n  provider: label_studio\n"
+            "  provider_options:\n    url: http://ls\n    api_key: abc\n",
+            6,
+            "pipeline.provider_options.api_key",
+        ),
+        (
+            'pipeline:\n  source_uri: /d\n  provider: label_studio\n  provider_options: \'{"url":'
+            ' "http://ls", "api_key_secret": "abc123"}\'\n',
+            4,
+            "pipeline.provider_options.api_key_secret",
+        ),
+        (
+            "pipeline:\n  source_uri: /d\nvertex:\n  project: p\n  labels:\n"
+            "    note: AIzaSyA1234567890abcdefghijklmnopqrstuv\n",
+            6,
+            "vertex.labels.note",
+        ),
+        (
+            "pipeline:\n  source_uri: /d\nvertex:\n  github_token: ghp_x\n",
+            4,
+            "vertex.github_token",
+        ),
+    ],
+)
+def test_secrets_are_refused_wherever_they_appear(text: str, line: int, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config("c.yaml", text=text)
+    assert (info.value.line, info.value.field) == (line, field)
+    assert "secrets never travel" in str(info.value)
+
+
+def test_secret_given_as_an_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match="secrets never travel") as info:
+        load_config("configs/local.yaml", overrides=["vertex.password=hunter2"])
+    assert info.value.field == "vertex.password"

@@ -127,7 +127,22 @@ def test_missing_source_fails_the_round_with_the_reason(digits_sample, tmp_path:
     run_root, rows, console = _run(config, tmp_path)
     assert rows[0].status.startswith("failed")
     assert "FAIL generate-import-file" in console
-    assert "source directory does not exist" in (run_root / "kfp.log").read_text()
+    # The step's own reason is on the console, right under the failed stage, not only in the log.
+    fail_line = console.index("FAIL generate-import-file")
+    reason = console[fail_line:].splitlines()[1]
+    assert "source directory does not exist" in reason
+    assert str(tmp_path / "does-not-exist") in reason
+    assert f"full log: {run_root / 'kfp.log'}" in console
+    # The exit handler ran after the failure and wrote the failure report, named on the console.
+    page = Path(rows[0].failure_report)
+    assert f"failure report: {page}" in console
+    html = page.read_text()
+    assert "Round failed in <code>generate-import-file</code>" in html
+    assert "source directory does not exist" in html
+    assert "the current model stayed as it was" in html
+    # ... and a copy with a JSON record in the loop's state.
+    (record,) = (run_root / "state" / "failures").glob("*.json")
+    assert json.loads(record.read_text())["stage"] == "generate-import-file"
 
 
 def test_run_leaves_the_process_temp_dir_as_it_found_it(digits_sample, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from labelloop import storage
-from labelloop.providers.base import LabelingTask, get_provider
+from labelloop.providers import LabelingTask, get_provider
 from labelloop.providers.gemini import (
     PRICES,
     GeminiLabeler,

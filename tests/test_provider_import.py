@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from labelloop import storage
-from labelloop.providers.base import LabelingTask, get_provider
+from labelloop.providers import LabelingTask, get_provider
 from labelloop.providers.importer import ImportProvider, detect_format
 from labelloop.providers.label_studio_format import to_result
 from labelloop.schemas import Box, Item, Span, TaskType, text_item_id
@@ -162,7 +162,9 @@ def test_long_csv_with_annotator_map_file_and_prefix_map(tmp_path: Path) -> None
 
 
 def test_import_needs_a_file() -> None:
-    with pytest.raises(ValueError, match="annotations file"):
+    with pytest.raises(
+        ValueError, match="required option 'uri' is missing: a string, the annotations file"
+    ):
         get_provider("import", {})
     provider = ImportProvider("/nonexistent/x.csv")
     with pytest.raises(ValueError, match="does not exist"):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from labelloop import storage
 from labelloop.cli import main
-from labelloop.providers.base import LabelingTask, get_provider
+from labelloop.providers import LabelingTask, get_provider
 from labelloop.providers.label_studio import LabelStudioProvider, dataset_name, project_title
 from labelloop.providers.label_studio_format import (
     default_instructions,
@@ -628,3 +628,65 @@ def test_a_good_label_studio_day(server: ls_server.LabelStudioServer) -> None:
         "skipped": 0,
         "seconds": pytest.approx(6.4),
     }
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.server
+def test_cli_errors_are_one_line_with_an_exit_code(
+    server: ls_server.LabelStudioServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = tmp_path / "img" / "a.png"
+    image.parent.mkdir()
+    image.write_bytes(b"\x89PNG\r\n\x1a\n")
+    items_uri = str(tmp_path / "items.jsonl")
+    storage.write_jsonl(
+        items_uri,
+        [Item(str(image), uri=str(image)).to_import_record(TaskType.IMAGE_CLASSIFICATION)],
+    )
+
+    def label(options: dict[str, Any], key: str) -> tuple[int, list[str]]:
+        monkeypatch.setenv("LABEL_STUDIO_API_KEY", key)
+        code = main(
+            [
+                "label",
+                "status",
+                "--provider",
+                "label_studio",
+                "--options",
+                json.dumps(options),
+                "--items",
+                items_uri,
+                "--task-type",
+                "image_classification",
+                "--labels",
+                "cat,dog",
+            ]
+        )
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return code, [line for line in err.splitlines() if line.startswith("error:")]
+
+    code, lines = label({"url": server.url}, "not-a-token")
+    assert code == 4
+    assert len(lines) == 1
+    assert "Label Studio answered 401 (check LABEL_STUDIO_API_KEY)" in lines[0]
+    port = _closed_port()
+    code, lines = label({"url": f"http://127.0.0.1:{port}"}, server.admin_token)
+    assert code == 3
+    assert len(lines) == 1
+    assert f"cannot reach http://127.0.0.1:{port}/" in lines[0]
+    # The server refuses a local-files storage outside its document root: a 400.
+    code, lines = label({"url": server.url, "local_files_root": "/"}, server.admin_token)
+    assert code == 5
+    assert len(lines) == 1
+    assert "answered 400" in lines[0]

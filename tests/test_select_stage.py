@@ -190,3 +190,53 @@ def test_unknown_strategy_is_an_input_error(pool, tmp_path) -> None:
     import_uri, state_uri = pool
     with pytest.raises(InputError, match="unknown strategy"):
         _run(tmp_path, import_uri, state_uri, "bald")
+
+
+_OPENED: list[str] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "open" and args and isinstance(args[0], str | bytes):
+        _OPENED.append(str(args[0]))
+
+
+def test_predicted_paths_outside_the_source_are_refused_and_never_read(
+    pool, digits_sample, tmp_path
+) -> None:
+    import sys
+
+    import_uri, state_uri = pool
+    items, _ = read_import_file(import_uri)
+    canary = tmp_path / "outside" / "secret.png"
+    canary.parent.mkdir()
+    canary.write_bytes(b"not yours")
+    escape = f"{digits_sample.source_uri}/../outside/secret.png"
+    outsiders = ["/etc/passwd", str(canary), escape]
+    ids = [i.id for i in items[:30]] + outsiders
+    proba = np.full((len(ids), 10), 0.01)
+    proba[:30, 0] = 0.91  # confident on the pool ...
+    proba[30:] = 0.1  # ... and most unsure of the paths outside it: entropy ranks them first
+    write_predictions(str(tmp_path / "p.jsonl"), ids, DIGITS.split(","), proba)
+    sys.addaudithook(_audit)
+    _OPENED.clear()
+    _result, records, summary = _run(
+        tmp_path,
+        import_uri,
+        state_uri,
+        "entropy",
+        k=5,
+        predictions_uri=str(tmp_path / "p.jsonl"),
+        source_uri=digits_sample.source_uri,
+    )
+    opened = list(_OPENED)
+    _OPENED.clear()
+    chosen = [r["imageGcsUri"] for r in records]
+    assert len(chosen) == 5
+    assert not set(chosen) & set(outsiders)
+    assert all(c in {i.id for i in items} for c in chosen)
+    # Refused, counted with the file they came from, and never opened.
+    assert summary["bad_records"] == 3
+    refused = [b for b in summary["bad"] if "outside the source" in b["reason"]]
+    assert sorted(b["reason"].split(":")[0] for b in refused) == sorted(outsiders)
+    assert {b["source"] for b in refused} == {str(tmp_path / "p.jsonl")}
+    assert not [p for p in opened if "passwd" in p or "secret.png" in p]

@@ -72,7 +72,10 @@ def test_annotation_rows_round_trip_through_the_reader(task: TaskType, tmp_path:
 def test_config_refuses_a_task_type_the_target_cannot_train(
     task: TaskType, target: str, tmp_path: Path
 ) -> None:
-    text = f"pipeline:\n  source_uri: gs://b/raw\n  task_type: {task.value}\n  labels: [a, b]\n"
+    text = (
+        f"pipeline:\n  source_uri: gs://bkt/raw\n  task_type: {task.value}\n  labels: [a, b]\n"
+        "  provider_options: {truth_uri: gs://bkt/truth.csv}\n"
+    )
     path = str(tmp_path / "c.yaml")
     assert trainer(task, target=target) == TRAINED[task][target]
     if TRAINED[task][target] is not None:

@@ -138,9 +138,14 @@ def test_submit_sends_the_compiled_spec_parameters_identity_and_labels(fake, tem
     assert values["selection_size"] == 300
     assert values["min_agreement"] == pytest.approx(0.4)
     # Caching is off in the config, and the spec sent is the whole DAG.
-    tasks = body["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert {"generate-import-file", "quality-gate", "write-report"} <= set(tasks)
-    assert all(t["cachingOptions"] == {"enableCache": False} for t in tasks.values())
+    sent = body["pipelineSpec"]
+    tasks = sent["root"]["dag"]["tasks"]
+    # The stages run inside the exit handler whose final task writes the failure report.
+    assert {"exit-handler-1", "write-failure-report"} == set(tasks)
+    handled = sent["components"][tasks["exit-handler-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    assert {"generate-import-file", "quality-gate", "write-report"} <= set(handled)
+    everything = [*tasks.values(), *handled.values()]
+    assert all(t["cachingOptions"] == {"enableCache": False} for t in everything)
 
 
 def test_submit_compiles_from_the_config_when_no_template_is_given(fake, template, tmp_path):
@@ -339,6 +344,6 @@ def test_portable_only_parameters_at_their_default_are_not_sent_to_the_vertex_te
     values = parameter_values(target, spec)
     assert "predictions_uri" not in values
     assert values["selection_strategy"] == target.config.pipeline.selection_strategy
-    changed = load_target("configs/vertex.yaml", overrides=("pipeline.predictions_uri=gs://b/p",))
+    changed = load_target("configs/vertex.yaml", overrides=("pipeline.predictions_uri=gs://bkt/p",))
     with pytest.raises(ConfigError, match="unknown parameter 'predictions_uri'"):
         parameter_values(changed, spec)

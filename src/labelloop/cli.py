@@ -5,7 +5,8 @@ Each feature area registers its own subcommands from a `register(subparsers)` fu
 modules listed in `COMMAND_MODULES`.
 
 Exit codes: 0 done; 1 a watched labeling job was still unfinished at `--timeout`; 2 bad input or
-usage (the error, once, on stderr); 141 the reader of the output went away (`| head`).
+usage; 3 a server could not be reached; 4 credentials missing or refused; 5 a server refused the
+request; 141 the reader of the output went away (`| head`). Errors go to stderr, once, one line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labelloop import __version__
-from labelloop.errors import LabelloopError
+from labelloop.errors import describe_error
 
 COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
@@ -28,8 +29,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_lineage",
 )
 
-EXIT_UNFINISHED = 1
-EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
 # Loggers of the HTTP clients underneath the providers: one INFO line per request otherwise.
 NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "google.auth", "label_studio_sdk")
@@ -77,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbose: bool) -> None:
+def configure_logging(verbose: bool) -> None:
+    """INFO (DEBUG with `verbose`) on stderr; the HTTP clients' per-request lines only when
+    verbose."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
@@ -87,22 +88,35 @@ def _configure_logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def report_error(exc: BaseException) -> int:
+    """Print one line about `exc` on stderr and return its exit code (a bug is re-raised).
+
+    Used by every command (`labelloop`, `python -m pipelines`): `describe_error` decides.
+    """
+    described = describe_error(exc)
+    if described is None:
+        raise exc
+    code, message = described
+    logging.getLogger("labelloop").debug("details", exc_info=exc)
+    print(f"error: {message}", file=sys.stderr)  # noqa: T201 - the command's error output
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args.verbose)
+    configure_logging(args.verbose)
     try:
         code = int(args.func(args))
         sys.stdout.flush()
-    except LabelloopError as exc:
-        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's error output
-        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader stopped reading (`| head`): no traceback, and no second error when
         # Python flushes stdout at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as exc:  # every error a user can act on: one line, no traceback
+        return report_error(exc)
     return code
 
 

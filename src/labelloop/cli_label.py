@@ -20,13 +20,15 @@ from typing import IO, Any
 
 from labelloop import storage
 from labelloop.annotations import write_annotations, write_bad_records
-from labelloop.errors import InputError, summarize_bad_records
-from labelloop.providers.base import Job, LabelingProvider, LabelingTask, Progress, get_provider
+from labelloop.errors import EXIT_FAILED, InputError, summarize_bad_records
+from labelloop.providers import Job, LabelingProvider, LabelingTask, Progress, get_provider
 from labelloop.providers.importer import FORMATS, read_any
+from labelloop.providers.registry import JOB_OPTIONS
 from labelloop.schemas import TaskType, parse_labels
 
 BAR_WIDTH = 30
-EXIT_UNFINISHED = 1  # `label status --watch`: the job was still unfinished at --timeout
+# `label status --watch`: the job was still unfinished at --timeout.
+EXIT_UNFINISHED = EXIT_FAILED
 
 
 def progress_bar(progress: Progress, *, width: int = BAR_WIDTH) -> str:
@@ -73,7 +75,7 @@ def _finished_record(record: dict[str, Any]) -> Progress | None:
 
 def _job(args: argparse.Namespace) -> tuple[LabelingProvider, Job]:
     options = _options(args.options)
-    for key in ("wait_seconds", "poll_seconds", "instructions"):
+    for key in JOB_OPTIONS:
         options.pop(key, None)
     provider = get_provider(args.provider, options)
     if args.job:

@@ -7,6 +7,7 @@ value. Nothing here reads the environment: entry points do that.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -16,10 +17,16 @@ from typing import Any
 
 import yaml
 
-from labelloop.errors import ConfigError
+from labelloop import storage
+from labelloop.errors import ConfigError, InputError
+from labelloop.providers import check_options, provider_names
+from labelloop.providers.secrets import refuse_secrets
+from labelloop.sample_data import supplied_options
 from labelloop.schemas import TaskType, parse_labels
 
-PROVIDERS = ("simulated", "import", "label_studio", "gemini", "gemini_then_human")
+# Pipeline parameters that hold a file or folder URI (checked for well-formedness at load).
+URI_FIELDS = ("source_uri", "state_uri", "predictions_uri", "gold_uri")
+
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
 AGREEMENT_METRICS = (
     "krippendorff_alpha",
@@ -88,7 +95,7 @@ class PipelineParams:
         'JSONL); "" uses the previous round\'s local model. Portable pipeline only: the Vertex '
         "one scores the pool itself.",
     )
-    provider: str = _param("simulated", f"Labeling provider: {_one_of(PROVIDERS)}.")
+    provider: str = _param("simulated", f"Labeling provider: {_one_of(provider_names())}.")
     provider_options: str = _param("{}", "Provider options as a JSON object (never secrets).")
     consolidation_method: str = _param(
         "ds", "Consolidation: ds (Dawid-Skene, the default) or mv (majority vote)."
@@ -125,6 +132,10 @@ class PipelineParams:
                 field=f"pipeline.{name}",
             )
 
+        def located(exc: InputError) -> ConfigError:
+            field = f"pipeline.{exc.field}" if exc.field else "pipeline"
+            return ConfigError(exc.message, source=source, line=line_of(lines, field), field=field)
+
         if not self.source_uri:
             fail("source_uri", "required: a gs://bucket/prefix, a local directory or sample://")
         try:
@@ -141,8 +152,14 @@ class PipelineParams:
             fail("selection_size", "must be at least 1")
         if self.selection_strategy not in STRATEGIES:
             fail("selection_strategy", f"must be one of {', '.join(STRATEGIES)}")
-        if self.provider not in PROVIDERS:
-            fail("provider", f"must be one of {', '.join(PROVIDERS)}")
+        for name in URI_FIELDS:
+            schemes = ("sample",) if name == "source_uri" else ()
+            try:
+                storage.check_uri(getattr(self, name), field=name, schemes=schemes)
+            except InputError as exc:
+                raise located(exc) from None
+        if self.provider not in provider_names():
+            fail("provider", f"must be one of {', '.join(provider_names())}")
         try:
             options = json.loads(self.provider_options)
         except json.JSONDecodeError:
@@ -161,6 +178,15 @@ class PipelineParams:
             fail("min_confidence", "must lie in [0, 1]")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail("holdout_fraction", "must lie strictly between 0 and 1")
+        # Last: the provider's own options, once every top-level field is known good.
+        try:
+            check_options(
+                self.provider,
+                options,
+                supplied=supplied_options(self.source_uri, self.provider),
+            )
+        except InputError as exc:
+            raise located(exc) from None
         del task
 
     def as_parameter_values(self) -> dict[str, Any]:
@@ -228,10 +254,29 @@ class Config:
     local: LocalSettings = dataclasses.field(default_factory=LocalSettings)
     vertex: dict[str, Any] = dataclasses.field(default_factory=dict)
     source: str = "<config>"
+    # Dotted field -> line in `source`, so checks made after loading can name the line too.
+    lines: Mapping[str, int] = dataclasses.field(default_factory=dict, compare=False)
+
+    def error(self, message: str, *, field: str) -> ConfigError:
+        """A `ConfigError` about `field` (dotted, e.g. `pipeline.gold_uri`), with its line."""
+        return ConfigError(
+            message, source=self.source, line=line_of(self.lines, field), field=field
+        )
 
     def with_pipeline(self, **changes: Any) -> Config:
         """A copy with some pipeline parameters replaced."""
         return dataclasses.replace(self, pipeline=dataclasses.replace(self.pipeline, **changes))
+
+
+def line_of(lines: Mapping[str, int], field: str) -> int | None:
+    """The line of `field`, or of its nearest enclosing key that has one."""
+    parts = field.split(".")
+    while parts:
+        line = lines.get(".".join(parts))
+        if line is not None:
+            return line or None
+        parts.pop()
+    return None
 
 
 def line_map(text: str) -> dict[str, int]:
@@ -338,6 +383,22 @@ def build_section(
     return cls(**kwargs)
 
 
+def _refuse_secrets(data: Mapping[str, Any], *, source: str, lines: Mapping[str, int]) -> None:
+    """Refuse a secret anywhere in the config (a JSON-string `provider_options` included)."""
+    pipeline = data.get("pipeline")
+    options = pipeline.get("provider_options") if isinstance(pipeline, dict) else None
+    if isinstance(pipeline, dict) and isinstance(options, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            data = {**data, "pipeline": {**pipeline, "provider_options": json.loads(options)}}
+    try:
+        refuse_secrets(data, field="")
+    except InputError as exc:
+        field = exc.field or ""
+        raise ConfigError(
+            exc.message, source=source, line=line_of(lines, field), field=field
+        ) from None
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse `section.key=value` (value as a YAML scalar or list)."""
     key, sep, raw = text.partition("=")
@@ -409,6 +470,7 @@ def load_config(
     if not isinstance(data, dict):
         raise ConfigError("expected a mapping with a 'pipeline:' section", source=path)
     lines = line_map(text)
+    _refuse_secrets(data, source=path, lines=lines)
     for override in overrides:
         key, value = parse_override(override)
         section, _, name = key.partition(".")
@@ -416,7 +478,11 @@ def load_config(
         if not isinstance(data[section], dict):
             raise ConfigError("expected a mapping", source=path, field=section)
         data[section][name] = value
-        lines.pop(key, None)
+        lines.setdefault(key, 0)
+        # Set on the command line: no line of the file to point at (0 stops `line_of`).
+        for stale in [k for k in lines if k == key or k.startswith(key + ".")]:
+            lines[stale] = 0
+    _refuse_secrets(data, source=path, lines=lines)
     unknown = set(data) - {"pipeline", "local", "vertex"}
     if unknown:
         key = sorted(unknown)[0]
@@ -444,4 +510,4 @@ def load_config(
         raise ConfigError(
             "expected a mapping", source=path, line=lines.get("vertex"), field="vertex"
         )
-    return Config(pipeline=pipeline, local=local, vertex=vertex, source=path)
+    return Config(pipeline=pipeline, local=local, vertex=vertex, source=path, lines=lines)

@@ -87,6 +87,15 @@ def resolve_sample(uri: str, cache_dir: Path) -> SampleData:
     return materialize_digits(cache_dir, limit=limit)
 
 
+# Provider options a bundled sample fills in itself: its hidden truth drives the simulation.
+SUPPLIED_OPTIONS: dict[str, tuple[str, ...]] = {"simulated": ("truth_uri",)}
+
+
+def supplied_options(source_uri: str, provider: str) -> tuple[str, ...]:
+    """The provider options a run on `source_uri` fills in (only `sample://` sources do)."""
+    return SUPPLIED_OPTIONS.get(provider, ()) if source_uri.startswith(SAMPLE_SCHEME) else ()
+
+
 def read_truth(uri: str) -> dict[str, str]:
     """Read a truth CSV (`item,label`) into a dict."""
     from labelloop import storage

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +28,45 @@ GCS_PREFIX = "gs://"
 def is_gcs(uri: str) -> bool:
     """Whether `uri` is a `gs://` URI."""
     return uri.startswith(GCS_PREFIX)
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+# Bucket names: 3-63 characters of lowercase letters, digits, '-', '_' and '.', starting and
+# ending with a letter or digit (dotted names may reach 222; such buckets are rare).
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
+
+
+def check_uri(uri: str, *, field: str, schemes: Iterable[str] = ()) -> None:
+    """Refuse a URI that is neither a well-formed `gs://bucket/path` nor a local path.
+
+    Args:
+        uri: The value to check.
+        field: The dotted config field, named in the error.
+        schemes: Other schemes accepted here (e.g. `sample`), written without `://`.
+
+    Raises:
+        InputError: `gs:/x` or `gs:x` (which would silently become a local folder named `gs:`),
+            a `gs://` URI without a valid bucket, or another scheme (`s3://`, `http://`).
+    """
+    match = _SCHEME.match(uri)
+    if match is None or len(match.group(1)) == 1:  # a plain path (or a Windows drive letter)
+        return
+    scheme = match.group(1).lower()
+    if scheme == "gs":
+        if not uri.startswith(GCS_PREFIX):
+            raise InputError(f"malformed URI {uri!r}: expected gs://bucket/path", field=field)
+        bucket = uri[len(GCS_PREFIX) :].partition("/")[0]
+        if not _BUCKET.match(bucket):
+            raise InputError(
+                f"malformed URI {uri!r}: {bucket!r} is not a bucket name (3-63 characters: "
+                "lowercase letters, digits, '-', '_', '.')",
+                field=field,
+            )
+        return
+    if scheme == "file" or scheme in set(schemes):
+        return
+    accepted = ", ".join(["gs://bucket/path", "a local path", *(f"{s}://" for s in schemes)])
+    raise InputError(f"unsupported URI {uri!r}: expected {accepted}", field=field)
 
 
 def split_gcs(uri: str) -> tuple[str, str]:
@@ -230,3 +270,35 @@ def write_jsonl(uri: str, rows: Iterable[dict[str, Any]]) -> int:
             fh.write("\n")
             count += 1
     return count
+
+
+def inside(uri: str, roots: Iterable[str]) -> bool:
+    """Whether `uri` lies inside one of `roots`: the one test every item path read from an
+    input (predictions, imports, annotations, review files) must pass before it is read.
+
+    Local paths are compared after resolving `..` and symbolic links (a link inside the source
+    that points out of it is outside). A `gs://` URI must be in a root's bucket, under its
+    prefix on a `/` boundary, and have no `.` or `..` segment (GCS would not resolve them, but
+    a tool downstream might). A local path is never inside a `gs://` root, nor the reverse.
+    """
+    for root in roots:
+        if not root:
+            continue
+        if is_gcs(uri) or is_gcs(root):
+            if not (is_gcs(uri) and is_gcs(root)):
+                continue
+            segments = uri[len(GCS_PREFIX) :].split("/")
+            if any(s in (".", "..") for s in segments):
+                return False
+            prefix = root.rstrip("/") + "/"
+            if uri.startswith(prefix):
+                return True
+            continue
+        try:
+            path = local_path(uri).resolve()
+            base = local_path(root).resolve()
+        except (OSError, RuntimeError):  # a symlink loop, an unreadable folder
+            continue
+        if path == base or base in path.parents:
+            return True
+    return False

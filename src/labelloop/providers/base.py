@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from labelloop.errors import BadRecord, InputError
+from labelloop.errors import BadRecord
 from labelloop.schemas import Annotation, Item, TaskType
 
 
@@ -107,44 +107,3 @@ def job_key(
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
-
-
-SECRET_OPTION_NAMES = ("api_key", "apikey", "token", "password", "secret")
-
-
-def get_provider(name: str, options: Mapping[str, Any]) -> LabelingProvider:
-    """Build a provider by name from its options (the pipeline's `provider_options`).
-
-    Raises:
-        InputError: Unknown provider, or options that look like a secret (pipeline parameters
-            are readable by anyone who can read the run; keys come from the environment or
-            Secret Manager).
-    """
-    for key in options:
-        if str(key).lower() in SECRET_OPTION_NAMES:
-            raise InputError(
-                "secrets never travel in provider options: use the environment or a Secret "
-                "Manager version (e.g. 'api_key_secret')",
-                field=f"provider_options.{key}",
-            )
-    if name == "simulated":
-        from labelloop.providers.simulated import SimulatedWorkforce
-
-        return SimulatedWorkforce.from_options(options)
-    if name == "label_studio":
-        from labelloop.providers.label_studio import LabelStudioProvider
-
-        return LabelStudioProvider.from_options(options)
-    if name == "gemini":
-        from labelloop.providers.gemini import GeminiProvider
-
-        return GeminiProvider.from_options(options)
-    if name == "gemini_then_human":
-        from labelloop.providers.routing import RoutingProvider
-
-        return RoutingProvider.from_options(options)
-    if name == "import":
-        from labelloop.providers.importer import ImportProvider
-
-        return ImportProvider.from_options(options)
-    raise InputError(f"unknown or unavailable provider {name!r}", field="provider")

@@ -29,13 +29,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, Item, Shape
 
 if TYPE_CHECKING:
@@ -381,6 +382,49 @@ def read_cache(uri: str | None) -> dict[str, Prediction]:
     return out
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GeminiOptions:
+    """`provider_options` of Gemini (see `GeminiLabeler` for the labeling ones).
+
+    Args:
+        project: The Google Cloud project (default: the environment's).
+        location: The Vertex AI region.
+        model: The Gemini model.
+        confidence: `logprobs` or `samples`.
+        samples: Answers sampled per item when `confidence` is `samples`.
+        concurrency: Requests in flight at once.
+        max_retries: Retries per item on 429/503.
+        backoff_seconds: First backoff between retries.
+        thinking_budget: Thinking tokens allowed (model default when unset).
+        threshold: Confidence at or above which an answer counts as a label.
+        cache_uri: JSONL file of earlier answers (retries are then free).
+        base_url: A test endpoint instead of Vertex AI's.
+    """
+
+    project: str | None = None
+    location: str = "us-central1"
+    model: str = "gemini-2.5-flash"
+    confidence: Literal["logprobs", "samples"] = "logprobs"
+    samples: int = 5
+    concurrency: int = 8
+    max_retries: int = 5
+    backoff_seconds: float = 1.0
+    thinking_budget: int | None = None
+    threshold: float = 0.0
+    cache_uri: str | None = None
+    base_url: str | None = None
+
+    def validate(self, field: str) -> None:
+        for name in ("samples", "concurrency"):
+            if getattr(self, name) < 1:
+                raise InputError("must be at least 1", field=f"{field}.{name}")
+        if self.max_retries < 0:
+            raise InputError("must be 0 or more", field=f"{field}.max_retries")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise InputError("must lie in [0, 1]", field=f"{field}.threshold")
+
+
+@register("gemini", options=GeminiOptions)
 class GeminiProvider:
     """Gemini as a labeling provider: one annotation per item (annotator `gemini:<model>`).
 
@@ -405,28 +449,20 @@ class GeminiProvider:
         self._jobs: dict[str, list[Prediction]] = {}
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> GeminiProvider:
-        """Options: `project`, `location`, `model`, `confidence`, `samples`, `concurrency`,
-        `max_retries`, `backoff_seconds`, `thinking_budget`, `threshold`, `cache_uri`,
-        `base_url` (a test endpoint). Credentials are the environment's Google credentials."""
+    def from_options(cls, options: GeminiOptions) -> GeminiProvider:
+        """Build from checked options (see `GeminiOptions`). Credentials are the
+        environment's Google credentials."""
         labeler = GeminiLabeler(
-            make_client(options),
-            model=str(options.get("model", "gemini-2.5-flash")),
-            confidence=str(options.get("confidence", "logprobs")),
-            samples=int(options.get("samples", 5)),
-            concurrency=int(options.get("concurrency", 8)),
-            max_retries=int(options.get("max_retries", 5)),
-            backoff_seconds=float(options.get("backoff_seconds", 1.0)),
-            thinking_budget=(
-                int(options["thinking_budget"]) if "thinking_budget" in options else None
-            ),
+            make_client(dataclasses.asdict(options)),
+            model=options.model,
+            confidence=options.confidence,
+            samples=options.samples,
+            concurrency=options.concurrency,
+            max_retries=options.max_retries,
+            backoff_seconds=options.backoff_seconds,
+            thinking_budget=options.thinking_budget,
         )
-        cache = options.get("cache_uri")
-        return cls(
-            labeler,
-            threshold=float(options.get("threshold", 0.0)),
-            cache_uri=str(cache) if cache else None,
-        )
+        return cls(labeler, threshold=options.threshold, cache_uri=options.cache_uri)
 
     @property
     def annotator(self) -> str:

@@ -19,6 +19,7 @@ Formats (`format`, default `auto`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,13 +28,25 @@ from typing import Any
 from labelloop import storage
 from labelloop.annotations import ReadResult, parse_annotations, read_annotations
 from labelloop.errors import BadRecord, InputError
+from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.label_studio_format import read_export
+from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, Item, Shape, TaskType, text_item_id
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("auto", "label_studio", "vertex", "csv", "jsonl")
+
+
+def check_format(file_format: str, *, field: str) -> None:
+    """Refuse a format name that is not one of `FORMATS`."""
+    if file_format not in FORMATS:
+        raise InputError(
+            f"unknown format {file_format!r}; expected one of {', '.join(FORMATS)}", field=field
+        )
+
+
 ANNOTATION_SET_KEY = "aiplatform.googleapis.com/annotation_set_name"
 VERTEX_ITEM_KEYS = ("imageGcsUri", "textGcsUri", "textContent")
 
@@ -179,11 +192,7 @@ def read_any(
     item_prefix_map: Mapping[str, str] | None = None,
 ) -> tuple[ReadResult, int]:
     """Read annotations in any supported format; returns them and the skipped count."""
-    if file_format not in FORMATS:
-        raise InputError(
-            f"unknown format {file_format!r}; expected one of {', '.join(FORMATS)}",
-            field="provider_options.format",
-        )
+    check_format(file_format, field="provider_options.format")
     if not storage.exists(uri):
         raise InputError("annotations file does not exist", source=uri)
     mapping = dict(annotator_map or {})
@@ -259,6 +268,29 @@ def long_rows(uri: str) -> Iterator[Row]:
             yield number, None, "expected a JSON object"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImportOptions:
+    """`provider_options` of the import provider.
+
+    Args:
+        uri: The annotations file.
+        format: One of `FORMATS` (`auto` guesses from the content).
+        annotator_map: Source annotator id -> our annotator id.
+        annotator_map_uri: The same as a CSV file with `source,annotator` columns.
+        item_prefix_map: Item id prefix -> replacement (files labeled under other paths).
+    """
+
+    uri: str = dataclasses.field(metadata=INPUT_FILE)
+    format: str = "auto"
+    annotator_map: dict[str, str] = dataclasses.field(default_factory=dict)
+    annotator_map_uri: str | None = dataclasses.field(default=None, metadata=INPUT_FILE)
+    item_prefix_map: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def validate(self, field: str) -> None:
+        check_format(self.format, field=f"{field}.format")
+
+
+@register("import", options=ImportOptions)
 class ImportProvider:
     """Annotations from a file, for the items of the job.
 
@@ -286,34 +318,26 @@ class ImportProvider:
         self._jobs: dict[str, tuple[frozenset[str], LabelingTask]] = {}
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> ImportProvider:
-        """Options: `uri` (required), `format`, `annotator_map` (object) or
-        `annotator_map_uri` (CSV `source,annotator`), `item_prefix_map` (object)."""
-        uri = options.get("uri")
-        if not uri:
-            raise InputError(
-                "the import provider needs the annotations file", field="provider_options.uri"
-            )
-        mapping = dict(options.get("annotator_map") or {})
-        map_uri = options.get("annotator_map_uri")
-        if map_uri:
+    def from_options(cls, options: ImportOptions) -> ImportProvider:
+        """Build from checked options (see `ImportOptions`)."""
+        mapping = dict(options.annotator_map)
+        if options.annotator_map_uri:
             import csv
 
+            map_uri = options.annotator_map_uri
             for number, row in enumerate(
-                csv.DictReader(storage.read_text(str(map_uri)).splitlines()), start=2
+                csv.DictReader(storage.read_text(map_uri).splitlines()), start=2
             ):
                 if not row.get("source") or not row.get("annotator"):
                     raise InputError(
-                        "needs 'source' and 'annotator' columns", source=str(map_uri), line=number
+                        "needs 'source' and 'annotator' columns", source=map_uri, line=number
                     )
                 mapping[row["source"]] = row["annotator"]
         return cls(
-            str(uri),
-            file_format=str(options.get("format", "auto")),
-            annotator_map={str(k): str(v) for k, v in mapping.items()},
-            item_prefix_map={
-                str(k): str(v) for k, v in (options.get("item_prefix_map") or {}).items()
-            },
+            options.uri,
+            file_format=options.format,
+            annotator_map=mapping,
+            item_prefix_map=options.item_prefix_map,
         )
 
     def submit(

@@ -17,6 +17,7 @@ not trusted; cancelled annotations are counted, not used).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -38,6 +39,7 @@ from labelloop.providers.label_studio_format import (
     task_data,
     to_result,
 )
+from labelloop.providers.registry import register
 from labelloop.providers.secrets import resolve_api_key
 from labelloop.schemas import AnnotationValue, Item, Modality, Shape, TaskType
 
@@ -87,6 +89,39 @@ def dataset_name(items: Sequence[Item]) -> str:
     return parts[-1]
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LabelStudioOptions:
+    """`provider_options` of Label Studio.
+
+    Args:
+        url: The server's base URL (default: `LABEL_STUDIO_URL`).
+        api_key_secret: A Secret Manager version holding the API key (default: the key comes
+            from `LABEL_STUDIO_API_KEY`).
+        dataset: The name project titles start with (default: the items' common folder);
+            titles read `<dataset> · round <n> · <date> · <job key's start>`.
+        local_files_root: The server's `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` as a path on
+            this machine (local image files must lie under it).
+        model_version: Names the pre-annotations imported as predictions.
+        timeout: Seconds per HTTP request.
+    """
+
+    url: str | None = None
+    api_key_secret: str | None = None
+    dataset: str = ""
+    local_files_root: str | None = None
+    model_version: str = "labelloop"
+    timeout: float = 120.0
+
+    def validate(self, field: str) -> None:
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise InputError(
+                f"expected an http:// or https:// URL, got {self.url!r}", field=f"{field}.url"
+            )
+        if self.timeout <= 0:
+            raise InputError("must be more than 0", field=f"{field}.timeout")
+
+
+@register("label_studio", options=LabelStudioOptions)
 class LabelStudioProvider:
     """Label items with people in a Label Studio server.
 
@@ -123,11 +158,11 @@ class LabelStudioProvider:
         self._last: dict[str, Any] = {}
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> LabelStudioProvider:
-        """Build from `provider_options`: `url` (or `LABEL_STUDIO_URL`), `api_key_secret`,
-        `dataset`, `local_files_root`, `model_version`. The key comes from
-        `LABEL_STUDIO_API_KEY` or the Secret Manager version named by `api_key_secret`."""
-        url = str(options.get("url") or os.environ.get(URL_ENV, "")).strip()
+    def from_options(cls, options: LabelStudioOptions) -> LabelStudioProvider:
+        """Build from checked options (see `LabelStudioOptions`). The URL falls back to
+        `LABEL_STUDIO_URL`; the key comes from `LABEL_STUDIO_API_KEY` or the Secret Manager
+        version named by `api_key_secret`."""
+        url = (options.url or os.environ.get(URL_ENV, "")).strip()
         if not url:
             raise InputError(
                 f"the Label Studio URL is missing (option 'url' or {URL_ENV})",
@@ -135,16 +170,16 @@ class LabelStudioProvider:
             )
         api_key = resolve_api_key(
             env_var=API_KEY_ENV,
-            secret=options.get("api_key_secret"),
+            secret=options.api_key_secret,
             field="provider_options.api_key_secret",
         )
-        root = options.get("local_files_root")
         return cls(
             url=url,
             api_key=api_key,
-            dataset=str(options.get("dataset", "")),
-            local_files_root=str(root) if root else None,
-            model_version=str(options.get("model_version", "labelloop")),
+            dataset=options.dataset,
+            local_files_root=options.local_files_root,
+            model_version=options.model_version,
+            timeout=options.timeout,
         )
 
     # -- HTTP helpers -------------------------------------------------------------------------
@@ -157,7 +192,8 @@ class LabelStudioProvider:
         if response.status_code >= 400:
             raise ProviderError(
                 f"Label Studio {method} {path} answered {response.status_code}: "
-                f"{response.text[:300]}"
+                f"{response.text[:300]}",
+                status=response.status_code,
             )
         return response.json() if response.content else None
 
@@ -391,13 +427,14 @@ class LabelStudioProvider:
                             title="labelloop files",
                         )
                     except ApiError as exc:
-                        raise InputError(
-                            f"Label Studio refused the local-files storage {folder}"
-                            f" ({exc.status_code}: {str(exc.body)[:200]}): the server needs"
+                        raise ProviderError(
+                            f"Label Studio answered {exc.status_code} to the local-files storage"
+                            f" {folder}: the server needs"
                             " LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and"
-                            f" LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}"
-                            " (docs/guide-label-studio.md)",
-                            field="provider_options.local_files_root",
+                            f" LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} (or a folder above"
+                            " it; docs/guide-label-studio.md). It said:"
+                            f" {str(exc.body)[:200]}",
+                            status=exc.status_code,
                         ) from None
 
     def export(self, job: Job) -> list[dict[str, Any]]:

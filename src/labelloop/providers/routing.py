@@ -21,7 +21,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,11 +34,16 @@ from labelloop.providers.base import (
     LabelingProvider,
     LabelingTask,
     Progress,
-    get_provider,
     job_key,
 )
-from labelloop.providers.gemini import GeminiProvider, Prediction, calibrate_threshold
+from labelloop.providers.gemini import (
+    GeminiOptions,
+    GeminiProvider,
+    Prediction,
+    calibrate_threshold,
+)
 from labelloop.providers.label_studio import LabelStudioProvider
+from labelloop.providers.registry import check_options, get_provider, register
 from labelloop.schemas import Annotation, Item, text_item_id
 
 log = logging.getLogger(__name__)
@@ -93,6 +98,54 @@ def read_human_labels(uri: str) -> tuple[dict[str, str], dict[str, Item]]:
     return labels, items
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HumanOptions:
+    """Who labels what Gemini is unsure of: a registered provider and its options."""
+
+    provider: str
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def validate(self, field: str) -> None:
+        if self.provider == NAME:
+            raise InputError(
+                "name a human provider, e.g. 'label_studio'", field=f"{field}.provider"
+            )
+        check_options(self.provider, self.options, field=f"{field}.options", job_options=False)
+
+    def typed(self) -> Any:
+        """The human provider's options, checked against its schema."""
+        return check_options(self.provider, self.options, job_options=False)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RoutingOptions:
+    """`provider_options` of `gemini_then_human`.
+
+    Args:
+        gemini: Gemini's options (`GeminiOptions`).
+        human: `{"provider": ..., "options": {...}}` for the items below the threshold.
+        target_precision: Precision wanted among auto-accepted answers.
+        threshold: A fixed threshold (skips calibration).
+        calibration_uri: Human labels to calibrate on.
+        min_accepted: Fewest calibration items a threshold must accept.
+    """
+
+    human: HumanOptions
+    gemini: GeminiOptions = dataclasses.field(default_factory=GeminiOptions)
+    target_precision: float = 0.95
+    threshold: float | None = None
+    calibration_uri: str | None = None
+    min_accepted: int = 10
+
+    def validate(self, field: str) -> None:
+        if not 0.0 < self.target_precision <= 1.0:
+            raise InputError("must lie in (0, 1]", field=f"{field}.target_precision")
+
+
+NAME = "gemini_then_human"
+
+
+@register(NAME, options=RoutingOptions)
 class RoutingProvider:
     """Gemini with calibrated auto-accept; the rest to a human provider.
 
@@ -105,7 +158,7 @@ class RoutingProvider:
         min_accepted: Fewest calibration items a threshold must accept.
     """
 
-    name = "gemini_then_human"
+    name = NAME
 
     def __init__(
         self,
@@ -130,25 +183,15 @@ class RoutingProvider:
         self._jobs: dict[str, tuple[list[Prediction], Job, float]] = {}
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> RoutingProvider:
-        """Options: `gemini` (GeminiProvider options), `human` ({"provider", "options"}),
-        `target_precision`, `threshold`, `calibration_uri`, `min_accepted`."""
-        human_spec = options.get("human") or {}
-        human_name = str(human_spec.get("provider", ""))
-        if not human_name or human_name == cls.name:
-            raise InputError(
-                "name the human provider, e.g. {'provider': 'label_studio', 'options': {...}}",
-                field="provider_options.human",
-            )
-        threshold = options.get("threshold")
-        calibration = options.get("calibration_uri")
+    def from_options(cls, options: RoutingOptions) -> RoutingProvider:
+        """Build from checked options (see `RoutingOptions`)."""
         return cls(
-            GeminiProvider.from_options(options.get("gemini") or {}),
-            get_provider(human_name, human_spec.get("options") or {}),
-            target_precision=float(options.get("target_precision", 0.95)),
-            threshold=None if threshold is None else float(threshold),
-            calibration_uri=str(calibration) if calibration else None,
-            min_accepted=int(options.get("min_accepted", 10)),
+            GeminiProvider.from_options(options.gemini),
+            get_provider(options.human.provider, options.human.options),
+            target_precision=options.target_precision,
+            threshold=options.threshold,
+            calibration_uri=options.calibration_uri,
+            min_accepted=options.min_accepted,
         )
 
     def calibrate(self, task: LabelingTask, instructions: str = "") -> Calibration:

@@ -29,7 +29,9 @@ import numpy as np
 
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
+from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Shape, Span
 
 # Accuracy of each annotator in a workforce profile; "random" entries are chance level.
@@ -127,6 +129,42 @@ def read_structured_truth(uri: str) -> dict[str, AnnotationValue]:
     return truth
 
 
+def _check_workforce(workforce: str, *, field: str) -> None:
+    if workforce not in PROFILES:
+        raise InputError(
+            f"unknown workforce {workforce!r}; expected one of {', '.join(PROFILES)}",
+            field=f"{field}.workforce",
+        )
+
+
+def _check_completion(completion: float, *, field: str) -> None:
+    if not 0.0 <= completion <= 1.0:
+        raise InputError("must lie in [0, 1]", field=f"{field}.completion")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SimulatedOptions:
+    """`provider_options` of the simulated workforce.
+
+    Args:
+        truth_uri: The hidden ground truth file. CSV `item,label` or JSONL with `label`,
+            `labels`, `boxes` or `spans` (the bundled samples supply theirs).
+        workforce: A profile name from `PROFILES`.
+        completion: Fraction of items that get labels.
+        seed: Decides the annotators and every answer.
+    """
+
+    truth_uri: str = dataclasses.field(metadata=INPUT_FILE)
+    workforce: str = "mixed"
+    completion: float = 1.0
+    seed: int = 0
+
+    def validate(self, field: str) -> None:
+        _check_workforce(self.workforce, field=field)
+        _check_completion(self.completion, field=field)
+
+
+@register("simulated", options=SimulatedOptions)
 class SimulatedWorkforce:
     """A provider whose annotators are simulated from a hidden ground truth.
 
@@ -148,14 +186,8 @@ class SimulatedWorkforce:
         completion: float = 1.0,
         seed: int = 0,
     ) -> None:
-        if workforce not in PROFILES:
-            valid = ", ".join(PROFILES)
-            raise InputError(
-                f"unknown workforce {workforce!r}; expected one of {valid}",
-                field="provider_options.workforce",
-            )
-        if not 0.0 <= completion <= 1.0:
-            raise InputError("must lie in [0, 1]", field="provider_options.completion")
+        _check_workforce(workforce, field="provider_options")
+        _check_completion(completion, field="provider_options")
         self.truth = dict(truth)
         self.workforce = workforce
         self.completion = completion
@@ -163,26 +195,21 @@ class SimulatedWorkforce:
         self._jobs: dict[str, tuple[list[Item], LabelingTask, int]] = {}
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> SimulatedWorkforce:
-        """Build from `provider_options`: `truth_uri` (required; CSV `item,label` or JSONL
-        with `label`/`labels`/`boxes`/`spans`), `workforce`, `completion`, `seed`."""
+    def from_options(cls, options: SimulatedOptions) -> SimulatedWorkforce:
+        """Build from checked options (see `SimulatedOptions`)."""
         from labelloop.sample_data import read_truth
 
-        truth_uri = options.get("truth_uri")
-        if not truth_uri:
+        if not options.truth_uri:
             raise InputError(
                 "the simulated workforce needs a ground truth file",
                 field="provider_options.truth_uri",
             )
-        uri = str(truth_uri)
+        uri = options.truth_uri
         truth: Mapping[str, Any] = (
             read_structured_truth(uri) if uri.lower().endswith(".jsonl") else read_truth(uri)
         )
         return cls(
-            truth,
-            workforce=str(options.get("workforce", "mixed")),
-            completion=float(options.get("completion", 1.0)),
-            seed=int(options.get("seed", 0)),
+            truth, workforce=options.workforce, completion=options.completion, seed=options.seed
         )
 
     def annotators(self, n_labels: int, minimum: int) -> list[Annotator]:

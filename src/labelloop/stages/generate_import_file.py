@@ -34,6 +34,10 @@ def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[B
     bad: list[BadRecord] = []
     suffixes = task_type.file_suffixes + ((".jsonl",) if task_type.is_text else ())
     for uri in storage.iter_files(source_uri, suffixes=suffixes):
+        if not storage.inside(uri, [source_uri]):
+            # A symbolic link out of the source: refused and counted, never read.
+            bad.append(BadRecord(uri, 0, "path", "links outside the source: refused, never read"))
+            continue
         if not uri.lower().endswith(".jsonl"):
             items.append(Item(id=uri, uri=uri, ml_use=ml_use_for(uri)))
             continue

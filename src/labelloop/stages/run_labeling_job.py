@@ -18,14 +18,15 @@ from collections.abc import Callable
 from labelloop import storage
 from labelloop.annotations import write_annotations, write_bad_records
 from labelloop.errors import InputError
-from labelloop.providers.base import LabelingTask, get_provider
+from labelloop.options import parse_options
+from labelloop.providers import LabelingTask, get_provider
+from labelloop.providers.registry import JOB_OPTIONS, JobOptions
 from labelloop.schemas import TaskType, parse_labels
 from labelloop.stages.generate_import_file import read_import_file
 
 log = logging.getLogger(__name__)
 
 # Options the step reads itself; they are not passed on to the provider.
-STEP_OPTIONS = ("wait_seconds", "poll_seconds", "instructions")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,17 +81,12 @@ def run_labeling_job(
         raise InputError("not a JSON object", field="provider_options") from None
     if not isinstance(options, dict):
         raise InputError("not a JSON object", field="provider_options")
-    try:
-        wait_seconds = float(options.get("wait_seconds", 0))
-        poll_seconds = float(options.get("poll_seconds", 30))
-    except (TypeError, ValueError):
-        raise InputError("must be numbers", field="provider_options.wait_seconds") from None
-    if wait_seconds < 0 or poll_seconds <= 0:
-        raise InputError(
-            "wait_seconds must be >= 0 and poll_seconds > 0", field="provider_options.wait_seconds"
-        )
-    instructions = str(options.get("instructions", ""))
-    provider_opts = {k: v for k, v in options.items() if k not in STEP_OPTIONS}
+    job_options = parse_options(
+        JobOptions, {k: v for k, v in options.items() if k in JOB_OPTIONS}, field="provider_options"
+    )
+    wait_seconds, poll_seconds = job_options.wait_seconds, job_options.poll_seconds
+    instructions = job_options.instructions
+    provider_opts = {k: v for k, v in options.items() if k not in JOB_OPTIONS}
     items, bad_items = read_import_file(items_uri)
     labeler = get_provider(provider, provider_opts)
     job = labeler.submit(

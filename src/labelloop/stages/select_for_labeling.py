@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from labelloop import state, storage
 from labelloop.active_learning import strategies
-from labelloop.errors import InputError, summarize_bad_records
+from labelloop.errors import BadRecord, InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, ml_use_for, parse_labels, text_item_id
 from labelloop.stages.generate_import_file import read_import_file
 
@@ -82,13 +83,34 @@ def _summary(
     }
 
 
-def _item_for(content: str, item_id: str, pool: dict[str, Item]) -> Item:
-    """The import-file item of a selected prediction (from the pool when it is there)."""
+def _item_for(
+    content: str, item_id: str, pool: dict[str, Item], roots: Sequence[str]
+) -> Item | None:
+    """The import-file item of a selected prediction (from the pool when it is there); None
+    for a path outside the source (`roots`), which is refused and never read."""
     if item_id in pool:
         return pool[item_id]
     if item_id == text_item_id(content):
         return Item(id=item_id, text=content, ml_use=ml_use_for(item_id))
+    if not storage.inside(item_id, roots):
+        return None
     return Item(id=item_id, uri=item_id, ml_use=ml_use_for(item_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Refused:
+    record: BadRecord
+    field_value: str
+
+
+def _outside(source: str, item: str, roots: Sequence[str]) -> _Refused:
+    where = ", ".join(roots) or "no source given"
+    reason = f"{item}: outside the source ({where}): refused, never read"
+    return _Refused(BadRecord(source, 0, "item", reason), item)
+
+
+# Rounds of re-selection when picks were refused as outside the source (each excludes them).
+MAX_RESELECT = 3
 
 
 def select_for_labeling(
@@ -104,6 +126,8 @@ def select_for_labeling(
     summary_uri: str,
     predictions_uri: str = "",
     class_balance: bool = False,
+    source_uri: str = "",
+    allowed_roots: Sequence[str] = (),
 ) -> SelectionResult:
     """Score the pool and keep the `k` items most worth labeling.
 
@@ -128,6 +152,10 @@ def select_for_labeling(
         summary_uri: Where to write the selection summary (JSON: scores, histogram, class mix).
         predictions_uri: Predictions to score with instead of the local model ("" = local).
         class_balance: Spread an uncertainty strategy's picks evenly over predicted classes.
+        source_uri: The source the pool was listed from: a predicted item that is not in the
+            pool must lie inside it (or inside `allowed_roots`), else it is refused, counted as
+            a bad record of the predictions and never read.
+        allowed_roots: Further folders or `gs://` prefixes predicted items may come from.
 
     Raises:
         InputError: Unknown strategy or task type, k < 1, or predictions not found.
@@ -149,17 +177,34 @@ def select_for_labeling(
     if predictions_uri:
         from labelloop.active_learning.predictions import select_from_predictions
 
-        picked = select_from_predictions(
-            predictions_uri,
-            k,
-            strategy=strategy,
-            seed=seed,
-            exclude_ids=excluded_ids,
-            labels=label_list,
-            class_balance=class_balance,
-        )
+        roots = [r for r in (source_uri, *allowed_roots) if r]
         pool_items = {item.id: item for item in items}
-        selected = [_item_for(p.content, p.item, pool_items) for p in picked.items]
+        refused: list[_Refused] = []
+        for _ in range(MAX_RESELECT + 1):
+            picked = select_from_predictions(
+                predictions_uri,
+                k,
+                strategy=strategy,
+                seed=seed,
+                exclude_ids=excluded_ids | {b.field_value for b in refused},
+                labels=label_list,
+                class_balance=class_balance,
+            )
+            outside = [
+                p for p in picked.items if _item_for(p.content, p.item, pool_items, roots) is None
+            ]
+            if not outside:
+                break
+            refused += [_outside(predictions_uri, p.item, roots) for p in outside]
+        kept = [
+            (p, item)
+            for p in picked.items
+            if (item := _item_for(p.content, p.item, pool_items, roots)) is not None
+        ]
+        if refused:
+            log.warning("%d predicted item(s) outside the source refused", len(refused))
+        selected = [item for _, item in kept]
+        picked = dataclasses.replace(picked, items=[p for p, _ in kept])
         chosen = [
             {"item": p.item, "score": p.score, "predicted": p.predicted} for p in picked.items
         ]
@@ -168,8 +213,8 @@ def select_for_labeling(
             cold_start=False,
             pool=picked.pool,
             chosen=chosen,
-            bad=bad + picked.bad,
-            bad_count=len(bad) + picked.bad_records,
+            bad=bad + [r.record for r in refused] + picked.bad,
+            bad_count=len(bad) + len(refused) + picked.bad_records,
             labels=label_list,
             excluded=picked.excluded,
             class_balance=class_balance,

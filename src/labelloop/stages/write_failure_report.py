@@ -1,0 +1,96 @@
+"""The exit handler's step: on a failed round, a report of which stage failed, why, and what the
+loop's state kept as it was.
+
+It runs after every round (KFP's `dsl.ExitHandler`, on kfp.local and Vertex AI alike). On
+success it only notes that; on failure it reads the reasons the failed steps recorded (see
+`labelloop.failures`) from the run folder, writes the page to its artifact and, when the state
+folder is known, a copy to `failures/<run_id>.html` there, beside a JSON record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+
+from labelloop import state, storage
+from labelloop.failures import left_untouched, read_failures, run_folder
+from labelloop.report.failure import failure_page
+
+log = logging.getLogger(__name__)
+
+FAILED_ROUNDS = "failures"
+SUCCEEDED = "SUCCEEDED"
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureReportResult:
+    """What the step found: the final state, the failed stage ("" if none) and the page's URIs."""
+
+    state: str
+    stage: str
+    report_uri: str
+    state_copy_uri: str
+
+
+def write_failure_report(
+    *,
+    final_state: str,
+    error_message: str,
+    run_id: str,
+    state_uri: str,
+    report_uri: str,
+) -> FailureReportResult:
+    """Write the failure report of a round that did not succeed.
+
+    Args:
+        final_state: The round's final state (`SUCCEEDED`, `FAILED`, `CANCELLED`, ...).
+        error_message: What the orchestrator said about the failure.
+        run_id: The pipeline job's id.
+        state_uri: The loop's state folder ("" to write no copy there).
+        report_uri: Where the page goes (this step's HTML artifact).
+
+    Returns:
+        The final state, the first failed stage and where the page was written.
+    """
+    if final_state == SUCCEEDED:
+        storage.write_text(report_uri, "<!doctype html><p>The round succeeded.</p>\n")
+        return FailureReportResult(final_state, "", report_uri, "")
+    run_dir = run_folder(report_uri)
+    failures = read_failures(run_dir)
+    stage = failures[0].stage if failures else ""
+    untouched = (
+        left_untouched(stage)
+        if stage
+        else ["the step that failed recorded no reason: check the run's logs for what ran"]
+    )
+    when = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    page = failure_page(
+        run_id=run_id,
+        state=final_state,
+        time=when,
+        failures=failures,
+        error_message=error_message,
+        untouched=untouched,
+        where=f"Each step's full log is in the run's logs; the run's outputs are under {run_dir}.",
+    )
+    storage.write_text(report_uri, page)
+    copy = ""
+    if state_uri:
+        copy = state.path(state_uri, FAILED_ROUNDS, f"{run_id}.html")
+        storage.write_text(copy, page)
+        record = {
+            "run_id": run_id,
+            "state": final_state,
+            "stage": stage,
+            "reason": failures[0].headline() if failures else error_message,
+            "untouched": untouched,
+            "time": when,
+        }
+        storage.write_text(
+            state.path(state_uri, FAILED_ROUNDS, f"{run_id}.json"),
+            json.dumps(record, indent=2, sort_keys=True),
+        )
+    log.error("round %s %s%s", run_id, final_state, f" in {stage}" if stage else "")
+    return FailureReportResult(final_state, stage, report_uri, copy)
