@@ -34,5 +34,6 @@ def write_failure_report(
         run_id=run_id,
         state_uri=state_uri,
         report_uri=report.uri,
+        pipeline_job=status.pipeline_job_resource_name,
     )
     return (result.state, result.stage)

@@ -182,6 +182,18 @@ def test_a_failed_step_records_its_reason_for_the_report(tmp_path: Path) -> None
     assert "no labels were collected or recorded" in html
     assert "the list of imported items was not extended" not in html
     assert (tmp_path / "state" / "failures" / "run-7.html").read_text() == html
+    write_failure_report(
+        final_state="FAILED",
+        error_message="",
+        run_id="run-8",
+        state_uri="",
+        report_uri=str(report),
+        pipeline_job="projects/p1/locations/europe-west4/pipelineJobs/labelloop-123",
+    )
+    assert (
+        "https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/"
+        "labelloop-123?project=p1"
+    ) in report.read_text()
     ok = write_failure_report(
         final_state="SUCCEEDED", error_message="", run_id="r", state_uri="", report_uri=str(report)
     )

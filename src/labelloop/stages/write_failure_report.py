@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import re
 
 from labelloop import state, storage
 from labelloop.failures import left_untouched, read_failures, run_folder
@@ -34,6 +35,27 @@ class FailureReportResult:
     state_copy_uri: str
 
 
+_JOB = re.compile(r"^projects/([^/]+)/locations/([^/]+)/pipelineJobs/([^/]+)$")
+
+
+def _where(pipeline_job: str, run_dir: str) -> str:
+    """Where the full logs are: the run's Vertex AI console page, or the local run's log."""
+    match = _JOB.match(pipeline_job)
+    if match:
+        project, location, job = match.groups()
+        url = (
+            f"https://console.cloud.google.com/vertex-ai/locations/{location}/pipelines/runs/"
+            f"{job}?project={project}"
+        )
+        return (
+            f"Each step's full log: open the run in the Vertex AI console ({url}), then the step."
+        )
+    return (
+        "Each step's full log is in the run's log (kfp.log locally); "
+        f"its outputs are under {run_dir}."
+    )
+
+
 def write_failure_report(
     *,
     final_state: str,
@@ -41,6 +63,7 @@ def write_failure_report(
     run_id: str,
     state_uri: str,
     report_uri: str,
+    pipeline_job: str = "",
 ) -> FailureReportResult:
     """Write the failure report of a round that did not succeed.
 
@@ -50,6 +73,7 @@ def write_failure_report(
         run_id: The pipeline job's id.
         state_uri: The loop's state folder ("" to write no copy there).
         report_uri: Where the page goes (this step's HTML artifact).
+        pipeline_job: The run's resource name on Vertex AI (the page links its console page).
 
     Returns:
         The final state, the first failed stage and where the page was written.
@@ -73,7 +97,7 @@ def write_failure_report(
         failures=failures,
         error_message=error_message,
         untouched=untouched,
-        where=f"Each step's full log is in the run's logs; the run's outputs are under {run_dir}.",
+        where=_where(pipeline_job, run_dir),
     )
     storage.write_text(report_uri, page)
     copy = ""
