@@ -68,10 +68,21 @@ def test_the_guide_matches_the_server_the_suite_runs() -> None:
         assert email in ls_server.ANNOTATORS
 
 
-def _label_everything(
-    server: ls_server.LabelStudioServer, truth: dict[str, str], people_count: int = 2
+def _project_ids(server: ls_server.LabelStudioServer) -> set[int]:
+    response = httpx.get(
+        f"{server.url}/api/projects/",
+        headers={"Authorization": f"Token {server.admin_token}"},
+        params={"page_size": 100},
+    )
+    response.raise_for_status()
+    return {int(p["id"]) for p in response.json()["results"]}
+
+
+def _label_new_project(
+    server: ls_server.LabelStudioServer, truth: dict[str, str], people_count: int, known: set[int]
 ) -> None:
-    """Annotators at the UI: wait for the project, then answer until nothing is left."""
+    """Annotators at the UI: wait for the run's project (one not in `known`), then answer
+    until nothing is left."""
     admin = httpx.Client(
         base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}, timeout=60
     )
@@ -79,7 +90,9 @@ def _label_everything(
     project = None
     while project is None and time.monotonic() < deadline:
         found = admin.get("/api/projects/", params={"title": "my-images"}).json()["results"]
-        project = found[0]["id"] if found else None
+        # The run's project: the one not there before it started.
+        new = [p["id"] for p in found if p["id"] not in known]
+        project = max(new) if new else None
         time.sleep(0.5)
     assert project is not None
     people = [
@@ -152,7 +165,9 @@ def test_your_images_your_team_label_studio(
     config_path.write_text(yaml.safe_dump(config))
     assert "make run CONFIG=configs/my-label-studio.yaml" in run
 
-    people = threading.Thread(target=_label_everything, args=(server, truth), daemon=True)
+    people = threading.Thread(
+        target=_label_new_project, args=(server, truth, 2, _project_ids(server)), daemon=True
+    )
     people.start()
     # What `make run CONFIG=...` runs (the Makefile's run target).
     done = subprocess.run(
@@ -224,7 +239,9 @@ def test_gemini_first_people_for_the_rest(
     options["human"]["options"].update(url=server.url, local_files_root=str(server.files_root))
     options.update(wait_seconds=240, poll_seconds=1)
     config["local"] = {"runs_dir": str(tmp_path / "runs")}
-    people = threading.Thread(target=_label_everything, args=(server, by_name, 1), daemon=True)
+    people = threading.Thread(
+        target=_label_new_project, args=(server, by_name, 1, _project_ids(server)), daemon=True
+    )
     with gemini_fake.serve(model) as fake:
         options["gemini"]["base_url"] = fake.url
         config_path = tmp_path / "gemini.yaml"
