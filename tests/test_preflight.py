@@ -33,6 +33,14 @@ def _truth(tmp_path: Path) -> str:
     return str(path)
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _refused(config, **kwargs) -> ConfigError:
     with pytest.raises(ConfigError) as info:
         preflight(config, env=kwargs.pop("env", {}), **kwargs)
@@ -92,10 +100,17 @@ def test_label_studio_needs_a_url_and_a_key(tmp_path: Path) -> None:
     err = _refused(config, target="local")
     assert err.field == "pipeline.provider_options.url"
     assert "LABEL_STUDIO_URL" in str(err)
-    preflight(
+    # Given both, a URL nothing answers at is refused before the run (a live server passes:
+    # test_provider_label_studio).
+    port = _closed_port()
+    err = _refused(
         config,
         target="local",
-        env={"LABEL_STUDIO_URL": "http://ls", "LABEL_STUDIO_API_KEY": "k"},
+        env={"LABEL_STUDIO_URL": f"http://127.0.0.1:{port}", "LABEL_STUDIO_API_KEY": "k"},
+    )
+    assert err.field == "pipeline.provider_options.url"
+    assert f"Label Studio at http://127.0.0.1:{port} (from LABEL_STUDIO_URL) cannot be reached" in (
+        str(err)
     )
     config = _config(tmp_path, provider="label_studio", provider_options={"url": "http://ls"})
     err = _refused(config, target="local")
@@ -210,3 +225,20 @@ def test_failure_report_escapes_what_it_quotes(tmp_path: Path) -> None:
     )
     assert "<script>" not in report.read_text()
     assert "&lt;script&gt;" in report.read_text()
+
+
+def test_the_report_never_reads_an_item_path_that_is_not_in_the_dataset(tmp_path: Path) -> None:
+    from labelloop.report.thumbnails import preview
+    from labelloop.schemas import Item
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the canary says hello")
+    inside = tmp_path / "data" / "a.txt"
+    inside.parent.mkdir()
+    inside.write_text("a real item")
+    items = {str(inside): Item(str(inside), uri=str(inside))}
+    # A review row naming a path that is not one of the round's items: refused, not read.
+    shown = preview(str(secret), items)
+    assert shown.snippet is None or "canary" not in shown.snippet
+    assert "not read" in (shown.note or "")
+    assert "a real item" in (preview(str(inside), items).snippet or "")

@@ -676,6 +676,16 @@ def test_cli_errors_are_one_line_with_an_exit_code(
         assert "Traceback" not in err
         return code, [line for line in err.splitlines() if line.startswith("error:")]
 
+    # Pre-flight finds the live server (a closed port is refused: test_preflight).
+    from labelloop.config import load_config
+    from labelloop.preflight import preflight
+
+    config = load_config(
+        "c.yaml",
+        text=f"pipeline:\n  source_uri: {tmp_path}\n  provider: label_studio\n"
+        f"  provider_options: {{url: '{server.url}'}}\n",
+    )
+    preflight(config, target="local", env={"LABEL_STUDIO_API_KEY": "k"})
     code, lines = label({"url": server.url}, "not-a-token")
     assert code == 4
     assert len(lines) == 1

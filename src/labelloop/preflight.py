@@ -107,7 +107,8 @@ def _provider_needs(
     for field, options in candidates:
         if not isinstance(options, LabelStudioOptions):
             continue
-        if not options.url and (target == "vertex" or not env.get(URL_ENV, "").strip()):
+        url = options.url or env.get(URL_ENV, "").strip()
+        if not options.url and (target == "vertex" or not url):
             where = "" if target == "vertex" else f" or set {URL_ENV}"
             raise config.error(
                 f"Label Studio needs its URL: add 'url: https://...' to the options{where}",
@@ -120,6 +121,26 @@ def _provider_needs(
                 "'api_key_secret' (projects/P/secrets/S/versions/latest)",
                 field=f"{field}.api_key_secret",
             )
+        if target == "local":
+            problem = unreachable(url)
+            if problem:
+                named = "" if options.url else f" (from {URL_ENV})"
+                raise config.error(
+                    f"Label Studio at {url}{named} cannot be reached: {problem}; is the server "
+                    "running and the URL right?",
+                    field=f"{field}.url",
+                )
+
+
+def unreachable(url: str, *, timeout: float = 5.0) -> str:
+    """Why nothing answers at `url` ("" when something does, whatever its HTTP status)."""
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return ""
 
 
 def needs_google_credentials(config: Config, *, target: Target, env: Mapping[str, str]) -> bool:

@@ -88,9 +88,14 @@ def preview(item_id: str, items: dict[str, Item]) -> Preview:
     item = items.get(item_id)
     if item is not None and item.text is not None:
         return text_preview(item.text)
-    uri = item.uri if item is not None and item.uri else item_id
     if item_id.startswith("text:"):
         return Preview(note="text not in the dataset artifact")
+    if items and (item is None or not item.uri):
+        # With a dataset, only its items (kept inside the source by selection) are read: an id
+        # from a review or annotations file is never taken for a path to open. (Without one,
+        # as from the command line on your own files, the id is the path.)
+        return Preview(note="not an item of this round's dataset: not read")
+    uri = item.uri if item is not None and item.uri else item_id
     if is_image_id(uri):
         return image_preview(uri)
     try:
