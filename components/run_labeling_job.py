@@ -15,13 +15,23 @@ def run_labeling_job(
     provider: str,
     provider_options: str,
     labelers_per_item: int,
+    state_uri: str,
+    run_id: str,
     annotations: dsl.Output[dsl.Dataset],
     job: dsl.Output[dsl.Artifact],
     rejects: dsl.Output[dsl.Dataset],
 ) -> NamedTuple(
-    "LabelingOutputs", [("labeled_items", int), ("annotation_count", int), ("annotator_count", int)]
+    "LabelingOutputs",
+    [
+        ("labeled_items", int),
+        ("annotation_count", int),
+        ("annotator_count", int),
+        ("queued", int),
+        ("open_jobs", int),
+    ],
 ):
-    """Send the dataset's items to the labeling provider and collect every annotation.
+    """Queue the dataset's items at the labeling provider (in the open job where it can) and
+    hand on every label collected so far.
 
     Args:
         dataset: The items to label (import JSONL).
@@ -30,14 +40,20 @@ def run_labeling_job(
         provider: `simulated`, `label_studio`, `gemini`, `gemini_then_human` or `import`.
         provider_options: Provider options as JSON (never secrets).
         labelers_per_item: Different annotators per item.
+        state_uri: The loop's state (the item ledger).
+        run_id: This run's id.
 
     Returns:
-        annotations: Long-format `(item, annotator, label)` rows (Dataset artifact, JSONL).
-        job: The provider job record: provider, deterministic key, external id (JSON artifact).
+        annotations: Long-format `(item, annotator, label)` rows: every annotation so far,
+            with provenance (provider, job, round) (Dataset artifact, JSONL).
+        job: The provider job record: provider, deterministic key, external id, progress and
+            the ledger's counts (JSON artifact).
         rejects: Provider records that could not be used (Dataset artifact, JSONL).
-        labeled_items: Items with at least one annotation.
-        annotation_count: Annotations collected.
+        labeled_items: Items with at least one annotation so far.
+        annotation_count: Their annotations.
         annotator_count: Distinct annotators.
+        queued: Items waiting in open jobs (people label them between runs).
+        open_jobs: Open labeling jobs.
     """
     from labelloop.failures import recorded
     from labelloop.stages.run_labeling_job import run_labeling_job as step
@@ -53,9 +69,17 @@ def run_labeling_job(
             annotations_uri=annotations.path,
             job_uri=job.path,
             rejects_uri=rejects.path,
+            state_uri=state_uri,
+            run_id=run_id,
         )
     annotations.metadata["rows"] = result.annotations
     job.metadata["job_key"] = result.job_key
     # False when the provider was still labeling at the deadline: the count gate decides.
     job.metadata["complete"] = result.complete
-    return (result.labeled_items, result.annotations, result.annotators)
+    return (
+        result.labeled_items,
+        result.annotations,
+        result.annotators,
+        result.queued,
+        result.open_jobs,
+    )

@@ -19,12 +19,14 @@ def select_for_labeling(
     predictions_uri: str,
     class_balance: bool,
     source_uri: str,
+    queue_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
     "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
 ):
-    """Pick the `k` items the previous round's model is least sure of (random on a cold start).
+    """Pick the `k` items the previous round's model is least sure of (random on a cold start),
+    no more than the room left in the open queue (backpressure).
 
     Args:
         pool: The import file of candidate items.
@@ -38,6 +40,7 @@ def select_for_labeling(
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
         source_uri: The source: a predicted item outside it is refused, never read.
+        queue_size: The open queue's size in items (0 = `k`); a full queue selects nothing.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -63,6 +66,7 @@ def select_for_labeling(
             predictions_uri=predictions_uri,
             class_balance=class_balance,
             source_uri=source_uri,
+            queue_size=queue_size,
         )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy)

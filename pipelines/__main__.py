@@ -50,6 +50,7 @@ def _run_local(args: argparse.Namespace) -> int:
         rounds=rounds,
         runs_dir=Path(args.runs_dir or config.local.runs_dir),
         cache_dir=cache,
+        lease_wait_seconds=args.wait,
     )
     return 0 if summaries and all(s.status == "ok" for s in summaries) else 1
 
@@ -156,6 +157,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--strategy", help="override pipeline.selection_strategy")
     p.add_argument("--runs-dir", help="where run folders go (default: the config's, runs/)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run is using the same state_uri, wait this long for it (default: stop)",
+    )
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )

@@ -18,6 +18,7 @@ from components.create_dataset import create_dataset
 from components.failure_report import write_failure_report
 from components.gates import join_outcome, record_gate_decision
 from components.quality_gate import quality_gate
+from components.reconcile import reconcile_jobs
 from components.run_labeling_job import run_labeling_job
 from components.select_for_labeling import select_for_labeling
 from components.write_report import write_report
@@ -54,6 +55,7 @@ def with_failure_report(body: Callable[[Any], None]) -> Callable[[Any], None]:
 class Round:
     """The tasks of one labeling round, up to and including the quality gate."""
 
+    reconcile: Any
     selection: Any
     dataset: Any
     labeling: Any
@@ -68,7 +70,11 @@ def label_round(
     display_name: str,
     dataset_task_name: str = "Create dataset",
 ) -> Round:
-    """Stages 2-5: select from `pool`, register the items, label them, check the labels.
+    """Reconcile, then stages 2-5: top up the open queue from `pool`, register the items,
+    queue them at the provider, check every label collected so far.
+
+    Reconcile runs first (it takes the state's lease and collects what people labeled since the
+    last run); selection waits for it, so it sees the queue after reconcile.
 
     Args:
         params: The pipeline's parameters (`pipelines.parameters.Params`).
@@ -78,6 +84,13 @@ def label_round(
         dataset_task_name: Stage 3's task name in the console (the Vertex target creates its
             Vertex dataset later, from the labels, so there stage 3 only validates and records).
     """
+    reconcile = reconcile_jobs(
+        state_uri=params.state_uri,
+        provider=params.provider,
+        provider_options=params.provider_options,
+        max_job_age_hours=params.max_job_age_hours,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    ).set_display_name("Reconcile open labeling jobs")
     selection = select_for_labeling(
         pool=pool,
         state_uri=params.state_uri,
@@ -89,7 +102,9 @@ def label_round(
         predictions_uri=predictions_uri,
         class_balance=params.class_balance,
         source_uri=params.source_uri,
+        queue_size=params.queue_size,
     ).set_display_name("Select items to label (active learning)")
+    selection.after(reconcile)
     dataset = create_dataset(
         selected=selection.outputs["selected"],
         task_type=params.task_type,
@@ -103,6 +118,8 @@ def label_round(
         provider=params.provider,
         provider_options=params.provider_options,
         labelers_per_item=params.labelers_per_item,
+        state_uri=params.state_uri,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],
@@ -114,7 +131,7 @@ def label_round(
         state_uri=params.state_uri,
         gold_uri=params.gold_uri,
     ).set_display_name("Quality gate: agreement and consolidation")
-    return Round(selection, dataset, labeling, gate)
+    return Round(reconcile, selection, dataset, labeling, gate)
 
 
 def gates_training_and_report(

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from labelloop import storage
+from labelloop import lease, storage
 from labelloop.config import Config
 from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample, supplied_options
 
@@ -39,9 +39,10 @@ _WAITING = re.compile(r"labeling: (\d+)/(\d+) items done; waiting (\d+) s")
 # The numbers worth a glance, per task (the rest is in the artifacts).
 KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generate-import-file": ("listed", "new_items", "already_imported", "bad_records"),
+    "reconcile-jobs": ("open_jobs", "collected", "returned", "unreachable", "queued"),
     "select-for-labeling": ("pool_size", "selected_count", "strategy_used"),
     "create-dataset": ("dataset_items",),
-    "run-labeling-job": ("labeled_items", "annotation_count", "annotator_count"),
+    "run-labeling-job": ("labeled_items", "annotation_count", "queued", "open_jobs"),
     "quality-gate": ("label_count", "agreement", "bad_records"),
     "train-model": ("accuracy",),
     "record-gate-decision": ("Output",),
@@ -401,13 +402,17 @@ def run_local(
     cache_dir: Path,
     console: IO[str] = sys.stdout,
     pipeline: Callable[..., Any] | None = None,
+    lease_wait_seconds: float = 0.0,
 ) -> tuple[Path, list[RoundSummary]]:
     """Run `rounds` rounds of the pipeline locally; each round selects with the last model.
+
+    The run holds the state's lease throughout (its steps share it): a second run on the same
+    `state_uri` waits up to `lease_wait_seconds`, then stops with `LeaseHeld` naming this one.
+    A killed run's lease does not block the next run (its process is known to be gone).
 
     Returns:
         The run folder (`runs/<timestamp>/`) and one summary per round.
     """
-    from kfp import local
 
     if pipeline is None:
         from pipelines.labeling_pipeline import labeling_pipeline
@@ -424,6 +429,30 @@ def run_local(
     if not params["state_uri"]:
         params["state_uri"] = str(run_root / "state")
     truth = read_truth(truth_uri) if truth_uri and storage.exists(truth_uri) else {}
+    holder = lease.Holder.here(f"local-{stamp}")
+    lease.acquire(params["state_uri"], holder, wait_seconds=lease_wait_seconds)
+    try:
+        return _run_rounds(
+            params, rounds=rounds, run_root=run_root, outputs=outputs, tmp=tmp, truth=truth,
+            console=console, pipeline=pipeline,
+        )  # fmt: skip
+    finally:
+        lease.release(params["state_uri"], holder)
+
+
+def _run_rounds(
+    params: dict[str, Any],
+    *,
+    rounds: int,
+    run_root: Path,
+    outputs: Path,
+    tmp: Path,
+    truth: dict[str, str],
+    console: IO[str],
+    pipeline: Callable[..., Any],
+) -> tuple[Path, list[RoundSummary]]:
+    from kfp import local
+
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(outputs),

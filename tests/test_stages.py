@@ -39,7 +39,14 @@ def test_import_file_lists_images_and_writes_vertex_records(digits_sample, tmp_p
     assert not any("truth" in r["imageGcsUri"] for r in records)
 
 
-def test_import_file_skips_items_imported_in_earlier_rounds(digits_sample, tmp_path: Path) -> None:
+def test_import_file_skips_items_queued_or_labeled_not_merely_selected(
+    digits_sample, tmp_path: Path
+) -> None:
+    """Creating a dataset consumes nothing; queuing the items at a provider does."""
+    import json as _json
+
+    from labelloop.stages.run_labeling_job import run_labeling_job
+
     state_uri = str(tmp_path / "state")
     first = tmp_path / "first.jsonl"
     generate_import_file(
@@ -59,6 +66,20 @@ def test_import_file_skips_items_imported_in_earlier_rounds(digits_sample, tmp_p
         manifest_uri=str(tmp_path / "manifest.json"),
         items_uri=str(tmp_path / "items.jsonl"),
         rejects_uri=str(tmp_path / "r2.jsonl"),
+    )
+    assert state.imported_ids(state_uri) == set()
+    run_labeling_job(
+        items_uri=str(tmp_path / "items.jsonl"),
+        task_type="image_classification",
+        labels="0,1,2,3,4,5,6,7,8,9",
+        provider="simulated",
+        provider_options=_json.dumps({"truth_uri": digits_sample.truth_uri, "pace": 0.5}),
+        labelers_per_item=3,
+        annotations_uri=str(tmp_path / "ann.jsonl"),
+        job_uri=str(tmp_path / "job.json"),
+        rejects_uri=str(tmp_path / "r4.jsonl"),
+        state_uri=state_uri,
+        run_id="run-1",
     )
     result = generate_import_file(
         source_uri=digits_sample.source_uri,

@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
     "labelloop.cli_select",
     "labelloop.cli_label",
+    "labelloop.cli_state",
     "labelloop.cli_lineage",
 )
 

@@ -82,7 +82,17 @@ class PipelineParams:
     )
     labels: str = _param("0,1,2,3,4,5,6,7,8,9", "The label set, comma-separated.")
     labelers_per_item: int = _param(3, "Different annotators per item.")
-    selection_size: int = _param(200, "Items to send for labeling this round.")
+    selection_size: int = _param(200, "Most items to send for labeling this round.")
+    queue_size: int = _param(
+        0,
+        "Items kept open at the labeling provider: each run tops the open queue up to this "
+        "(backpressure; a full queue sends nothing new). 0 = selection_size.",
+    )
+    max_job_age_hours: float = _param(
+        336.0,
+        "A labeling job open longer is closed: its answers are kept, its unanswered items go "
+        "back to the pool (0 = never).",
+    )
     selection_strategy: str = _param(
         "cluster_margin",
         f"Active-learning strategy: {_one_of(STRATEGIES)} (batch-aware; k-center diversity on "
@@ -150,6 +160,10 @@ class PipelineParams:
             fail("labelers_per_item", "must be at least 1")
         if self.selection_size < 1:
             fail("selection_size", "must be at least 1")
+        if self.queue_size < 0:
+            fail("queue_size", "must be 0 (= selection_size) or more")
+        if self.max_job_age_hours < 0:
+            fail("max_job_age_hours", "must be 0 (never expire) or more")
         if self.selection_strategy not in STRATEGIES:
             fail("selection_strategy", f"must be one of {', '.join(STRATEGIES)}")
         for name in URI_FIELDS:

@@ -28,7 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from labelloop import storage
 from labelloop.errors import InputError, ProviderError
-from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.base import (
+    CollectResult,
+    Job,
+    JobGone,
+    LabelingTask,
+    Progress,
+    job_key,
+)
 from labelloop.providers.label_studio_format import (
     SMALL_IMAGE,
     data_key,
@@ -293,6 +300,46 @@ class LabelStudioProvider:
         self._last = {"title": title, "url": self.project_url(project_id)}
         # One line people can act on (the local runner shows it on the console at once).
         log.info("labeling job: %s %s %s", self.name, title, self._last["url"])
+        self._import_missing(project_id, items, task, predictions)
+        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
+
+    def resume(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Reattach an earlier run's project (by its id, else by its title) and import the
+        job's items it lacks (a run killed mid-import, or a top-up).
+
+        Raises:
+            JobGone: The project was deleted in Label Studio.
+        """
+        if not job.external_id:
+            # Killed before the project id was recorded: find or create it by its title.
+            got = self.submit(items, task, labelers_per_item=job.labelers_per_item, key=job.key)
+            return dataclasses.replace(got, collections=job.collections)
+        project_id = int(job.external_id)
+        response = self.client._client_wrapper.httpx_client.request(
+            f"api/projects/{project_id}/", method="GET"
+        )
+        if response.status_code == 404:
+            raise JobGone(f"Label Studio project {project_id} of job {job.key} no longer exists")
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"Label Studio GET project {project_id} answered {response.status_code}"
+            )
+        self._last = {"url": self.project_url(project_id)}
+        log.info("labeling job: %s %s", self.name, self._last["url"])
+        self._import_missing(project_id, items, task, None)
+        return dataclasses.replace(job, items=len(items))
+
+    def top_up(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Add items to the job's project in place (`items`: the job's items, old and new)."""
+        return self.resume(job, items, task)
+
+    def _import_missing(
+        self,
+        project_id: int,
+        items: Sequence[Item],
+        task: LabelingTask,
+        predictions: Mapping[str, Prediction] | None,
+    ) -> None:
         present = self._present_items(project_id, task.task_type)
         missing = [i for i in items if i.id not in present]
         if missing:
@@ -305,7 +352,6 @@ class LabelStudioProvider:
                 batch: Any = records[start : start + IMPORT_BATCH]
                 self.client.projects.import_tasks(project_id, request=batch)
             log.info("imported %d task(s), %d already present", len(missing), len(present))
-        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
 
     def _check_files(self, items: Sequence[Item], task_type: TaskType) -> None:
         """Local image files need the document root: say so before anything is created."""

@@ -35,6 +35,7 @@ from labelloop.providers.base import (
     LabelingTask,
     Progress,
     job_key,
+    resume,
 )
 from labelloop.providers.gemini import (
     GeminiOptions,
@@ -181,6 +182,7 @@ class RoutingProvider:
         self.calibration: Calibration | None = None
         self._routed: dict[str, Any] = {}
         self._jobs: dict[str, tuple[list[Prediction], Job, float]] = {}
+        self._auto: dict[str, int] = {}
 
     @classmethod
     def from_options(cls, options: RoutingOptions) -> RoutingProvider:
@@ -262,8 +264,31 @@ class RoutingProvider:
             self.human.name,
             self.calibration.to_json(),
         )
-        external = json.dumps({"human": human_job.to_json()}, sort_keys=True)
+        external = json.dumps(
+            {
+                "human": human_job.to_json(),
+                "routed": [i.id for i in routed],
+                "auto": len(items) - len(routed),
+            },
+            sort_keys=True,
+        )
         return Job(self.name, key, external, len(items), labelers_per_item)
+
+    def resume(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Reattach the human part of an earlier run's job (Gemini's accepted answers were
+        collected then and are kept in the ledger; nothing is asked of Gemini again)."""
+        if not job.external_id:
+            return dataclasses.replace(
+                self.submit(items, task, labelers_per_item=job.labelers_per_item),
+                collections=job.collections,
+            )
+        external = json.loads(job.external_id)
+        routed_ids = set(external.get("routed", []))
+        human = Job(**{**external["human"], "collections": job.collections})
+        human = resume(self.human, human, [i for i in items if i.id in routed_ids], task)
+        self._jobs[job.key] = ([], human, math.inf)
+        self._auto[job.key] = int(external.get("auto", 0))
+        return dataclasses.replace(job, items=len(items))
 
     def _state(self, job: Job) -> tuple[list[Prediction], Job, float]:
         if job.key not in self._jobs:
@@ -276,12 +301,13 @@ class RoutingProvider:
 
     def progress(self, job: Job) -> Progress:
         _, human_job, _ = self._state(job)
-        human = self.human.progress(human_job)
-        return Progress(len(self._accepted(job)) + human.labeled, job.items)
+        human = self.human.progress(dataclasses.replace(human_job, collections=job.collections))
+        auto = self._auto.get(job.key, len(self._accepted(job)))
+        return Progress(auto + human.labeled, job.items)
 
     def collect(self, job: Job) -> CollectResult:
         _, human_job, _ = self._state(job)
-        got = self.human.collect(human_job)
+        got = self.human.collect(dataclasses.replace(human_job, collections=job.collections))
         auto = [
             Annotation(p.item, self.gemini.annotator, str(p.label)) for p in self._accepted(job)
         ]

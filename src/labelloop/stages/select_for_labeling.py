@@ -34,7 +34,7 @@ class SelectionResult:
 
 
 def _excluded_ids(state_uri: str) -> set[str]:
-    """Items already labeled or already queued (registered in a dataset) in earlier rounds."""
+    """Items the ledger has queued in an open job or labeled, and earlier consolidated labels."""
     ids = state.imported_ids(state_uri)
     ids.update(str(row["item"]) for row in state.labeled_rows(state_uri) if "item" in row)
     return ids
@@ -128,8 +128,13 @@ def select_for_labeling(
     class_balance: bool = False,
     source_uri: str = "",
     allowed_roots: Sequence[str] = (),
+    queue_size: int = 0,
 ) -> SelectionResult:
-    """Score the pool and keep the `k` items most worth labeling.
+    """Score the pool and keep the items most worth labeling: the open queue is topped up.
+
+    Backpressure: at most `k` items, and no more than the room left in the open queue
+    (`queue_size` minus the items queued in open jobs after this run's reconcile; `queue_size`
+    0 means `k`). A full queue selects nothing, and the run labels nothing new.
 
     With `predictions_uri` the scores come from those predictions (a Vertex batch-prediction
     output folder / prefix, or a predictions JSONL), streamed in bounded memory. Otherwise the
@@ -138,7 +143,8 @@ def select_for_labeling(
     a model (the first round) it is a cold start: k-center diversity sampling on the input
     features for `k_center` / `cluster_margin`, a seeded random sample otherwise.
 
-    Items labeled or registered in earlier rounds (per `state_uri`) are never selected.
+    Items queued or labeled in the ledger (per `state_uri`) are never selected; items returned
+    to the pool (a cancelled, failed or expired job) can be selected again.
 
     Args:
         import_uri: The pool: the import JSONL from stage 1.
@@ -156,6 +162,7 @@ def select_for_labeling(
             pool must lie inside it (or inside `allowed_roots`), else it is refused, counted as
             a bad record of the predictions and never read.
         allowed_roots: Further folders or `gs://` prefixes predicted items may come from.
+        queue_size: The open queue's size in items (0: `k`).
 
     Raises:
         InputError: Unknown strategy or task type, k < 1, or predictions not found.
@@ -167,12 +174,33 @@ def select_for_labeling(
         )
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}", field="selection_size")
+    if queue_size < 0:
+        raise InputError(f"must be 0 or more, got {queue_size}", field="queue_size")
+    from labelloop.stages.reconcile import queue_room
+
+    room, queued = queue_room(state_uri, queue_size=queue_size, selection_size=k)
     task = TaskType.parse(task_type)
     label_list = parse_labels(labels)
     items, bad = read_import_file(import_uri)
     if bad:
         log.warning("pool: %s", summarize_bad_records(bad))
     excluded_ids = _excluded_ids(state_uri)
+    _record_pool(state_uri, items)
+    if room == 0:
+        log.info("the open queue is full (%d item(s) queued): nothing to top up", queued)
+        pool = len(items) - len(excluded_ids & {i.id for i in items})
+        return _write_selection(
+            [],
+            _summary(
+                strategy=strategy, cold_start=False, pool=pool,
+                chosen=[], bad=bad, bad_count=len(bad), labels=label_list,
+                excluded=len(excluded_ids), class_balance=class_balance, source="none",
+                pool_histogram=None,
+            ),
+            task=task, output_uri=output_uri, summary_uri=summary_uri, queued=queued, room=room,
+            cold_start=False, used=strategy,
+        )  # fmt: skip
+    k = room
 
     if predictions_uri:
         from labelloop.active_learning.predictions import select_from_predictions
@@ -238,6 +266,38 @@ def select_for_labeling(
         )
         cold_start = bool(summary["cold_start"])
         used = str(summary["strategy"])
+    return _write_selection(
+        selected, summary, task=task, output_uri=output_uri, summary_uri=summary_uri,
+        queued=queued, room=room, cold_start=cold_start, used=used,
+    )  # fmt: skip
+
+
+def _record_pool(state_uri: str, items: list[Item]) -> None:
+    """Tell the ledger how many source items it has never seen (the never-sent pool)."""
+    if not state_uri:
+        return
+    from labelloop.ledger import Ledger
+
+    ledger = Ledger.load(state_uri)
+    unseen = sum(1 for i in items if i.id not in ledger.state.items)
+    if unseen != ledger.state.unseen:
+        ledger.append("listed", run="", unseen=unseen)
+        ledger.compact()
+
+
+def _write_selection(
+    selected: list[Item],
+    summary: dict[str, Any],
+    *,
+    task: TaskType,
+    output_uri: str,
+    summary_uri: str,
+    queued: int,
+    room: int,
+    cold_start: bool,
+    used: str,
+) -> SelectionResult:
+    summary["queue"] = {"queued_before": queued, "room": room}
     storage.write_jsonl(output_uri, (item.to_import_record(task) for item in selected))
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     scores = [c["score"] for c in summary["items"]]

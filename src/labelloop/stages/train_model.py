@@ -82,7 +82,11 @@ def train_model(
         )
     label_list = parse_labels(labels)
     rows = _rows_for_training(consolidated_uri, state_uri)
-    inline = {i.id: i for i in read_import_file(items_uri)[0]}
+    from labelloop.ledger import item_records
+
+    # Earlier rounds' items (inline text lives only there), then this round's.
+    inline = {k: Item.from_import_record(r) for k, r in item_records(state_uri).items()}
+    inline.update({i.id: i for i in read_import_file(items_uri)[0]})
     items = [
         inline.get(str(r["item"])) or Item(id=str(r["item"]), uri=str(r["item"])) for r in rows
     ]

@@ -199,6 +199,13 @@ def write_report(
     ):
         labels = [str(v) for v in result_outcome["labels"]]
         confusion = [[integer(c) or 0 for c in row] for row in matrix_json if isinstance(row, list)]
+    from labelloop.stages.reconcile import finish_run
+
+    finish_run(
+        state_uri,
+        run_id,
+        {k: record[k] for k in ("trained", "reason", "label_count", "accuracy") if k in record},
+    )
     log.info("report written to %s in %.2f s", html_uri, time.perf_counter() - start)
     return ReportResult(
         trained=record["trained"],
