@@ -16,6 +16,7 @@ from components.generate_import_file import generate_import_file
 from components.train_model import train_model
 from pipelines.dag import gates_training_and_report, label_round, with_failure_report
 from pipelines.parameters import Params, pipeline_function, portable_parameters
+from pipelines.stage_settings import configure_stages
 
 PIPELINE_NAME = "labelloop-labeling"
 
@@ -55,6 +56,8 @@ def _labeling_round(params: Params) -> None:
         state_uri=params.state_uri,
         train=train,
     )
+    # No retries here: kfp.local honours them, and a local failure should surface at once.
+    configure_stages(retries=0)
 
 
 # The parameters (names, types, defaults, docs) are `labelloop.config.PipelineParams`'s.

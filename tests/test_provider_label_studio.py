@@ -21,6 +21,7 @@ from PIL import Image
 from labelloop import storage
 from labelloop.cli import main
 from labelloop.providers import LabelingTask, get_provider
+from labelloop.providers.gemini_models import DEFAULT_MODEL
 from labelloop.providers.label_studio import LabelStudioProvider, dataset_name, project_title
 from labelloop.providers.label_studio_format import (
     default_instructions,
@@ -569,7 +570,7 @@ def test_gemini_then_label_studio_with_pre_annotations(
         person.submit(project, t["id"], to_result(task.task_type, "neg"))
     got = routing.collect(job)
     by_annotator = Counter(a.annotator for a in got.annotations)
-    assert by_annotator == {"gemini:gemini-2.5-flash": 2, "ann3@example.com": 2}
+    assert by_annotator == {f"gemini:{DEFAULT_MODEL}": 2, "ann3@example.com": 2}
     assert routing.progress(job).done
 
 
