@@ -289,3 +289,29 @@ def test_read_jsonl_objects_reports_bad_lines_with_numbers(tmp_path: Path) -> No
         (5, "item", "missing"),
     ]
     assert storage.read_jsonl_objects(str(tmp_path / "absent.jsonl")) == ([], [])
+
+
+def test_files_that_are_not_images_are_bad_records_at_import(digits_sample, tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(digits_sample.source_uri, src)
+    (src / "fake.png").write_text("this is not a png")
+    (src / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "import.jsonl"
+    rejects = tmp_path / "rejects.jsonl"
+    result = generate_import_file(
+        source_uri=str(src),
+        task_type="image_classification",
+        state_uri=str(tmp_path / "state"),
+        output_uri=str(out),
+        rejects_uri=str(rejects),
+    )
+    assert result.bad_records == 2
+    listed = out.read_text()
+    assert "fake.png" not in listed
+    assert "empty.jpg" not in listed
+    reasons = {json.loads(line)["source"].rsplit("/", 1)[-1]: json.loads(line)["reason"]
+               for line in rejects.read_text().splitlines()}  # fmt: skip
+    assert reasons == {"fake.png": "not an image file (its content is no image format PIL reads)",
+                       "empty.jpg": "empty file"}  # fmt: skip

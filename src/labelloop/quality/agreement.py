@@ -12,6 +12,7 @@ stage turns them into JSON nulls.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -150,18 +151,38 @@ def bootstrap_replicates(
     Returns:
         (n_boot,) replicate values (NaN where undefined); empty with fewer than two items.
     """
+    return bootstrap_all(
+        stats, (metric,), n_labels=n_labels, n_boot=n_boot, seed=seed, batch=batch
+    )[metric]
+
+
+def bootstrap_all(
+    stats: np.ndarray,
+    metrics: Sequence[str],
+    *,
+    n_labels: int,
+    n_boot: int = 200,
+    seed: int = 0,
+    batch: int = 25,
+) -> dict[str, np.ndarray]:
+    """`bootstrap_replicates` of several metrics from one set of resamples (the same draws as
+    one metric at a time with the same seed, computed once)."""
     n = stats.shape[0]
     if n < 2:
-        return np.zeros(0)
+        return {m: np.zeros(0) for m in metrics}
     rng = np.random.default_rng(seed)
-    values = []
+    values: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
     for start in range(0, n_boot, batch):
         size = min(batch, n_boot - start)
         draws = rng.integers(0, n, size=(size, n))
-        rows = np.repeat(np.arange(size), n)
-        weights = np.bincount(rows * n + draws.ravel(), minlength=size * n).reshape(size, n)
-        values.append(metrics_from_sums(weights @ stats, n_labels=n_labels)[metric])
-    return np.concatenate(values)
+        weights = np.empty((size, n))
+        for r in range(size):  # one replicate at a time: no (size * n) index temporaries
+            weights[r] = np.bincount(draws[r], minlength=n)
+        del draws
+        found = metrics_from_sums(weights @ stats, n_labels=n_labels)
+        for m in metrics:
+            values[m].append(found[m])
+    return {m: np.concatenate(v) for m, v in values.items()}
 
 
 def bootstrap_ci(

@@ -256,7 +256,7 @@ def load_items(uri: str) -> tuple[dict[str, Item], list[BadRecord]]:
     """Dataset items by id (an import JSONL); `{}` when no URI is given or the file is missing."""
     if not uri or not storage.exists(uri):
         return {}, []
-    from labelloop.stages.generate_import_file import read_import_file
+    from labelloop.items import read_import_file
 
     items, bad = read_import_file(uri)
     return {item.id: item for item in items}, bad
