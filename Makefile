@@ -23,13 +23,15 @@ help: ## Show this help
 	@printf "\nVariables: CONFIG=$(CONFIG) ROUNDS=$(ROUNDS) STRATEGY=<random|least_confidence|...> VERTEX_CONFIG=$(VERTEX_CONFIG)\n"
 
 $(STAMP): pyproject.toml
+	@echo "Installing labelloop and its dependencies into $(VENV) (about 2 minutes, once)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/build.lock,)
 	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r $(LOCK),)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
 	$(if $(LOCKED),$(BIN)/python -m pip check,)
 	@touch $(STAMP)
+	@echo "Installed. Commands: make run, make test, or .venv/bin/labelloop --help"
 
 install: $(STAMP) ## Create .venv and install labelloop (editable) with the dev extras
 

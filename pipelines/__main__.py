@@ -174,7 +174,7 @@ def _run_template(args: argparse.Namespace) -> int:
 
 
 def _add_vertex_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="configs/vertex.yaml")
+    p.add_argument("--config", default="configs/vertex.yaml", help="the run's YAML config")
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )
@@ -191,18 +191,26 @@ def _add_vertex_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    from labelloop.cli import HelpFormatter, SubCommands
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines", description=__doc__, formatter_class=HelpFormatter
+    )
+    # Every sub-command described, every default shown (as in the `labelloop` command).
+    parser.register("action", "parsers", SubCommands)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compile", help="compile the pipelines to JSON")
-    p.add_argument("--out-dir", default="compiled")
+    p.add_argument("--out-dir", default="compiled", help="folder for the pipeline JSON files")
     p.add_argument(
         "--image",
         help="component image to pin (default: the placeholder compiled/image.json describes)",
     )
     p.set_defaults(func=_compile)
     p = sub.add_parser("run-local", help="run the pipeline with kfp.local")
-    p.add_argument("--config", default="configs/local.yaml")
-    p.add_argument("--rounds", type=int, default=0, help="rounds to run (default: the config's)")
+    p.add_argument("--config", default="configs/local.yaml", help="the run's YAML config")
+    p.add_argument(
+        "--rounds", type=int, default=0, help="rounds to run; 0 runs the config's number"
+    )
     p.add_argument("--strategy", help="override pipeline.selection_strategy")
     p.add_argument("--runs-dir", help="where run folders go (default: the config's, runs/)")
     p.add_argument(
@@ -219,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "image", help="build and push the component image with Cloud Build; record its digest"
     )
-    p.add_argument("--config", default="configs/vertex.yaml")
+    p.add_argument("--config", default="configs/vertex.yaml", help="the run's YAML config")
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )
@@ -266,11 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "upload", help="upload the compiled template to the Artifact Registry KFP repository"
     )
-    p.add_argument("--config", default="configs/vertex.yaml")
+    p.add_argument("--config", default="configs/vertex.yaml", help="the run's YAML config")
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )
-    p.add_argument("--template", default="compiled/vertex_labeling_pipeline.json")
+    p.add_argument(
+        "--template",
+        default="compiled/vertex_labeling_pipeline.json",
+        help="the compiled pipeline to upload",
+    )
     p.add_argument("--version", help="package version in the tag (default: labelloop's)")
     p.add_argument("--commit", help="commit in the tag v<version>-g<commit> (default: the image's)")
     p.add_argument(

@@ -183,6 +183,7 @@ def gates_training_and_report(
         review=gate.outputs["review"],
         dataset=round_.dataset.outputs["dataset"],
         annotations=round_.labeling.outputs["annotations"],
+        job=round_.labeling.outputs["job"],
         outcome=dsl.OneOf(trained, closed.output),
         state_uri=state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+# The labeling step's log lines: where the job is, and how far while it waits for people.
+_JOB = re.compile(r"labeling job: (.+)$")
+_WAITING = re.compile(r"labeling: (\d+)/(\d+) items done; waiting (\d+) s")
 
 # The numbers worth a glance, per task (the rest is in the artifacts).
 KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -82,6 +85,40 @@ def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
     return dict(data.get("parameterValues", {}))
 
 
+def job_line(run_dir: Path) -> str:
+    """The labeling job in one line: provider, name, URL, items labeled (or "" if unknown)."""
+    path = run_dir / "run-labeling-job" / "job"
+    if not path.is_file():
+        return ""
+    try:
+        job = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return ""
+    summary = job.get("provider_summary") or {}
+    human = summary.get("human") or {}
+    title = summary.get("title") or human.get("title") or job.get("external_id", "")
+    url = summary.get("url") or human.get("url") or ""
+    progress = job.get("progress") or {}
+    state = "complete" if job.get("complete", True) else "open"
+    where = f"{title} {url}".strip()
+    line = (
+        f"job: {job.get('provider', '?')} {where}  "
+        f"{progress.get('labeled', '?')}/{progress.get('total', '?')} items labeled ({state})"
+    )
+    calibration = summary.get("calibration") or {}
+    if calibration:
+        precision = calibration.get("precision")
+        line += (
+            f"\n       gemini: auto-accept at confidence >= {calibration.get('threshold')}"
+            f" (precision {'n/a' if precision is None else f'{precision:.1%}'} on"
+            f" {calibration.get('sample', 0)} calibration items);"
+            f" {summary.get('auto_accepted', '?')} by Gemini,"
+            f" {summary.get('to_people', '?')} to people;"
+            f" estimated cost ${(summary.get('gemini') or {}).get('cost_usd') or 0:.4f}"
+        )
+    return line
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -126,7 +163,16 @@ class StageLines(io.TextIOBase):
         self.console.flush()
 
     def _line(self, line: str) -> None:
-        if m := _START.search(line):
+        if m := _JOB.search(line):
+            self.console.write(f"       job: {m.group(1)}\n")
+            self.console.flush()
+        elif m := _WAITING.search(line):
+            self.console.write(
+                f"  ..   {'run-labeling-job':<28}          waiting for people:"
+                f" {m.group(1)}/{m.group(2)} items labeled, next look in {m.group(3)} s\n"
+            )
+            self.console.flush()
+        elif m := _START.search(line):
             self.started[m.group(1)] = time.perf_counter()
             self._task_lines = []
         elif m := _END.search(line):
@@ -144,6 +190,9 @@ class StageLines(io.TextIOBase):
                 self.reasons[task] = reason
                 for text in reason.splitlines():
                     self.console.write(f"       {text}\n")
+            elif task == "run-labeling-job" and run_dir is not None and (job := job_line(run_dir)):
+                self.console.write(f"       {job}\n")
+            self.console.flush()
         else:
             self._task_lines.append(line)
 
@@ -462,15 +511,21 @@ def _run_rounds(
                     state_uri=params["state_uri"],
                 )
             )
+            if summaries[-1].report:
+                console.write(f"  report: {summaries[-1].report}\n")
             if status != "ok":
                 break
     (run_root / "summary.json").write_text(
         json.dumps([dataclasses.asdict(s) for s in summaries], indent=2), encoding="utf-8"
     )
     console.write("\n" + format_table(summaries) + "\n")
-    if summaries and summaries[-1].report:
-        console.write(f"\nreport: {summaries[-1].report}\n")
+    reports = [s for s in summaries if s.report]
+    if reports:
+        console.write("\n")
+    for row in reports:
+        name = "report:" if len(reports) == 1 else f"report {row.round}:"
+        console.write(f"{name:<10}{row.report}\n")
     if summaries and summaries[-1].failure_report:
         console.write(f"\nfailure report: {summaries[-1].failure_report}\n")
-    console.write(f"logs:   {log_path}\n")
+    console.write(f"{'logs:':<10}{log_path}\n")
     return run_root, summaries

@@ -88,7 +88,7 @@ def test_three_runs_part_done_topped_up_in_place_then_trained(
                for t in TEXTS],
     )  # fmt: skip
     state_uri = str(tmp_path / "state")
-    options = {"url": server.url, "title_prefix": "lifecycle"}
+    options = {"url": server.url, "dataset": "lifecycle"}
     before = _project_count(server)
 
     first = _run(state_uri, pool, tmp_path, "run-1", options)

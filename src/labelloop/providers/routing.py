@@ -185,6 +185,7 @@ class RoutingProvider:
         self.calibration_uri = calibration_uri
         self.min_accepted = min_accepted
         self.calibration: Calibration | None = None
+        self._routed: dict[str, Any] = {}
         self._jobs: dict[str, tuple[list[Prediction], Job, float]] = {}
         self._auto: dict[str, int] = {}
 
@@ -266,6 +267,11 @@ class RoutingProvider:
                 routed, task, labelers_per_item=labelers_per_item, instructions=text
             )
         self._jobs[key] = (preds, human_job, threshold)
+        self._routed = {
+            "target_precision": self.target_precision,
+            "auto_accepted": len(items) - len(routed),
+            "to_people": len(routed),
+        }
         log.info(
             "routing: %d item(s) auto-accepted, %d to %s (%s)",
             len(items) - len(routed),
@@ -327,9 +333,13 @@ class RoutingProvider:
         self.human.cancel(human_job)
 
     def summary(self) -> dict[str, Any]:
-        """Calibration, Gemini usage and cost."""
+        """Calibration, how many items each side got, Gemini usage and cost, and the human
+        provider's own summary (a Label Studio project's title and URL)."""
+        human = getattr(self.human, "summary", None)
         return {
             "calibration": self.calibration.to_json() if self.calibration else None,
             "model_annotator": self.gemini.annotator,
+            **self._routed,
             "gemini": self.gemini.summary(),
+            "human": human() if callable(human) else {},
         }

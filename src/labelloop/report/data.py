@@ -142,6 +142,8 @@ class ReportData:
         min_labeled_count: The count gate's threshold.
         min_agreement: The agreement gate's threshold.
         bad_records: Unreadable lines met while reading the inputs.
+        job: The labeling job record (provider, key, progress, the provider's summary);
+            `{}` when not given.
     """
 
     run_id: str
@@ -154,6 +156,7 @@ class ReportData:
     min_labeled_count: int
     min_agreement: float
     bad_records: list[BadRecord] = dataclasses.field(default_factory=list)
+    job: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def result(self) -> QualityResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from labelloop.report import guidance
 from labelloop.report.data import ReportData, integer, matrix, number, per_class_scores
 from labelloop.report.format import fmt, pct
 from labelloop.report.page import input_notes
@@ -38,6 +39,17 @@ def render_markdown(data: ReportData) -> str:
     else:
         out.append(f"**No model this round**: gate closed, {data.reason or 'unknown reason'}.\n")
     out += [f"\n> {n}\n" for n in input_notes(data)]
+
+    steps = guidance.next_steps(data)
+    out.append(f"\n## What to do next\n\n{steps['lead']}\n\n")
+    out += [f"{i}. **{s['title']}.** {s['detail']}\n" for i, s in enumerate(steps["steps"], 1)]
+    job = guidance.labeling(data)
+    if job is not None:
+        out.append("\n## Labeling job\n\n" + job["lead"] + "\n\n")
+        if job["title"] or job["url"]:
+            out.append(f"{job['title']} {job['url']}".strip() + "\n\n")
+        facts = job["facts"] + job["gemini"]
+        out.append(_table([k.label for k in facts], [[k.value for k in facts]]))
 
     count, agreement = data.gates()
     if agreement.reason:

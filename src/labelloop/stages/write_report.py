@@ -120,6 +120,7 @@ def write_report(
     review_uri: str = "",
     items_uri: str = "",
     annotations_uri: str = "",
+    job_uri: str = "",
 ) -> ReportResult:
     """Record this round's outcome under `state_uri/rounds/`, then write the report.
 
@@ -139,6 +140,8 @@ def write_report(
         items_uri: The dataset's items (import JSONL), for text snippets of inline text.
         annotations_uri: Long-format annotations, to list each annotator's answer on review
             rows that do not carry them.
+        job_uri: The labeling job record (provider, job, progress, the provider's summary:
+            project URL, per-annotator time, Gemini's threshold and cost); "" to leave out.
 
     Raises:
         InputError: `outcome` or a JSON input is malformed.
@@ -146,6 +149,7 @@ def write_report(
     start = time.perf_counter()
     quality = read_json_object(quality_uri)
     selection = read_json_object(selection_uri)
+    job = read_json_object(job_uri)
     result_outcome = _parse_outcome(outcome)
     review, bad = read_jsonl_objects(review_uri)
     if annotations_uri and any(not isinstance(r.get("annotations"), list) for r in review):
@@ -179,6 +183,7 @@ def write_report(
         min_labeled_count=min_labeled_count,
         min_agreement=min_agreement,
         bad_records=bad,
+        job=job,
     )
     # matplotlib (~1 s to import) is paid only here, by the report stage.
     from labelloop.report.page import render_html
