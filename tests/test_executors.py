@@ -312,7 +312,6 @@ def test_portable_pipeline_runs_executor_by_executor(sandbox, data):
         "run-labeling-job",
         "quality-gate",
         "train-model",
-        "join-outcome",
         "write-report",
     ):
         assert stage in runner.executed, stage
@@ -339,7 +338,7 @@ def test_vertex_pipeline_runs_executor_by_executor_up_to_the_gates(sandbox, data
         "select-for-labeling",
         "run-labeling-job",
         "quality-gate",
-        "record-gate-decision-2",
+        "record-gate-decision",
         "write-report",
     ):
         assert stage in runner.executed, stage

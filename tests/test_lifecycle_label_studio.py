@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from labelloop import ledger, storage
+from labelloop.gates import GatePolicy
 from labelloop.ledger import Ledger
 from labelloop.providers.label_studio_format import to_result
 from labelloop.schemas import Item, TaskType, text_item_id
@@ -141,6 +142,7 @@ def test_three_runs_part_done_topped_up_in_place_then_trained(
         min_confidence=0.0, state_uri=state_uri, consolidated_uri=str(out / "cons.jsonl"),
         review_uri=str(out / "review.jsonl"), metrics_uri=str(out / "metrics.json"),
         rejects_uri=str(out / "gate-rej.jsonl"),
+        policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
     )  # fmt: skip
     assert gate.label_count == 11
     trained = train_model(

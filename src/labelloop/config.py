@@ -100,7 +100,8 @@ class PipelineParams:
     eval_size: int = _param(
         50,
         "Items of the fixed evaluation set: a random sample chosen once, labeled once (on top "
-        "of the first batch) and never trained on; the model's accuracy is measured on it.",
+        "of the first batch) and never trained on, at most a fifth of the pool; the model's "
+        "accuracy is measured on it.",
     )
     predictions_uri: str = _param(
         "",

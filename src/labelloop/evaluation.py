@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 EVAL_SET = "eval/items.jsonl"
 ARMS = "arms"
 ARM_NAMES = ("active", "random", "eval", "relabel")
+MAX_EVAL_SHARE_DIVISOR = 5  # the evaluation set takes at most 1/5 of the pool
 
 
 def eval_ids(state_uri: str) -> list[str]:
@@ -51,13 +52,15 @@ def ensure_eval_set(
     """The evaluation set: read it, or choose it once (a seeded random sample of the pool).
 
     Items already labeled or queued are not eligible (their labels may be actively chosen).
+    It takes at most a fifth of the eligible pool.
     """
     chosen = eval_ids(state_uri)
     if chosen or size <= 0 or not state_uri:
         return chosen
     eligible = sorted(i for i in set(pool_ids) if i not in excluded)
     rng = np.random.default_rng([seed, 2718])
-    take = min(size, len(eligible))
+    # At most a fifth of the pool: a small pool must still leave items to train on.
+    take = min(size, len(eligible) // MAX_EVAL_SHARE_DIVISOR)
     picks = sorted(rng.choice(len(eligible), size=take, replace=False).tolist()) if take else []
     chosen = [eligible[i] for i in picks]
     storage.write_jsonl(state.path(state_uri, EVAL_SET), ({"item": i} for i in chosen))
