@@ -7,7 +7,7 @@ Three sources are priced:
   per annotation). A per-hour rate with no reported time falls back to
   `seconds_per_label` (an estimate, counted in `estimated_seconds`);
 * **model** labels: prompt and output tokens times the provider's price table
-  (`labelloop.providers.gemini.price_for`, the one table; a model missing from it is
+  (`labelloop.providers.gemini_models.token_cost`, the one table; a model missing from it is
   counted as `unpriced`, never as free);
 * **compute**: hours of a step times `compute_usd_per_hour`, where the step reports them.
 
@@ -165,10 +165,10 @@ def model_cost(model: str, *, prompt_tokens: int, output_tokens: int, labels: in
     A model the table does not know is `unpriced` (its labels counted, its cost 0 and named
     as unknown in every summary), never silently free.
     """
-    from labelloop.providers.gemini import price_for
+    from labelloop.providers.gemini_models import token_cost
 
-    p_in, p_out = price_for(model)
-    if math.isnan(p_in) or math.isnan(p_out):
+    usd = token_cost(model, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
+    if math.isnan(usd):
         return Cost(
             model_labels=labels,
             prompt_tokens=prompt_tokens,
@@ -176,7 +176,7 @@ def model_cost(model: str, *, prompt_tokens: int, output_tokens: int, labels: in
             unpriced=labels,
         )
     return Cost(
-        model_usd=(prompt_tokens * p_in + output_tokens * p_out) / 1e6,
+        model_usd=usd,
         model_labels=labels,
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,

@@ -47,7 +47,7 @@ from labelloop.providers.gemini_cache import CacheWriter, Prediction, read_cache
 from labelloop.providers.gemini_models import (
     DEFAULT_MODEL,
     has_price,
-    price_for,
+    token_cost,
 )
 from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, Item, Shape
@@ -89,8 +89,7 @@ class Usage:
 
     def cost_usd(self, model: str) -> float:
         """Estimated cost from `PRICES` (NaN for a model not in the table)."""
-        p_in, p_out = price_for(model)
-        return (self.prompt_tokens * p_in + self.output_tokens * p_out) / 1e6
+        return token_cost(model, prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens)
 
 
 def calibrate_threshold(

@@ -36,6 +36,12 @@ def price_for(model: str) -> tuple[float, float]:
     return PRICES[max(matches, key=len)]
 
 
+def token_cost(model: str, *, prompt_tokens: int, output_tokens: int) -> float:
+    """USD for these tokens at `model`'s price (NaN for a model the table does not know)."""
+    p_in, p_out = price_for(model)
+    return (prompt_tokens * p_in + output_tokens * p_out) / 1e6
+
+
 def has_price(model: str) -> bool:
     """Whether `PRICES` knows the model (else its cost is reported as unknown)."""
     return not math.isnan(price_for(model)[0])
