@@ -11,18 +11,27 @@ ROUNDS ?= 1
 STRATEGY ?=
 VERTEX_CONFIG ?= configs/vertex.yaml
 PYTEST_ARGS ?=
+# LOCKED=1 installs the image's exact dependencies (requirements/image.lock, hashes checked)
+# before the project and its dev tools: what CI does.
+LOCKED ?=
+LOCK := requirements/image.lock
 
-.PHONY: help install run test lint format compile check-compiled benchmark submit schedule upload run-template clean
+.PHONY: help install run test lint format compile check-compiled benchmark lock image submit schedule upload run-template clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target> [VAR=value]\n\nTargets:\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@printf "\nVariables: CONFIG=$(CONFIG) ROUNDS=$(ROUNDS) STRATEGY=<random|least_confidence|...> VERTEX_CONFIG=$(VERTEX_CONFIG)\n"
 
 $(STAMP): pyproject.toml
+	@echo "Installing labelloop and its dependencies into $(VENV) (about 2 minutes, once)..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/build.lock,)
+	$(if $(LOCKED),$(BIN)/python -m pip install --quiet --require-hashes --no-deps --no-build-isolation -r $(LOCK),)
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	$(if $(LOCKED),$(BIN)/python -m pip check,)
 	@touch $(STAMP)
+	@echo "Installed. Commands: make run, make test, or .venv/bin/labelloop --help"
 
 install: $(STAMP) ## Create .venv and install labelloop (editable) with the dev extras
 
@@ -47,20 +56,31 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 compile: $(STAMP) ## Compile the pipelines to compiled/*.json
 	$(BIN)/python -m pipelines compile --out-dir compiled
 
+lock: $(STAMP) ## Sync requirements/image.lock (pinned, hashed) with pyproject.toml (UPGRADE=1: newest in range)
+	$(BIN)/uv pip compile requirements/build.in --universal --python-version 3.11 \
+	  --generate-hashes --no-header --quiet $(if $(UPGRADE),--upgrade,) -o requirements/build.lock
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in -c requirements/build.lock \
+	  --universal --python-version 3.11 --generate-hashes --no-header --quiet \
+	  $(if $(UPGRADE),--upgrade,) -o $(LOCK)
+	$(BIN)/python -m pipelines compile --out-dir compiled
+
+image: $(STAMP) ## Build and push the component image with Cloud Build; record its digest (VERTEX_CONFIG=...)
+	$(BIN)/python -m pipelines image --config $(VERTEX_CONFIG)
+
 benchmark: $(STAMP) ## Run every benchmark in benchmarks/ (prints ratios against an in-run baseline)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-submit: $(STAMP) ## Submit a one-off run to Vertex AI Pipelines (VERTEX_CONFIG=...)
+submit: $(STAMP) ## Submit a one-off run with the image `make image` pushed (VERTEX_CONFIG=...)
 	$(BIN)/python -m pipelines submit --config $(VERTEX_CONFIG)
 
 schedule: $(STAMP) ## Create or update the schedule named in VERTEX_CONFIG
 	$(BIN)/python -m pipelines schedule --config $(VERTEX_CONFIG)
 
-upload: $(STAMP) ## Upload the compiled template to the Artifact Registry KFP repository
+upload: $(STAMP) ## Upload compiled/ to the Artifact Registry KFP repository, tagged v<version>-g<commit>
 	$(BIN)/python -m pipelines upload --config $(VERTEX_CONFIG)
 
-run-template: $(STAMP) ## Launch a run from the registry template (TEMPLATE=https://...-kfp.pkg.dev/...)
-	$(BIN)/python -m pipelines run-template --config $(VERTEX_CONFIG) $(if $(TEMPLATE),--template $(TEMPLATE),)
+run-template: $(STAMP) ## Launch a registry template version (VERSION=v<version>-g<commit>; default: last upload)
+	$(BIN)/python -m pipelines run-template --config $(VERTEX_CONFIG) $(if $(VERSION),--version $(VERSION),)
 
 clean: ## Remove local run outputs and caches (keeps .venv)
 	rm -rf runs local_outputs .pytest_cache .mypy_cache .ruff_cache

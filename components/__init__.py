@@ -6,6 +6,8 @@ dependencies installed: no `packages_to_install`, no runtime `pip install kfp`.
 
 from labelloop import __version__
 
-IMAGE_REPOSITORY = "ghcr.io/labelloop/labelloop"
-# Tied to the package version; `pipelines compile --image` rewrites it (CI passes the digest).
+IMAGE_REPOSITORY = "labelloop"
+# A placeholder tied to the package version (what `docker build -t labelloop:<version> .` makes):
+# submit / schedule / upload replace it with the digest `make image` pushed, and
+# `pipelines compile --image` pins any other (compiled/image.json says so).
 IMAGE = f"{IMAGE_REPOSITORY}:{__version__}"

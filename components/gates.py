@@ -1,4 +1,9 @@
-"""Components for the gates' closed branches and for joining the branches' outcomes."""
+"""The component of the gates' closed branch: it records why training did not run.
+
+The rule itself lives in `labelloop.gates` and is applied by the quality gate, whose `decision`
+output the DAG compares; this component only passes the closed gate's outcome on, so the
+branches can be joined for the report.
+"""
 
 from kfp import dsl
 
@@ -6,44 +11,30 @@ from components import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def record_gate_decision(
-    gate: str,
-    label_count: int,
-    min_labeled_count: int,
-    agreement: float,
-    min_agreement: float,
-    metric: str,
-) -> str:
+def record_gate_decision(outcome: str) -> str:
     """Record why training did not run.
 
     Args:
-        gate: The gate that stayed closed: `label_count` or `agreement`.
-        label_count: Consolidated labels counted by the quality gate.
-        min_labeled_count: The count gate's threshold.
-        agreement: The measured agreement.
-        min_agreement: The agreement gate's threshold.
-        metric: The agreement metric's name (e.g. `krippendorff_alpha`).
+        outcome: The closed gate's outcome JSON, from the quality gate.
 
     Returns:
-        Output: JSON outcome `{trained: false, gate, reason, value, threshold}` for the report.
+        Output: The same JSON outcome `{trained: false, gate, rule, reason, value, threshold}`
+            for the report.
     """
-    from labelloop.gates import closed_outcome
+    import logging
 
-    if gate == "label_count":
-        return closed_outcome(
-            gate=gate, value=label_count, threshold=min_labeled_count, metric="label_count"
-        )
-    return closed_outcome(gate=gate, value=agreement, threshold=min_agreement, metric=metric)
+    from labelloop.gates import read_outcome
+
+    logging.getLogger("labelloop.gates").info("gate closed: %s", read_outcome(outcome)["reason"])
+    return outcome
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def join_outcome(outcome: str) -> str:
-    """Pass the agreement gate's outcome on, so the count gate's branches can be joined.
-
-    KFP cannot nest `dsl.OneOf`, so the inner If/Else is joined here first.
+    """Pass one of several branches' outcomes on (KFP cannot nest `dsl.OneOf`).
 
     Args:
-        outcome: The inner gate's outcome (from training or from the closed branch).
+        outcome: The outcome JSON of whichever branch ran.
 
     Returns:
         Output: The same JSON outcome.

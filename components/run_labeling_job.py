@@ -17,6 +17,7 @@ def run_labeling_job(
     labelers_per_item: int,
     budget: str,
     state_uri: str,
+    run_id: str,
     annotations: dsl.Output[dsl.Dataset],
     job: dsl.Output[dsl.Artifact],
     rejects: dsl.Output[dsl.Dataset],
@@ -27,9 +28,12 @@ def run_labeling_job(
         ("annotation_count", int),
         ("annotator_count", int),
         ("cost_usd", float),
+        ("queued", int),
+        ("open_jobs", int),
     ],
 ):
-    """Send the dataset's items to the labeling provider and collect every annotation.
+    """Queue the dataset's items at the labeling provider (in the open job where it can) and
+    hand on every label collected so far.
 
     Args:
         dataset: The items to label (import JSONL).
@@ -39,16 +43,21 @@ def run_labeling_job(
         provider_options: Provider options as JSON (never secrets).
         labelers_per_item: Different annotators per item.
         budget: Rates as JSON (they price the job).
-        state_uri: The loop's state (the job's cost is kept there).
+        state_uri: The loop's state (the item ledger).
+        run_id: This run's id.
 
     Returns:
-        annotations: Long-format `(item, annotator, label)` rows (Dataset artifact, JSONL).
-        job: The provider job record: provider, deterministic key, external id (JSON artifact).
+        annotations: Long-format `(item, annotator, label)` rows: every annotation so far,
+            with provenance (provider, job, round) (Dataset artifact, JSONL).
+        job: The provider job record: provider, deterministic key, external id, progress and
+            the ledger's counts (JSON artifact).
         rejects: Provider records that could not be used (Dataset artifact, JSONL).
-        labeled_items: Items with at least one annotation.
-        annotation_count: Annotations collected.
+        labeled_items: Items with at least one annotation so far.
+        annotation_count: Their annotations.
         annotator_count: Distinct annotators.
         cost_usd: What the job cost, people and model (see the job record's `cost`).
+        queued: Items waiting in open jobs (people label them between runs).
+        open_jobs: Open labeling jobs.
     """
     from labelloop.failures import recorded
     from labelloop.stages.run_labeling_job import run_labeling_job as step
@@ -66,9 +75,17 @@ def run_labeling_job(
             rejects_uri=rejects.path,
             budget=budget,
             state_uri=state_uri,
+            run_id=run_id,
         )
     annotations.metadata["rows"] = result.annotations
     job.metadata["job_key"] = result.job_key
     # False when the provider was still labeling at the deadline: the count gate decides.
     job.metadata["complete"] = result.complete
-    return (result.labeled_items, result.annotations, result.annotators, result.cost_usd)
+    return (
+        result.labeled_items,
+        result.annotations,
+        result.annotators,
+        result.cost_usd,
+        result.queued,
+        result.open_jobs,
+    )

@@ -18,18 +18,22 @@ def select_for_labeling(
     seed: int,
     predictions_uri: str,
     class_balance: bool,
+    random_share: float,
+    eval_size: int,
     budget: str,
     labelers_per_item: int,
     provider: str,
     provider_options: str,
     source_uri: str,
+    queue_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
     "SelectOutputs",
     [("pool_size", int), ("selected_count", int), ("strategy_used", str), ("stop_reason", str)],
 ):
-    """Pick the `k` items the previous round's model is least sure of (random on a cold start).
+    """Pick the `k` items the previous round's model is least sure of (random on a cold start),
+    no more than the room left in the open queue (backpressure).
 
     Args:
         pool: The import file of candidate items.
@@ -42,11 +46,15 @@ def select_for_labeling(
         predictions_uri: Predictions to score with (a Vertex batch-prediction output folder or a
             predictions JSONL); "" scores with the previous round's local model.
         class_balance: Spread the picks evenly over the predicted classes.
+        random_share: Share of the batch picked at random (the control arm).
+        eval_size: Items of the fixed evaluation set (chosen once at random, labeled once,
+            never trained on); 0 for none.
         budget: Rates and limits as JSON: fewer items rather than overspend.
         labelers_per_item: Human labels per item (for the cost estimate).
         provider: The labeling provider (its model's price enters the estimate).
         provider_options: Its options as JSON.
         source_uri: The source: a predicted item outside it is refused, never read.
+        queue_size: The open queue's size in items (0 = `k`); a full queue selects nothing.
 
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
@@ -73,6 +81,9 @@ def select_for_labeling(
             predictions_uri=predictions_uri,
             class_balance=class_balance,
             source_uri=source_uri,
+            random_share=random_share,
+            eval_size=eval_size,
+            queue_size=queue_size,
             budget=budget,
             labelers_per_item=labelers_per_item,
             provider=provider,

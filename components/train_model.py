@@ -36,13 +36,13 @@ def train_model(
     Returns:
         model: The fitted model folder (Model artifact: model.pkl, model.json).
         classification_metrics: Confusion matrix on the held-out split (ClassificationMetrics).
-        metrics: accuracy, train and test sizes (Metrics artifact).
-        accuracy: Held-out accuracy.
+        metrics: accuracy, train and test sizes, eval_accuracy on the fixed evaluation set
+            (Metrics artifact).
+        accuracy: Held-out accuracy (noisy labels of mostly actively selected items).
         outcome: JSON summary of the round's training decision, for the report.
     """
-    import json
-
     from labelloop.failures import recorded
+    from labelloop.gates import trained_outcome
     from labelloop.stages.train_model import train_model as step
 
     with recorded(model.uri):
@@ -62,14 +62,19 @@ def train_model(
     metrics.log_metric("accuracy", result.accuracy)
     metrics.log_metric("train_items", result.train_items)
     metrics.log_metric("test_items", result.test_items)
-    outcome = {
-        "trained": True,
-        "gate": "open",
-        "reason": f"trained on {result.train_items} items",
-        "accuracy": result.accuracy,
-        "train_items": result.train_items,
-        "test_items": result.test_items,
-        "labels": result.labels,
-        "confusion_matrix": result.confusion_matrix,
-    }
-    return (result.accuracy, json.dumps(outcome, sort_keys=True))
+    if result.eval_accuracy is not None:  # the fixed evaluation set's figure
+        metrics.log_metric("eval_accuracy", result.eval_accuracy)
+        metrics.log_metric("eval_items", result.eval_items)
+    outcome = trained_outcome(
+        reason=f"trained on {result.train_items} items",
+        accuracy=result.accuracy,
+        train_items=result.train_items,
+        test_items=result.test_items,
+        labels=result.labels,
+        confusion_matrix=result.confusion_matrix,
+        eval_accuracy=result.eval_accuracy,
+        eval_ci=list(result.eval_ci),
+        eval_items=result.eval_items,
+        curve=result.curve,
+    )
+    return (result.accuracy, outcome)

@@ -160,19 +160,11 @@ def record_vertex_model(
     Returns:
         Output: JSON outcome `{trained, gate, reason, train_items, model}` for the report.
     """
-    import json
-
+    from labelloop.gates import trained_outcome
     from labelloop.vertex_labels import record_vertex_model as step
 
     name = str(model.metadata.get("resourceName", ""))
     step(state_uri, resource_name=name, uri=model.uri, task_type=task_type)
-    return json.dumps(
-        {
-            "trained": True,
-            "gate": "open",
-            "reason": f"AutoML trained on {train_items} labeled items",
-            "train_items": train_items,
-            "model": name,
-        },
-        sort_keys=True,
+    return trained_outcome(
+        reason=f"AutoML trained on {train_items} labeled items", train_items=train_items, model=name
     )

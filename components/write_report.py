@@ -21,6 +21,7 @@ def write_report(
     review: dsl.Input[dsl.Dataset] = None,
     dataset: dsl.Input[dsl.Dataset] = None,
     annotations: dsl.Input[dsl.Dataset] = None,
+    job: dsl.Input[dsl.Artifact] = None,
 ) -> str:
     """Write the run report and record the round's outcome in the state.
 
@@ -36,6 +37,8 @@ def write_report(
         dataset: The round's items (optional): text snippets of inline text items.
         annotations: Long-format annotations (optional): each annotator's answer on review rows
             that do not carry them.
+        job: The labeling job record (optional): provider, job name and URL, progress,
+            per-annotator time, Gemini's threshold, precision and cost.
 
     Returns:
         report: One self-contained HTML page (HTML artifact; the console renders it).
@@ -62,6 +65,7 @@ def write_report(
             review_uri=review.path if review is not None else "",
             items_uri=dataset.path if dataset is not None else "",
             annotations_uri=annotations.path if annotations is not None else "",
+            job_uri=job.path if job is not None else "",
         )
     for name, value in sorted(result.metrics.items()):
         metrics.log_metric(name, value)

@@ -18,7 +18,7 @@ from labelloop.config import load_config
 from labelloop.preflight import preflight
 
 if TYPE_CHECKING:
-    from pipelines.vertex_submit import Target
+    from pipelines.vertex_runs import Target
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -50,39 +50,67 @@ def _run_local(args: argparse.Namespace) -> int:
         rounds=rounds,
         runs_dir=Path(args.runs_dir or config.local.runs_dir),
         cache_dir=cache,
+        lease_wait_seconds=args.wait,
     )
     return 0 if summaries and all(s.status == "ok" for s in summaries) else 1
 
 
-def _vertex_target(args: argparse.Namespace, **needs: bool) -> Target:
-    from pipelines.vertex_submit import init_vertex, load_target
+def _vertex_target(args: argparse.Namespace, *, image: bool = False, **needs: bool) -> Target:
+    """The checked target; with `image`, the component image resolved (`--image`, then
+    `$LABELLOOP_IMAGE`, then the digest `make image` pushed last)."""
+    import dataclasses
 
-    target = load_target(args.config, overrides=tuple(args.set or ()), **needs)
-    endpoint = args.api_endpoint or os.environ.get("LABELLOOP_VERTEX_API_ENDPOINT") or None
+    from pipelines.image import resolve_image
+    from pipelines.vertex_api import init_vertex
+    from pipelines.vertex_runs import load_target, parse_labels_option
+
+    target = load_target(
+        args.config,
+        overrides=tuple(args.set or ()),
+        extra_labels=parse_labels_option(getattr(args, "label", None)),
+        **needs,
+    )
+    endpoint = (
+        getattr(args, "api_endpoint", None)
+        or os.environ.get("LABELLOOP_VERTEX_API_ENDPOINT")
+        or None
+    )
     # Checked before anything is compiled or sent; a loopback fake needs no credentials.
     preflight(target.config, target="vertex", env=os.environ, check_credentials=not endpoint)
+    if image:
+        explicit = getattr(args, "image", None) or os.environ.get("LABELLOOP_IMAGE") or None
+        template = getattr(args, "template", None) or ""
+        if not template.startswith("https://"):
+            target = dataclasses.replace(
+                target, image=resolve_image(target.vertex, explicit=explicit)
+            )
     credentials = None
     if endpoint:
         # A loopback fake of the API (tests, local dry runs): no Google credentials involved.
         from google.auth.credentials import AnonymousCredentials
 
         credentials = AnonymousCredentials()
-    init_vertex(target.vertex, api_endpoint=endpoint, credentials=credentials)
+    init_vertex(target.vertex, api_endpoint=endpoint or None, credentials=credentials)
     return target
 
 
-def _image(args: argparse.Namespace) -> str | None:
-    return args.image or os.environ.get("LABELLOOP_IMAGE") or None
+def _image(args: argparse.Namespace) -> int:
+    from pipelines.image import build_image
+    from pipelines.vertex_runs import load_target
+
+    target = load_target(args.config, overrides=tuple(args.set or ()))
+    record = build_image(target.vertex)
+    print(record.image)  # noqa: T201 - the command's output
+    return 0
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipelines.vertex_submit import submit
+    from pipelines.vertex_runs import submit
 
-    target = _vertex_target(args)
+    target = _vertex_target(args, image=True)
     name = submit(
         target,
         template=args.template,
-        image=_image(args),
         enable_caching=args.cache,
         experiment=args.experiment,
     )
@@ -91,40 +119,62 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from pipelines.vertex_submit import apply_schedule, change_schedule
+    from pipelines.vertex_schedules import apply_schedule, change_schedule
 
-    target = _vertex_target(args, need_schedule=True)
     if args.action:
+        target = _vertex_target(args, need_schedule=True)
         name = change_schedule(target, args.action)
         print(f"{args.action}d {name}")  # noqa: T201 - paused, resumed, deleted
         return 0
-    action, name = apply_schedule(target, template=args.template, image=_image(args))
+    target = _vertex_target(args, image=True, need_schedule=True)
+    action, name = apply_schedule(target, template=args.template)
     print(f"{action} {name}")  # noqa: T201
     return 0
 
 
 def _upload(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from labelloop import __version__
-    from pipelines.vertex_submit import load_target, upload
+    from pipelines.image import read_record, resolve_image
+    from pipelines.vertex_registry import upload
+    from pipelines.vertex_runs import load_target
 
     target = load_target(args.config, overrides=tuple(args.set or ()), need_registry=True)
-    package, version = upload(
-        target, args.template, version=args.version or __version__, host=args.registry_host
+    explicit = args.image or os.environ.get("LABELLOOP_IMAGE") or None
+    image = resolve_image(target.vertex, explicit=explicit)
+    target = dataclasses.replace(target, image=image)
+    record = read_record()
+    commit = args.commit or (record.commit if record and record.image == image else "")
+    package, version, tag = upload(
+        target,
+        args.template,
+        version=args.version or __version__,
+        commit=commit,
+        host=args.registry_host,
     )
-    print(f"{package}/{version}")  # noqa: T201
+    print(f"{package}/{tag} {version}")  # noqa: T201
     return 0
 
 
 def _run_template(args: argparse.Namespace) -> int:
-    from pipelines.vertex_submit import run_template
+    from pipelines.vertex_registry import run_template
 
     target = _vertex_target(args)
-    print(run_template(target, args.template, enable_caching=args.cache))  # noqa: T201
+    print(  # noqa: T201
+        run_template(
+            target,
+            args.template,
+            version=args.version,
+            enable_caching=args.cache,
+            host=args.registry_host,
+        )
+    )
     return 0
 
 
 def _add_vertex_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default="configs/vertex.yaml")
+    p.add_argument("--config", default="configs/vertex.yaml", help="the run's YAML config")
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )
@@ -132,33 +182,64 @@ def _add_vertex_arguments(p: argparse.ArgumentParser) -> None:
         "--api-endpoint",
         help="Vertex AI API endpoint (default: the region's; a loopback fake for dry runs)",
     )
+    p.add_argument(
+        "--label",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a resource label added to the config's labels (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipelines", description=__doc__)
+    from labelloop.cli import HelpFormatter, SubCommands
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines", description=__doc__, formatter_class=HelpFormatter
+    )
+    # Every sub-command described, every default shown (as in the `labelloop` command).
+    parser.register("action", "parsers", SubCommands)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compile", help="compile the pipelines to JSON")
-    p.add_argument("--out-dir", default="compiled")
+    p.add_argument("--out-dir", default="compiled", help="folder for the pipeline JSON files")
     p.add_argument(
-        "--image", help="component image to pin (default: the version tag, or $LABELLOOP_IMAGE)"
+        "--image",
+        help="component image to pin (default: the placeholder compiled/image.json describes)",
     )
     p.set_defaults(func=_compile)
     p = sub.add_parser("run-local", help="run the pipeline with kfp.local")
-    p.add_argument("--config", default="configs/local.yaml")
-    p.add_argument("--rounds", type=int, default=0, help="rounds to run (default: the config's)")
+    p.add_argument("--config", default="configs/local.yaml", help="the run's YAML config")
+    p.add_argument(
+        "--rounds", type=int, default=0, help="rounds to run; 0 runs the config's number"
+    )
     p.add_argument("--strategy", help="override pipeline.selection_strategy")
     p.add_argument("--runs-dir", help="where run folders go (default: the config's, runs/)")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run is using the same state_uri, wait this long for it (default: stop)",
+    )
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )
     p.set_defaults(func=_run_local)
+    p = sub.add_parser(
+        "image", help="build and push the component image with Cloud Build; record its digest"
+    )
+    p.add_argument("--config", default="configs/vertex.yaml", help="the run's YAML config")
+    p.add_argument(
+        "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
+    )
+    p.set_defaults(func=_image)
     p = sub.add_parser("submit", help="submit one run to Vertex AI Pipelines")
     _add_vertex_arguments(p)
     p.add_argument(
         "--template", help="compiled JSON/YAML or registry URI (default: compile from the config)"
     )
     p.add_argument(
-        "--image", help="component image to pin (default: the version tag, or $LABELLOOP_IMAGE)"
+        "--image",
+        help="component image (default: $LABELLOOP_IMAGE, else the digest `make image` pushed)",
     )
     p.add_argument(
         "--cache",
@@ -177,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", help="compiled JSON/YAML or registry URI (default: compile from the config)"
     )
     p.add_argument(
-        "--image", help="component image to pin (default: the version tag, or $LABELLOOP_IMAGE)"
+        "--image",
+        help="component image (default: $LABELLOOP_IMAGE, else the digest `make image` pushed)",
     )
     group = p.add_mutually_exclusive_group()
     for verb in ("pause", "resume", "delete"):
@@ -192,12 +274,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "upload", help="upload the compiled template to the Artifact Registry KFP repository"
     )
-    p.add_argument("--config", default="configs/vertex.yaml")
+    p.add_argument("--config", default="configs/vertex.yaml", help="the run's YAML config")
     p.add_argument(
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config field"
     )
-    p.add_argument("--template", default="compiled/vertex_labeling_pipeline.json")
-    p.add_argument("--version", help="version tag (default: the package version)")
+    p.add_argument(
+        "--template",
+        default="compiled/vertex_labeling_pipeline.json",
+        help="the compiled pipeline to upload",
+    )
+    p.add_argument("--version", help="package version in the tag (default: labelloop's)")
+    p.add_argument("--commit", help="commit in the tag v<version>-g<commit> (default: the image's)")
+    p.add_argument(
+        "--image",
+        help="component image (default: $LABELLOOP_IMAGE, else the digest `make image` pushed)",
+    )
     p.add_argument(
         "--registry-host",
         help="registry host (default: https://{region}-kfp.pkg.dev/{project}/{repo})",
@@ -207,8 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vertex_arguments(p)
     p.add_argument(
         "--template",
-        help="https://{region}-kfp.pkg.dev/{project}/{repo}/{package}/{tag} (default: config)",
+        help="a full https://{region}-kfp.pkg.dev/{project}/{repo}/{package}/{tag} URI",
     )
+    p.add_argument(
+        "--version",
+        help="template version tag, v<version>-g<commit> or latest (default: "
+        "vertex.template_tag, else the version this checkout uploaded last)",
+    )
+    p.add_argument("--registry-host", help="registry host (tests: a loopback fake)")
     p.add_argument(
         "--cache",
         action=argparse.BooleanOptionalAction,

@@ -72,10 +72,18 @@ def compile_pipeline(func: Callable[..., Any], out_path: Path, *, image: str | N
 
 
 def compile_all(out_dir: Path, *, image: str | None = None) -> list[Path]:
-    """Compile every pipeline into `out_dir`."""
+    """Compile every pipeline into `out_dir`, plus `image.json`: the image they expect."""
+    from pipelines.image import manifest
+
     written = []
     for stem, func in pipelines().items():
         path = compile_pipeline(func, out_dir / f"{stem}.json", image=image)
         log.info("compiled %s", path)
         written.append(path)
+    expected = manifest()
+    if image:
+        expected.update(placeholder=image, resolved_by="pinned at compile time (--image)")
+    path = out_dir / "image.json"
+    path.write_text(json.dumps(expected, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    written.append(path)
     return written

@@ -1,4 +1,4 @@
-"""The DAG pieces both pipelines share: one labeling round, the two gates, and the report.
+"""The DAG pieces both pipelines share: one labeling round, the gates, and the report.
 
 A pipeline function calls these inside its body; the tasks they create join that pipeline.
 Only what differs between targets stays in the pipeline modules: how the pool is scored
@@ -16,11 +16,13 @@ from kfp import dsl
 
 from components.create_dataset import create_dataset
 from components.failure_report import write_failure_report
-from components.gates import join_outcome, record_gate_decision
+from components.gates import record_gate_decision
 from components.quality_gate import quality_gate
+from components.reconcile import reconcile_jobs
 from components.run_labeling_job import run_labeling_job
 from components.select_for_labeling import select_for_labeling
 from components.write_report import write_report
+from labelloop.gates import TRAIN
 
 
 @contextlib.contextmanager
@@ -54,6 +56,7 @@ def with_failure_report(body: Callable[[Any], None]) -> Callable[[Any], None]:
 class Round:
     """The tasks of one labeling round, up to and including the quality gate."""
 
+    reconcile: Any
     selection: Any
     dataset: Any
     labeling: Any
@@ -68,7 +71,11 @@ def label_round(
     display_name: str,
     dataset_task_name: str = "Create dataset",
 ) -> Round:
-    """Stages 2-5: select from `pool`, register the items, label them, check the labels.
+    """Reconcile, then stages 2-5: top up the open queue from `pool`, register the items,
+    queue them at the provider, check every label collected so far.
+
+    Reconcile runs first (it takes the state's lease and collects what people labeled since the
+    last run); selection waits for it, so it sees the queue after reconcile.
 
     Args:
         params: The pipeline's parameters (`pipelines.parameters.Params`).
@@ -78,6 +85,13 @@ def label_round(
         dataset_task_name: Stage 3's task name in the console (the Vertex target creates its
             Vertex dataset later, from the labels, so there stage 3 only validates and records).
     """
+    reconcile = reconcile_jobs(
+        state_uri=params.state_uri,
+        provider=params.provider,
+        provider_options=params.provider_options,
+        max_job_age_hours=params.max_job_age_hours,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+    ).set_display_name("Reconcile open labeling jobs")
     selection = select_for_labeling(
         pool=pool,
         state_uri=params.state_uri,
@@ -88,12 +102,16 @@ def label_round(
         seed=params.seed,
         predictions_uri=predictions_uri,
         class_balance=params.class_balance,
+        random_share=params.random_share,
+        eval_size=params.eval_size,
         budget=params.budget,
         labelers_per_item=params.labelers_per_item,
         provider=params.provider,
         provider_options=params.provider_options,
         source_uri=params.source_uri,
+        queue_size=params.queue_size,
     ).set_display_name("Select items to label (active learning)")
+    selection.after(reconcile)
     dataset = create_dataset(
         selected=selection.outputs["selected"],
         task_type=params.task_type,
@@ -109,18 +127,26 @@ def label_round(
         labelers_per_item=params.labelers_per_item,
         budget=params.budget,
         state_uri=params.state_uri,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).set_display_name("Run labeling job")
     gate = quality_gate(
         annotations=labeling.outputs["annotations"],
+        job=labeling.outputs["job"],
         task_type=params.task_type,
         labels=params.labels,
         consolidation_method=params.consolidation_method,
         agreement_metric=params.agreement_metric,
         min_confidence=params.min_confidence,
+        min_labeled_count=params.min_labeled_count,
+        min_agreement=params.min_agreement,
+        unmeasurable_agreement=params.unmeasurable_agreement,
+        min_model_precision=params.min_model_precision,
+        min_agreement_items=params.min_agreement_items,
+        flagged_annotators=params.flagged_annotators,
         state_uri=params.state_uri,
         gold_uri=params.gold_uri,
-    ).set_display_name("Quality gate: agreement and consolidation")
-    return Round(selection, dataset, labeling, gate)
+    ).set_display_name("Quality gate: agreement, consolidation, decision")
+    return Round(reconcile, selection, dataset, labeling, gate)
 
 
 def gates_training_and_report(
@@ -128,55 +154,42 @@ def gates_training_and_report(
     *,
     min_labeled_count: Any,
     min_agreement: Any,
-    agreement_metric: Any,
     state_uri: Any,
     train: Callable[[], Any],
 ) -> Any:
-    """`If label_count >= min` and, inside, `If agreement >= min`: `train()`; else why not.
-    Then the report, fed by whichever branch ran.
+    """`If` the quality gate decided `train`: `train()`; else record why not. Then the report,
+    fed by whichever branch ran.
+
+    The rule (enough labels, then agreement or the policy for unmeasurable agreement) is
+    applied once, by the quality gate (`labelloop.gates.decide`); the DAG only compares its
+    recorded decision.
 
     Args:
         round_: The round whose gate decides.
-        min_labeled_count: The count gate's threshold.
-        min_agreement: The agreement gate's threshold.
-        agreement_metric: The agreement metric's name, for the closed gate's reason.
+        min_labeled_count: The count gate's threshold (the report shows it).
+        min_agreement: The agreement gate's threshold (the report shows it).
         state_uri: The loop's state (the report records the round there).
-        train: Creates the training tasks (inside both gates) and returns the channel of the
+        train: Creates the training tasks (inside the gate) and returns the channel of the
             training outcome JSON.
 
     Returns:
         The report task.
     """
     gate = round_.gate
-    closed = {
-        "label_count": gate.outputs["label_count"],
-        "min_labeled_count": min_labeled_count,
-        "agreement": gate.outputs["agreement"],
-        "min_agreement": min_agreement,
-        "metric": agreement_metric,
-    }
-    with dsl.If(gate.outputs["label_count"] >= min_labeled_count, name="enough-labels"):
-        with dsl.If(gate.outputs["agreement"] >= min_agreement, name="annotators-agree"):
-            trained = train()
-        with dsl.Else(name="annotators-disagree"):
-            low_agreement = record_gate_decision(gate="agreement", **closed).set_display_name(
-                "Agreement gate closed: record why"
-            )
-        # KFP cannot nest dsl.OneOf: join the inner gate's branches first.
-        trained_or_not = join_outcome(
-            outcome=dsl.OneOf(trained, low_agreement.output)
-        ).set_display_name("Join agreement gate outcome")
-    with dsl.Else(name="too-few-labels"):
-        too_few = record_gate_decision(gate="label_count", **closed).set_display_name(
-            "Count gate closed: record why"
+    with dsl.If(gate.outputs["decision"] == TRAIN, name="gates-open"):
+        trained = train()
+    with dsl.Else(name="gates-closed"):
+        closed = record_gate_decision(outcome=gate.outputs["outcome"]).set_display_name(
+            "Gate closed: record why"
         )
     return write_report(
-        quality=round_.gate.outputs["quality"],
+        quality=gate.outputs["quality"],
         selection_summary=round_.selection.outputs["summary"],
-        review=round_.gate.outputs["review"],
+        review=gate.outputs["review"],
         dataset=round_.dataset.outputs["dataset"],
         annotations=round_.labeling.outputs["annotations"],
-        outcome=dsl.OneOf(trained_or_not.output, too_few.output),
+        job=round_.labeling.outputs["job"],
+        outcome=dsl.OneOf(trained, closed.output),
         state_uri=state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         min_labeled_count=min_labeled_count,

@@ -1,10 +1,8 @@
 """The portable labeling pipeline: our own components only, so it runs on kfp.local,
 Vertex AI Pipelines and any Kubeflow Pipelines cluster.
 
-    import file -> select -> dataset -> labeling job -> quality gate
-        -> If label_count >= min_labeled_count
-              -> If agreement >= min_agreement: train      Else: record why not
-           Else: record why not
+    import file -> select -> dataset -> labeling job -> quality gate (decides the gates)
+        -> If decision == train: train      Else: record why not
         -> report (every branch)
 """
 
@@ -16,6 +14,7 @@ from components.generate_import_file import generate_import_file
 from components.train_model import train_model
 from pipelines.dag import gates_training_and_report, label_round, with_failure_report
 from pipelines.parameters import Params, pipeline_function, portable_parameters
+from pipelines.stage_settings import configure_stages
 
 PIPELINE_NAME = "labelloop-labeling"
 
@@ -51,10 +50,11 @@ def _labeling_round(params: Params) -> None:
         round_,
         min_labeled_count=params.min_labeled_count,
         min_agreement=params.min_agreement,
-        agreement_metric=params.agreement_metric,
         state_uri=params.state_uri,
         train=train,
     )
+    # No retries here: kfp.local honours them, and a local failure should surface at once.
+    configure_stages(retries=0)
 
 
 # The parameters (names, types, defaults, docs) are `labelloop.config.PipelineParams`'s.

@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from labelloop import storage
+from labelloop import lease, storage
 from labelloop.config import Config
+from labelloop.quality.result import QualityResult
 from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample, supplied_options
 
 log = logging.getLogger(__name__)
@@ -32,17 +33,20 @@ log = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+# The labeling step's log lines: where the job is, and how far while it waits for people.
+_JOB = re.compile(r"labeling job: (.+)$")
+_WAITING = re.compile(r"labeling: (\d+)/(\d+) items done; waiting (\d+) s")
 
 # The numbers worth a glance, per task (the rest is in the artifacts).
 KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generate-import-file": ("listed", "new_items", "already_imported", "bad_records"),
-    "select-for-labeling": ("pool_size", "selected_count", "strategy_used"),
+    "reconcile-jobs": ("open_jobs", "collected", "returned", "unreachable", "queued"),
+    "select-for-labeling": ("pool_size", "selected_count", "strategy_used", "stop_reason"),
     "create-dataset": ("dataset_items",),
-    "run-labeling-job": ("labeled_items", "annotation_count", "annotator_count", "cost_usd"),
-    "quality-gate": ("label_count", "agreement", "bad_records"),
+    "run-labeling-job": ("labeled_items", "annotation_count", "queued", "open_jobs", "cost_usd"),
+    "quality-gate": ("label_count", "agreement", "decision", "bad_records"),
     "train-model": ("accuracy",),
     "record-gate-decision": ("Output",),
-    "record-gate-decision-2": ("Output",),
     "write-report": ("Output",),
 }
 
@@ -59,11 +63,13 @@ class RoundSummary:
     selected: int | None = None
     labeled: int | None = None
     agreement: float | None = None
+    agreement_reason: str = ""
     consolidated_accuracy: float | None = None
     count_gate: str = ""
     agreement_gate: str = ""
     reason: str = ""
     model_accuracy: float | None = None
+    eval_accuracy: float | None = None
     true_accuracy: float | None = None
     labels_used: int | None = None
     cost_usd: float | None = None
@@ -80,6 +86,40 @@ def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     return dict(data.get("parameterValues", {}))
+
+
+def job_line(run_dir: Path) -> str:
+    """The labeling job in one line: provider, name, URL, items labeled (or "" if unknown)."""
+    path = run_dir / "run-labeling-job" / "job"
+    if not path.is_file():
+        return ""
+    try:
+        job = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return ""
+    summary = job.get("provider_summary") or {}
+    human = summary.get("human") or {}
+    title = summary.get("title") or human.get("title") or job.get("external_id", "")
+    url = summary.get("url") or human.get("url") or ""
+    progress = job.get("progress") or {}
+    state = "complete" if job.get("complete", True) else "open"
+    where = f"{title} {url}".strip()
+    line = (
+        f"job: {job.get('provider', '?')} {where}  "
+        f"{progress.get('labeled', '?')}/{progress.get('total', '?')} items labeled ({state})"
+    )
+    calibration = summary.get("calibration") or {}
+    if calibration:
+        precision = calibration.get("precision")
+        line += (
+            f"\n       gemini: auto-accept at confidence >= {calibration.get('threshold')}"
+            f" (precision {'n/a' if precision is None else f'{precision:.1%}'} on"
+            f" {calibration.get('sample', 0)} calibration items);"
+            f" {summary.get('auto_accepted', '?')} by Gemini,"
+            f" {summary.get('to_people', '?')} to people;"
+            f" estimated cost ${(summary.get('gemini') or {}).get('cost_usd') or 0:.4f}"
+        )
+    return line
 
 
 def _fmt(value: Any) -> str:
@@ -126,7 +166,16 @@ class StageLines(io.TextIOBase):
         self.console.flush()
 
     def _line(self, line: str) -> None:
-        if m := _START.search(line):
+        if m := _JOB.search(line):
+            self.console.write(f"       job: {m.group(1)}\n")
+            self.console.flush()
+        elif m := _WAITING.search(line):
+            self.console.write(
+                f"  ..   {'run-labeling-job':<28}          waiting for people:"
+                f" {m.group(1)}/{m.group(2)} items labeled, next look in {m.group(3)} s\n"
+            )
+            self.console.flush()
+        elif m := _START.search(line):
             self.started[m.group(1)] = time.perf_counter()
             self._task_lines = []
         elif m := _END.search(line):
@@ -144,6 +193,9 @@ class StageLines(io.TextIOBase):
                 self.reasons[task] = reason
                 for text in reason.splitlines():
                     self.console.write(f"       {text}\n")
+            elif task == "run-labeling-job" and run_dir is not None and (job := job_line(run_dir)):
+                self.console.write(f"       {job}\n")
+            self.console.flush()
         else:
             self._task_lines.append(line)
 
@@ -217,6 +269,14 @@ def prepare(config: Config, *, cache_dir: Path) -> tuple[dict[str, Any], str | N
     return params, truth_uri
 
 
+def read_quality(run_dir: Path) -> QualityResult:
+    """The quality gate's recorded result (defaults when the task did not run)."""
+    path = run_dir / "quality-gate" / "quality"
+    if not path.is_file():
+        return QualityResult()
+    return QualityResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
 def consolidated_accuracy(run_dir: Path, truth: dict[str, str]) -> float | None:
     """Share of consolidated labels that match the hidden truth."""
     path = run_dir / "quality-gate" / "consolidated"
@@ -266,29 +326,34 @@ def summarize_round(
     summary.labeled = lab.get("labeled_items")
     summary.cost_usd = lab.get("cost_usd")
     summary.stop_reason = str(sel.get("stop_reason") or "")
-    if state_uri:
-        from labelloop import costs
-
-        spent = costs.total(costs.Cost.from_json(r) for r in costs.job_costs(state_uri))
-        summary.spent_usd = spent.total_usd
-    summary.agreement = gate.get("agreement")
+    quality = read_quality(run_dir)
+    summary.agreement = quality.agreement
+    summary.agreement_reason = quality.agreement_reason
     summary.consolidated_accuracy = consolidated_accuracy(run_dir, truth)
+    decision = quality.decision
+    if decision is not None:
+        # The quality gate recorded the decision; the runner reads it, it does not re-derive it.
+        summary.count_gate = "open" if decision.count_passed else "closed"
+        summary.agreement_gate = (
+            ("open" if decision.agreement_passed else "closed")
+            if decision.agreement_evaluated
+            else "-"
+        )
+        summary.reason = decision.reason
+    elif gate:
+        summary.reason = str(gate.get("outcome", ""))
     train = task_outputs(run_dir, "train-model")
-    closed_agreement = task_outputs(run_dir, "record-gate-decision")
-    closed_count = task_outputs(run_dir, "record-gate-decision-2")
     if train:
-        summary.count_gate, summary.agreement_gate = "open", "open"
         outcome = json.loads(train["outcome"])
         summary.model_accuracy = train.get("accuracy")
+        summary.eval_accuracy = outcome.get("eval_accuracy")
         summary.labels_used = int(outcome["train_items"]) + int(outcome["test_items"])
         summary.true_accuracy = true_model_accuracy(state_uri, truth)
-        summary.reason = str(outcome["reason"])
-    elif closed_agreement:
-        summary.count_gate, summary.agreement_gate = "open", "closed"
-        summary.reason = str(json.loads(closed_agreement["Output"])["reason"])
-    elif closed_count:
-        summary.count_gate, summary.agreement_gate = "closed", "-"
-        summary.reason = str(json.loads(closed_count["Output"])["reason"])
+        # Trained by a rule other than measured agreement (e.g. a policy): say which.
+        by_policy = decision is not None and decision.rule.startswith("unmeasurable:")
+        summary.reason = str(outcome["reason"]) + (
+            f" ({decision.reason})" if by_policy and decision else ""
+        )
     if summary.stop_reason:
         summary.reason = summary.stop_reason
     exit_outputs = task_outputs(run_dir, "write-failure-report")
@@ -306,6 +371,17 @@ def summarize_round(
     return summary
 
 
+def _spent(params: dict[str, Any]) -> float | None:
+    """What the loop has spent so far, priced from the ledger at the budget's rates."""
+    from labelloop import accounting, costs
+    from labelloop.ledger import Ledger
+
+    if not params.get("state_uri"):
+        return None
+    rates = costs.parse_budget(str(params.get("budget") or "{}")).rates
+    return accounting.spend(Ledger.load(str(params["state_uri"])), rates).total.total_usd
+
+
 def format_table(rows: Sequence[RoundSummary]) -> str:
     """The summary table printed after the run."""
     head = (
@@ -319,6 +395,7 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
         "agree gate",
         "labels used",
         "model acc",
+        "eval acc",
         "true acc",
         "cost $",
         "spent $",
@@ -337,12 +414,13 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
             cell(r.imported),
             cell(r.selected),
             cell(r.labeled),
-            cell(r.agreement),
+            cell(r.agreement) if r.agreement is not None or not r.agreement_reason else "null",
             cell(r.consolidated_accuracy),
             r.count_gate or "-",
             r.agreement_gate or "-",
             cell(r.labels_used),
             cell(r.model_accuracy),
+            cell(r.eval_accuracy),
             cell(r.true_accuracy),
             "-" if r.cost_usd is None else f"{r.cost_usd:.2f}",
             "-" if r.spent_usd is None else f"{r.spent_usd:.2f}",
@@ -368,13 +446,17 @@ def run_local(
     cache_dir: Path,
     console: IO[str] = sys.stdout,
     pipeline: Callable[..., Any] | None = None,
+    lease_wait_seconds: float = 0.0,
 ) -> tuple[Path, list[RoundSummary]]:
     """Run `rounds` rounds of the pipeline locally; each round selects with the last model.
+
+    The run holds the state's lease throughout (its steps share it): a second run on the same
+    `state_uri` waits up to `lease_wait_seconds`, then stops with `LeaseHeld` naming this one.
+    A killed run's lease does not block the next run (its process is known to be gone).
 
     Returns:
         The run folder (`runs/<timestamp>/`) and one summary per round.
     """
-    from kfp import local
 
     if pipeline is None:
         from pipelines.labeling_pipeline import labeling_pipeline
@@ -391,6 +473,30 @@ def run_local(
     if not params["state_uri"]:
         params["state_uri"] = str(run_root / "state")
     truth = read_truth(truth_uri) if truth_uri and storage.exists(truth_uri) else {}
+    holder = lease.Holder.here(f"local-{stamp}")
+    lease.acquire(params["state_uri"], holder, wait_seconds=lease_wait_seconds)
+    try:
+        return _run_rounds(
+            params, rounds=rounds, run_root=run_root, outputs=outputs, tmp=tmp, truth=truth,
+            console=console, pipeline=pipeline,
+        )  # fmt: skip
+    finally:
+        lease.release(params["state_uri"], holder)
+
+
+def _run_rounds(
+    params: dict[str, Any],
+    *,
+    rounds: int,
+    run_root: Path,
+    outputs: Path,
+    tmp: Path,
+    truth: dict[str, str],
+    console: IO[str],
+    pipeline: Callable[..., Any],
+) -> tuple[Path, list[RoundSummary]]:
+    from kfp import local
+
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(outputs),
@@ -427,6 +533,9 @@ def run_local(
                     state_uri=params["state_uri"],
                 )
             )
+            summaries[-1].spent_usd = _spent(params)
+            if summaries[-1].report:
+                console.write(f"  report: {summaries[-1].report}\n")
             if status != "ok":
                 break
             if summaries[-1].stop_reason:
@@ -436,9 +545,13 @@ def run_local(
         json.dumps([dataclasses.asdict(s) for s in summaries], indent=2), encoding="utf-8"
     )
     console.write("\n" + format_table(summaries) + "\n")
-    if summaries and summaries[-1].report:
-        console.write(f"\nreport: {summaries[-1].report}\n")
+    reports = [s for s in summaries if s.report]
+    if reports:
+        console.write("\n")
+    for row in reports:
+        name = "report:" if len(reports) == 1 else f"report {row.round}:"
+        console.write(f"{name:<10}{row.report}\n")
     if summaries and summaries[-1].failure_report:
         console.write(f"\nfailure report: {summaries[-1].failure_report}\n")
-    console.write(f"logs:   {log_path}\n")
+    console.write(f"{'logs:':<10}{log_path}\n")
     return run_root, summaries

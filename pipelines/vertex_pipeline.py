@@ -1,14 +1,12 @@
 """The Vertex AI target of the labeling pipeline: same DAG and gates, cloud-bound stages swapped.
 
     import file -> [If a Vertex model exists: importer -> ModelBatchPredictOp] -> select
-        -> dataset -> labeling job -> quality gate
-        -> If label_count >= min_labeled_count
-              -> If agreement >= min_agreement:
-                 labeled import file ->
-                   If automl_classification:   ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
-                   Elif automl_object_detection: ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
-                   Else (text):                TextDatasetCreateOp -> train_model (custom job)
-                 Else: record why not
+        -> dataset -> labeling job -> quality gate (decides the gates)
+        -> If decision == train:
+              labeled import file ->
+                If automl_classification:   ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
+                Elif automl_object_detection: ImageDatasetCreateOp -> AutoMLImageTrainingJobRunOp
+                Else (text):                TextDatasetCreateOp -> train_model (custom job)
            Else: record why not
         -> report (every branch)
 
@@ -49,9 +47,10 @@ from components.vertex import (
     vertex_task_plan,
 )
 from labelloop.config import ParameterSpec
-from labelloop.vertex_config import TrainingSettings
+from labelloop.vertex_config import ResourceSettings, TrainingSettings
 from pipelines.dag import gates_training_and_report, label_round, with_failure_report
 from pipelines.parameters import Params, pipeline_function, portable_parameters
+from pipelines.stage_settings import configure_stages
 
 PIPELINE_NAME = "labelloop-vertex-labeling"
 # The parameters the Vertex target adds to the portable pipeline's (filled from `vertex:` by
@@ -90,17 +89,26 @@ def vertex_parameters() -> list[ParameterSpec]:
     return portable_parameters(exclude=PORTABLE_ONLY) + list(VERTEX_PARAMETER_SPECS)
 
 
-def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[..., Any]:
-    """Validate the compile-time training settings and define the Vertex pipeline with them.
+def build_vertex_pipeline(
+    training: TrainingSettings | None = None,
+    resources: ResourceSettings | None = None,
+    *,
+    retries: int = 2,
+) -> Callable[..., Any]:
+    """Validate the compile-time settings and define the Vertex pipeline with them.
 
     Args:
         training: AutoML and custom-job settings; defaults when None.
+        resources: CPU / memory per stage; defaults when None.
+        retries: Retries of the stages that call external services.
 
     Raises:
         ConfigError: A setting the service would reject (checked here, before compile).
     """
     settings = training or TrainingSettings()
     settings.validate()
+    sizes = resources or ResourceSettings()
+    sizes.validate()
     custom_train_model = create_custom_training_job_from_component(
         train_model,
         display_name="labelloop-train-text",
@@ -256,10 +264,10 @@ def build_vertex_pipeline(training: TrainingSettings | None = None) -> Callable[
             round_,
             min_labeled_count=params.min_labeled_count,
             min_agreement=params.min_agreement,
-            agreement_metric=params.agreement_metric,
             state_uri=params.state_uri,
             train=train,
         )
+        configure_stages(sizes, retries=retries)
 
     pipeline = pipeline_function(
         with_failure_report(vertex_round),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,13 @@ def gcs_server() -> Iterator[str]:
 
     server = FakeGCSServer()
     server.start()
+    # The wrapper pipes the server's request log to stderr and never reads it: once the pipe
+    # is full (64 KiB, a few hundred requests) the server blocks. Drain it.
+    log = server._process.stderr if server._process else None
+    if log is not None:
+        threading.Thread(
+            target=lambda: all(iter(lambda: log.read(65536), b"")), daemon=True
+        ).start()
     yield server.url
     server.stop()
 

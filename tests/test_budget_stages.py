@@ -1,4 +1,4 @@
-"""The budget in the stages: jobs priced into the state, selection that never overspends."""
+"""The budget in the stages: spend read from the ledger, selection that never overspends."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from labelloop import costs
+from labelloop import accounting, costs
 from labelloop.config import PipelineParams
 from labelloop.errors import ConfigError, InputError
+from labelloop.ledger import Ledger
 from labelloop.stages.generate_import_file import generate_import_file
 from labelloop.stages.run_labeling_job import run_labeling_job
 from labelloop.stages.select_for_labeling import select_for_labeling
@@ -57,17 +58,30 @@ def _round(digits_sample, tmp: Path, state_uri: str, n: int) -> tuple[int, str, 
         rejects_uri=str(tmp / f"labeling-rejects-{n}.jsonl"),
         budget=BUDGET,
         state_uri=state_uri,
+        run_id=f"run-{n}",
     )
     record = json.loads(job.read_text())
-    assert record["cost"]["human_labels"] == labeled.annotations
-    assert labeled.cost_usd == pytest.approx(labeled.annotations * RATE)
+    new = sum(
+        1 for r in _rows(tmp / f"annotations-{n}.jsonl") if r["collected_round"] == f"run-{n}"
+    )
+    assert record["cost"]["run"]["human_labels"] == new
+    assert labeled.cost_usd == pytest.approx(new * RATE)
     return picked.selected, "", labeled.cost_usd
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _spent(state_uri: str) -> costs.Cost:
+    rates = costs.parse_budget(BUDGET).rates
+    return accounting.spend(Ledger.load(state_uri), rates).total
 
 
 def test_selection_respects_the_budget_and_stops_the_loop(digits_sample, tmp_path: Path) -> None:
     state_uri = str(tmp_path / "state")
     rounds = [_round(digits_sample, tmp_path, state_uri, n) for n in range(5)]
-    spent = costs.total(costs.Cost.from_json(r) for r in costs.job_costs(state_uri))
+    spent = _spent(state_uri)
     # $0.21 an item: 23 items fit in the $5 per run, 42 in the $9 total.
     assert [r[0] for r in rounds[:3]] == [23, 19, 0]
     assert all(cost <= 5.0 + 1e-9 for _, _, cost in rounds)
@@ -95,9 +109,12 @@ def test_a_retried_labeling_job_is_priced_once(digits_sample, tmp_path: Path) ->
         rejects_uri=str(tmp_path / "again-rejects.jsonl"),
         budget=BUDGET,
         state_uri=state_uri,
+        run_id="run-0",
     )
-    assert len(costs.job_costs(state_uri)) == 1
+    # Nothing was sent again, nothing new collected: the spend is what the first try recorded.
+    assert again.items == 0
     assert again.cost_usd == pytest.approx(first[2])
+    assert _spent(state_uri).total_usd == pytest.approx(first[2])
 
 
 def test_budget_parameter_is_checked_with_the_config() -> None:
@@ -112,32 +129,59 @@ def test_budget_parameter_is_checked_with_the_config() -> None:
     assert parsed.min_gain_per_100 == 0.01
 
 
-def test_job_cost_from_a_routing_summary_and_reported_time() -> None:
-    rates = costs.Rates(human_usd_per_hour=36.0)
-    cost = costs.labeling_job_cost(
-        rates,
-        annotations=[("a", "gemini:gemini-2.5-flash"), ("b", "ann1"), ("b", "ann2")],
-        items=2,
-        provider_summary={
-            "calibration": {},
-            "gemini": {"model": "gemini-2.5-flash", "prompt_tokens": 1000, "output_tokens": 10},
-        },
-        work_seconds={("b", "ann1"): 100.0},
-    )
-    assert cost.model_labels == 1
-    assert cost.human_labels == 2
-    assert cost.human_seconds == 100.0
-    assert cost.estimated_seconds == 30.0
-    assert cost.human_usd == pytest.approx(130 / 3600 * 36.0)
-    assert cost.model_usd == pytest.approx(
-        costs.model_cost(
-            "gemini-2.5-flash", prompt_tokens=1000, output_tokens=10, labels=1
-        ).model_usd
-    )
+def test_spend_from_the_ledger_people_by_the_hour_and_model_tokens() -> None:
+    """People priced from reported seconds (an estimate where none), models from recorded
+    tokens; each run's cost is what it collected and the calls it made."""
+    ledger = Ledger.load("")
+    ledger.append(
+        "queue", run="r1", job="j", provider="gemini_then_human", options={},
+        task_type="image_classification", labels=["x", "y"], labelers_per_item=2,
+        items=[{"id": "a"}, {"id": "b"}],
+    )  # fmt: skip
+    model = "gemini:gemini-2.5-flash"
+    row = {"provider": "gemini_then_human", "job": "j", "round": "r1"}
+    ledger.merge_annotations(
+        "j",
+        [
+            {**row, "item": "a", "annotator": model, "label": "x", "collected_round": "r1"},
+            {**row, "item": "b", "annotator": "ann1", "label": "y", "seconds": 100.0,
+             "collected_round": "r1"},
+            {**row, "item": "b", "annotator": "ann2", "label": "y", "collected_round": "r2"},
+        ],
+    )  # fmt: skip
+    summary = {"gemini": {"model": "gemini-2.5-flash", "prompt_tokens": 1000, "output_tokens": 10}}
+    accounting.record_spend(ledger, run="r1", job="j", summary=summary)
+    assert accounting.record_spend(ledger, run="r2", job="j", summary={"gemini": {}}) is None
+    paid = accounting.spend(ledger, costs.Rates(human_usd_per_hour=36.0))
+    model_usd = costs.model_cost(
+        "gemini-2.5-flash", prompt_tokens=1000, output_tokens=10, labels=1
+    ).model_usd
+    r1, r2 = paid.runs["r1"], paid.runs["r2"]
+    assert (r1.model_labels, r1.human_labels, r1.human_seconds) == (1, 1, 100.0)
+    assert r1.total_usd == pytest.approx(100 / 3600 * 36.0 + model_usd)
+    assert (r2.human_labels, r2.estimated_seconds, r2.model_usd) == (1, 30.0, 0.0)
+    assert r2.total_usd == pytest.approx(30 / 3600 * 36.0)
+    assert paid.total.total_usd == pytest.approx(r1.total_usd + r2.total_usd)
+    assert paid.jobs["j"].items == 2  # b answered over two runs counts once
+
+
+def test_queued_items_count_as_committed_spend() -> None:
+    ledger = Ledger.load("")
+    ledger.append(
+        "queue", run="r1", job="j", provider="label_studio", options={},
+        task_type="image_classification", labels=["x", "y"], labelers_per_item=1,
+        items=[{"id": f"i{n}"} for n in range(10)],
+    )  # fmt: skip
+    options = costs.parse_budget(json.dumps({"human_usd_per_label": 0.5, "total_usd": 8.0}))
+    got = accounting.plan(ledger, options, wanted=10, labelers_per_item=1)
+    # Nothing is paid yet, but ten items await answers: $5 committed, $3 left, 6 items.
+    assert (got.spent_usd, got.committed_usd, got.affordable) == (0.0, 5.0, 6)
+    assert got.stop_reason == ""
 
 
 def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None:
     from labelloop import lineage
+    from labelloop.gates import GatePolicy
     from labelloop.stages.quality_gate import quality_gate
     from labelloop.stages.train_model import train_model
 
@@ -155,6 +199,7 @@ def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None
         review_uri=str(tmp_path / "review.jsonl"),
         metrics_uri=str(tmp_path / "quality.json"),
         rejects_uri=str(tmp_path / "gate-rejects.jsonl"),
+        policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
         n_boot=10,
     )
     train_model(
@@ -181,6 +226,11 @@ def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None
     (model,) = hits.models
     assert model["uri"] == str(tmp_path / "model")
     assert 0 < model["touched"] <= model["labels"]
+    # Each label names its own labeling job (the ledger's key), and training's use is recorded.
+    state = Ledger.load(state_uri).state
+    assert {r["job"] for r in hits.labels} <= set(state.jobs)
+    assert state.used["train_model"]["model"] == model["model"]
+    assert state.used["train_model"]["items"] == model["labels"]
 
 
 def test_report_shows_the_budget_when_one_is_set() -> None:
@@ -216,3 +266,22 @@ def test_report_shows_the_budget_when_one_is_set() -> None:
     assert "$8.82" in html
     assert "Selection stopped: budget exhausted" in html
     assert 'id="budget"' not in page({"budget": {**block, "total_usd": None, "item_usd": 0}})
+
+
+def test_state_command_prices_the_ledger_with_the_last_runs_rates(
+    digits_sample, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from labelloop.cli import main
+
+    state_uri = str(tmp_path / "state")
+    _, _, cost = _round(digits_sample, tmp_path, state_uri, 0)
+    assert main(["state", state_uri]) == 0
+    out = capsys.readouterr().out
+    assert f"spent: ${cost:.2f} (people ${cost:.2f} for" in out
+    assert main(["state", state_uri, "--json", "--budget", '{"human_usd_per_label": 1}']) == 0
+    doc = json.loads(capsys.readouterr().out)
+    labels = doc["spend"]["total"]["human_labels"]
+    assert doc["spend"]["total"]["total_usd"] == pytest.approx(labels * 1.0)
+    assert doc["spend"]["runs"]["run-0"]["human_labels"] == labels
+    assert main(["state", state_uri, "--budget", '{"usd": 1}']) == 2
+    assert "--budget" in capsys.readouterr().err

@@ -135,3 +135,13 @@ def test_secret_given_as_an_override_is_refused() -> None:
     with pytest.raises(ConfigError, match="secrets never travel") as info:
         load_config("configs/local.yaml", overrides=["vertex.password=hunter2"])
     assert info.value.field == "vertex.password"
+
+
+def test_a_simulated_workforce_without_truth_is_refused_before_submit_naming_the_field() -> None:
+    """It would fail every run at the labeling step (the shipped config names its truth file)."""
+    from labelloop.errors import ConfigError
+    from pipelines.vertex_runs import load_target
+
+    assert load_target("configs/vertex.yaml").config.pipeline.queue_size == 600
+    with pytest.raises(ConfigError, match=r"pipeline\.provider_options\.truth_uri"):
+        load_target("configs/vertex.yaml", overrides=("pipeline.provider_options={}",))

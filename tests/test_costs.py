@@ -19,7 +19,7 @@ from labelloop.costs import (
 )
 from labelloop.errors import InputError
 from labelloop.providers.base import LabelingTask
-from labelloop.providers.gemini import price_for
+from labelloop.providers.gemini_models import price_for
 from labelloop.providers.simulated import SimulatedWorkforce
 from labelloop.schemas import Item, TaskType
 

@@ -81,11 +81,17 @@ def test_iter_files_follows_every_page(client, prefix, monkeypatch):
 
 
 def test_generate_import_file_lists_a_gs_prefix_page_by_page(client, prefix, monkeypatch, tmp_path):
+    import io
+
+    from PIL import Image
+
     from labelloop import storage
     from labelloop.stages.generate_import_file import generate_import_file
 
+    png = io.BytesIO()
+    Image.new("L", (2, 2)).save(png, format="PNG")  # images are verified at import
     for i in range(11):
-        storage.write_bytes(f"{prefix}/src/{i:02d}.png", b"png")
+        storage.write_bytes(f"{prefix}/src/{i:02d}.png", png.getvalue())
     storage.write_text(
         f"{prefix}/src/broken.png.jsonl", "not an image listing\n"
     )  # ignored: image tasks keep image files only

@@ -51,13 +51,17 @@ def test_training_runs_when_both_gates_open(digits_sample, tmp_path: Path) -> No
     run_root, rows, console = _run(_config(digits_sample, tmp_path), tmp_path)
     (row,) = rows
     assert row.status == "ok"
-    assert (row.imported, row.selected, row.labeled) == (digits_sample.count, 150, 150)
+    # The batch, plus the fixed evaluation set (labeled once, with the first batch).
+    assert (row.imported, row.selected, row.labeled) == (digits_sample.count, 200, 200)
     assert row.count_gate == row.agreement_gate == "open"
     assert row.model_accuracy is not None
     assert row.model_accuracy > 0.6
     assert row.consolidated_accuracy is not None
     assert row.consolidated_accuracy > 0.85  # best annotator 0.95, mean ~0.73
     assert row.reason.startswith("trained on")
+    # The model is also measured on the fixed evaluation set (random items, never trained on).
+    assert row.eval_accuracy is not None
+    assert row.eval_accuracy > 0.6
     # One readable line per stage on the console, the verbose kfp output in the log file.
     for stage in STAGE_TASKS:
         assert f"ok   {stage}" in console
@@ -110,7 +114,8 @@ def test_empty_source_completes_with_count_gate_closed(digits_sample, tmp_path: 
 def test_second_round_selects_with_the_first_rounds_model(digits_sample, tmp_path: Path) -> None:
     run_root, rows, _ = _run(_config(digits_sample, tmp_path), tmp_path, rounds=2)
     first, second = rows
-    assert second.imported == first.imported - 150  # round 1's items are not offered again
+    # Round 1's items (batch and evaluation set) are not offered again.
+    assert second.imported == first.imported - 200
     assert second.labels_used is not None
     assert first.labels_used is not None
     assert second.labels_used > first.labels_used

@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 from labelloop import storage
 from labelloop.providers import LabelingTask, get_provider
 from labelloop.providers.gemini import (
-    PRICES,
+    ANSWER_TOKENS,
     GeminiLabeler,
     GeminiProvider,
     calibrate_threshold,
-    estimate_cost,
     make_client,
 )
+from labelloop.providers.gemini_models import DEFAULT_MODEL, PRICES, estimate_cost, price_for
 from labelloop.schemas import Item, TaskType, text_item_id
 from labelloop.stages.run_labeling_job import run_labeling_job
 from tests.servers import gemini_fake
@@ -35,6 +35,15 @@ def _file(body: dict[str, Any]) -> tuple[str, str]:
     """(uri, mime type) of the request's file part; proto JSON accepts either key spelling."""
     data = body["contents"][0]["parts"][0]["fileData"]
     return data.get("fileUri", data.get("file_uri")), data.get("mimeType", data.get("mime_type"))
+
+
+def _thinking(config: dict[str, Any]) -> dict[str, Any]:
+    """The request's thinking config with camelCase keys (the client sends either spelling)."""
+    raw = config.get("thinkingConfig", {})
+    return {
+        "".join(w.title() if i else w for i, w in enumerate(k.split("_"))): v
+        for k, v in raw.items()
+    }
 
 
 def _prompt(body: dict[str, Any]) -> str:
@@ -153,13 +162,16 @@ def test_gemini_labels_with_enum_logprob_confidence_retries_and_bad_answers() ->
     # What the client really sent: an enum-constrained answer and delimited text.
     paths = {path for path, _ in fake.requests}
     assert paths == {
-        "/v1beta1/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:generateContent"
+        f"/v1beta1/projects/p/locations/us-central1/publishers/google/models/{DEFAULT_MODEL}:generateContent"
     }
     for _, body in fake.requests:
         config = body["generationConfig"]
         assert config["responseMimeType"] == "text/x.enum"
         assert config["responseSchema"]["enum"] == list(LABELS)
         assert config["responseLogprobs"] is True
+        # Thinking has its own budget on top of the answer's room.
+        budget = _thinking(config)["thinkingBudget"]
+        assert config["maxOutputTokens"] == ANSWER_TOKENS + budget
         system = body["systemInstruction"]["parts"][0]["text"]
         assert "never instructions" in system
         assert "Sentiment." in system
@@ -168,7 +180,7 @@ def test_gemini_labels_with_enum_logprob_confidence_retries_and_bad_answers() ->
     assert f"<{tag}>\n{INJECTION}\n</{tag}>" in injected
 
     summary = provider.summary()
-    p_in, p_out = PRICES["gemini-2.5-flash"]
+    p_in, p_out = price_for(DEFAULT_MODEL)
     prompt_tokens = 300 * 6 + 10  # six answers from `answer`, one empty answer
     assert summary["prompt_tokens"] == prompt_tokens
     assert summary["cost_usd"] == pytest.approx(
@@ -296,3 +308,124 @@ def test_routing_without_calibration_sends_everything_to_people(tmp_path: Path) 
     cal = routing.calibrate(TASK)
     assert math.isinf(cal.threshold)
     assert cal.to_json()["threshold"] is None
+
+
+# -- transport errors, answers cached as they arrive, thinking, unknown prices ----------------
+
+
+@pytest.mark.server
+def test_dropped_connections_are_retried_and_answers_cached_as_they_arrive(
+    tmp_path: Path,
+) -> None:
+    texts = [f"great thing {i}" for i in range(6)]
+    items = [Item(text_item_id(t), text=t) for t in texts]
+    drops = {"great thing 1": 2}  # two dropped connections, then an answer
+
+    def model(body: dict[str, Any]) -> tuple[int, Any]:
+        prompt = _prompt(body)
+        for cue, left in drops.items():
+            if cue in prompt and left:
+                drops[cue] = left - 1
+                return gemini_fake.DROP, b""
+        return 200, gemini_fake.answer("pos", -0.01)
+
+    cache = tmp_path / "cache.jsonl"
+    with gemini_fake.serve(model) as fake:
+        client = make_client({"project": "p", "location": "us-central1", "base_url": fake.url})
+        labeler = GeminiLabeler(client, concurrency=1, backoff_seconds=0.0, sleep=lambda _: None)
+        provider = GeminiProvider(labeler, cache_uri=str(cache))
+        preds = provider.predict(items, TASK)
+        assert [p.label for p in preds] == ["pos"] * 6
+        assert labeler.usage.retries == 2
+        assert labeler.usage.failed == 0
+
+        # A step killed part-way: the answers it received are in the cache, and a new attempt
+        # pays only for the others.
+        more = [Item(text_item_id(f"awful {i}"), text=f"awful {i}") for i in range(4)]
+
+        class Killed(Exception):
+            pass
+
+        answered: list[str] = []
+
+        def kill_after_two(pred: Any) -> None:
+            answered.append(pred.item)
+            if len(answered) == 2:
+                raise Killed
+
+        labeler2 = GeminiLabeler(client, concurrency=1, sleep=lambda _: None)
+        provider2 = GeminiProvider(labeler2, cache_uri=str(cache))
+        from labelloop.providers.gemini_cache import CacheWriter
+
+        writer = CacheWriter(str(cache), provider2.cache)
+
+        def on_answer(pred: Any) -> None:
+            writer.add(pred)
+            kill_after_two(pred)
+
+        with pytest.raises(Killed):
+            labeler2.predict([*items, *more], TASK, cache=provider2.cache, on_answer=on_answer)
+        # No close(): as if the process died. Every line written so far is on disk.
+        lines = [json.loads(line) for line in cache.read_text().splitlines()]
+        assert {row["item"] for row in lines} == {i.id for i in items} | set(answered)
+        before = len(fake.requests)
+        labeler3 = GeminiLabeler(client, concurrency=1, sleep=lambda _: None)
+        provider3 = GeminiProvider(labeler3, cache_uri=str(cache))
+        provider3.predict([*items, *more], TASK)
+        assert len(fake.requests) - before == 2  # only the two never answered
+        assert labeler3.usage.cached == 8
+
+
+@pytest.mark.server
+def test_a_connection_that_keeps_dropping_is_an_error_not_a_crash() -> None:
+    item = Item(text_item_id("x"), text="x")
+    with gemini_fake.serve(lambda body: (gemini_fake.DROP, b"")) as fake:
+        client = make_client({"project": "p", "location": "us-central1", "base_url": fake.url})
+        labeler = GeminiLabeler(client, max_retries=2, sleep=lambda _: None)
+        (pred,) = labeler.predict([item], TASK)
+    assert pred.label is None
+    assert pred.error.startswith("transport error")
+    assert labeler.usage.retries == 2
+    assert labeler.usage.failed == 1
+
+
+@pytest.mark.server
+def test_thinking_cannot_eat_the_answer() -> None:
+    item = Item(text_item_id("x"), text="x")
+
+    def cut(body: dict[str, Any]) -> tuple[int, Any]:
+        return 200, {
+            "candidates": [
+                {"content": {"role": "model", "parts": []}, "finishReason": "MAX_TOKENS"}
+            ],
+            "usageMetadata": {"promptTokenCount": 10, "thoughtsTokenCount": 300},
+        }
+
+    with gemini_fake.serve(cut) as fake:
+        client = make_client({"project": "p", "location": "us-central1", "base_url": fake.url})
+        GeminiLabeler(client, thinking_budget=100).predict([item], TASK)
+        GeminiLabeler(client, thinking_level="low").predict([item], TASK)
+        (pred,) = GeminiLabeler(client, thinking_budget=0).predict([item], TASK)
+    budget, level, zero = (body["generationConfig"] for _, body in fake.requests)
+    assert _thinking(budget) == {"thinkingBudget": 100}
+    assert budget["maxOutputTokens"] == ANSWER_TOKENS + 100
+    assert _thinking(level) == {"thinkingLevel": "LOW"}
+    assert "maxOutputTokens" not in level  # the model's own allowance
+    assert zero["maxOutputTokens"] == ANSWER_TOKENS
+    assert "thinking used the output allowance" in pred.error
+    with pytest.raises(Exception, match="thinking_level"):
+        GeminiLabeler(client, thinking_level="extreme")
+
+
+def test_an_unknown_model_warns_and_reports_cost_unknown(caplog: pytest.LogCaptureFixture) -> None:
+    client = make_client(
+        {"project": "p", "location": "us-central1", "base_url": "http://127.0.0.1:9/"}
+    )
+    with caplog.at_level("WARNING"):
+        provider = GeminiProvider(GeminiLabeler(client, model="gemini-9-ultra"))
+    assert "no price known for Gemini model 'gemini-9-ultra'" in caplog.text
+    summary = provider.summary()
+    assert summary["cost_usd"] is None
+    assert summary["cost"].startswith("unknown")
+    assert not math.isnan(price_for(DEFAULT_MODEL)[0])
+    assert "gemini-2.0-flash" not in PRICES

@@ -20,9 +20,17 @@ from PIL import Image
 
 from labelloop import storage
 from labelloop.cli import main
+from labelloop.gates import GatePolicy
 from labelloop.providers import LabelingTask, get_provider
-from labelloop.providers.label_studio import LabelStudioProvider, project_title
-from labelloop.providers.label_studio_format import labeling_config, read_export, to_result
+from labelloop.providers.gemini_models import DEFAULT_MODEL
+from labelloop.providers.label_studio import LabelStudioProvider, dataset_name, project_title
+from labelloop.providers.label_studio_format import (
+    default_instructions,
+    hotkeys,
+    labeling_config,
+    read_export,
+    to_result,
+)
 from labelloop.providers.secrets import resolve_api_key
 from labelloop.schemas import Box, Item, Span, TaskType, text_item_id
 from labelloop.stages.quality_gate import quality_gate
@@ -48,6 +56,39 @@ def test_labeling_config_has_the_right_control(task_type: TaskType, tag: str) ->
     # Labels and instructions are XML-escaped, so odd characters cannot break the config.
     assert "b&quot;&lt;q&gt;" in config
     assert 'value="Pick one &amp; explain"' in config
+
+
+def test_every_label_gets_its_own_hotkey() -> None:
+    digits = [str(i) for i in range(10)]
+    # Label Studio numbers choices by position unless each names a key: "3" must pick "3".
+    assert hotkeys(digits) == digits
+    assert hotkeys(["cat", "dog", "bird", "cow"]) == ["c", "d", "i", "o"]
+    many = hotkeys([f"class {i}" for i in range(40)])
+    assigned = [k for k in many if k]
+    assert len(assigned) == len(set(assigned))
+    assert not set(assigned) & set("rbehuvkm")  # the image tools' keys
+    config = labeling_config(TaskType.IMAGE_CLASSIFICATION, digits, small_images=True)
+    assert '<Choice value="3" hotkey="3"/>' in config
+    assert 'smoothing="false"' in config
+    assert 'width="320px"' in config
+    assert "smoothing" not in labeling_config(TaskType.IMAGE_CLASSIFICATION, digits)
+    assert '<Label value="cat" hotkey="c"/>' in labeling_config(
+        TaskType.IMAGE_OBJECT_DETECTION, ["cat", "dog"]
+    )
+    text = default_instructions(TaskType.IMAGE_CLASSIFICATION, ["cat", "dog"])
+    assert "cat (key c), dog (key d)" in text
+
+
+def test_project_titles_people_can_tell_apart() -> None:
+    title = project_title("digits/images", 2, "2026-11-29", "3f9a2c1b44d0e7aa")
+    assert title == "digits/images · round 2 · 2026-11-29 · 3f9a2c1b"
+    long = project_title("x" * 80, 12, "2026-11-29", "3f9a2c1b44d0e7aa")
+    assert len(long) == 50
+    assert long.endswith("… · round 12 · 2026-11-29 · 3f9a2c1b")
+    items = [Item(id=u, uri=u) for u in ("/d/digits/images/1.png", "/d/digits/images/2.png")]
+    assert dataset_name(items) == "digits/images"
+    assert dataset_name([Item(id="gs://b/pets/a.jpg", uri="gs://b/pets/a.jpg")]) == "pets"
+    assert dataset_name([Item(id="text:1", text="hi")]) == "text items"
 
 
 def _task(item: str, annotations: list[dict[str, Any]], *, key: str = "text") -> dict[str, Any]:
@@ -228,6 +269,14 @@ def test_text_job_with_overlap_misbehaviour_and_quality_gate(
     job = json.loads(Path(tmp_path / "job-1.json").read_text())
     project = int(job["external_id"])
     assert job["progress"] == {"labeled": 0, "total": 6}
+    assert job["provider_summary"]["url"] == f"{server.url}/projects/{project}"
+    # Watching an unfinished job until the timeout is not success: exit 1, said once.
+    watch = ["label", "status", "--job", str(tmp_path / "job-1.json")]
+    watch += ["--provider", "label_studio", "--options", options, "--watch", "--timeout", "0"]
+    assert main(watch) == 1
+    err = capsys.readouterr().err
+    assert err.count("error: the job is unfinished after 0 s (0/6 items labeled)") == 1
+    assert "HTTP Request" not in err
 
     people = [Annotator(server, e) for e in ls_server.ANNOTATORS]
 
@@ -323,6 +372,7 @@ def test_text_job_with_overlap_misbehaviour_and_quality_gate(
         review_uri=str(tmp_path / "review.jsonl"),
         metrics_uri=str(tmp_path / "metrics.json"),
         rejects_uri=str(tmp_path / "gate-rej.jsonl"),
+        policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
     )
     votes: dict[str, Counter] = {}
     for r in rows:
@@ -419,12 +469,13 @@ def test_ner_and_multilabel_projects(server: ls_server.LabelStudioServer) -> Non
     )
     task = LabelingTask(TaskType.IMAGE_MULTILABEL_CLASSIFICATION, ("sky", "sea", "sand"))
     job = multi.submit([Item(id=str(img), uri=str(img))], task, labelers_per_item=1)
-    assert project_title("labelloop", job.key) in {
+    titles = {
         p["title"]
         for p in httpx.get(
             f"{server.url}/api/projects/", headers={"Authorization": f"Token {server.admin_token}"}
         ).json()["results"]
     }
+    assert any(t.startswith("multi · round ") and t.endswith(job.key[:8]) for t in titles)
     t = person.next_task(int(job.external_id))
     assert t is not None
     person.submit(
@@ -528,8 +579,65 @@ def test_gemini_then_label_studio_with_pre_annotations(
         person.submit(project, t["id"], to_result(task.task_type, "neg"))
     got = routing.collect(job)
     by_annotator = Counter(a.annotator for a in got.annotations)
-    assert by_annotator == {"gemini:gemini-2.5-flash": 2, "ann3@example.com": 2}
+    assert by_annotator == {f"gemini:{DEFAULT_MODEL}": 2, "ann3@example.com": 2}
     assert routing.progress(job).done
+
+
+@pytest.mark.server
+def test_a_good_label_studio_day(server: ls_server.LabelStudioServer) -> None:
+    """Readable titles (dataset, round, date), instructions, hotkeys by label, crisp small
+    images, the local-files message before anything is created, and people's time."""
+    import datetime as dt
+
+    folder = server.files_root / "digits" / "images"
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(4):
+        path = folder / f"{i}.png"
+        Image.fromarray(np.full((8, 8), 30 * i, dtype=np.uint8)).save(path)
+        paths.append(path)
+    items = [Item(id=str(p), uri=str(p)) for p in paths]
+    task = LabelingTask(TaskType.IMAGE_CLASSIFICATION, tuple(str(i) for i in range(10)))
+    admin = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}
+    )
+
+    # Without the document root the provider says what to set, and creates nothing.
+    before = _project_count(server)
+    bare = LabelStudioProvider(url=server.url, api_key=server.admin_token)
+    with pytest.raises(ValueError, match="LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true"):
+        bare.submit(items[:2], task, labelers_per_item=1)
+    assert _project_count(server) == before
+
+    provider = LabelStudioProvider(
+        url=server.url, api_key=server.admin_token, local_files_root=str(server.files_root)
+    )
+    first = provider.submit(items[:2], task, labelers_per_item=1)
+    second = provider.submit(items[2:], task, labelers_per_item=1)
+    again = provider.submit(items[:2], task, labelers_per_item=1)
+    assert again.external_id == first.external_id
+    today = dt.date.today().isoformat()
+    project = admin.get(f"/api/projects/{first.external_id}/").json()
+    assert project["title"] == f"digits/images · round 1 · {today} · {first.key[:8]}"
+    title2 = admin.get(f"/api/projects/{second.external_id}/").json()["title"]
+    assert title2.startswith("digits/images · round 2 · ")
+    assert '<Choice value="3" hotkey="3"/>' in project["label_config"]
+    assert 'smoothing="false"' in project["label_config"]
+    assert "Choose the one label that fits the image best" in project["expert_instruction"]
+    assert "3 (key 3)" in project["expert_instruction"]
+
+    person = Annotator(server, "ann2@example.com")
+    while (t := person.next_task(int(first.external_id))) is not None:
+        person.submit(int(first.external_id), t["id"], to_result(task.task_type, "3"))
+    assert provider.collect(first).annotations
+    summary = provider.summary()
+    assert summary["title"] == project["title"]
+    assert summary["url"] == f"{server.url}/projects/{first.external_id}"
+    assert summary["annotators"]["ann2@example.com"] == {
+        "answers": 2,
+        "skipped": 0,
+        "seconds": pytest.approx(6.4),
+    }
 
 
 def _closed_port() -> int:

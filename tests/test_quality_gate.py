@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from labelloop.errors import InputError
+from labelloop.gates import GatePolicy
 from labelloop.stages.quality_gate import quality_gate
 
 QUALITY_KEYS = {
@@ -41,6 +42,7 @@ def run(tmp_path: Path, rows: list[dict[str, Any]], **options: Any) -> tuple[Any
         "agreement_metric": "krippendorff_alpha",
         "min_confidence": 0.0,
         "state_uri": str(tmp_path / "state"),
+        "policy": GatePolicy(min_labeled_count=1, min_agreement=0.0),
         **options,
     }
     result = quality_gate(

@@ -8,6 +8,7 @@ check that those numbers reach the page, formatted as the page formats them.
 from __future__ import annotations
 
 import base64
+import csv
 import dataclasses
 import io
 import json
@@ -34,6 +35,8 @@ LABELS = ["cat", "dog", "bird"]
 ANNOTATORS = ["ann-a", "ann-b", "ann-c", "ann-d"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTION_IDS = (
+    "next",
+    "labeling",
     "gates",
     "agreement",
     "annotators",
@@ -58,6 +61,7 @@ class Run:
     review: list[dict[str, Any]]
     annotations: list[dict[str, Any]]
     items: list[dict[str, Any]]
+    job: dict[str, Any] = dataclasses.field(default_factory=dict)
     min_labeled_count: int = 20
     min_agreement: float = 0.5
     run_id: str = "run-0002"
@@ -69,6 +73,7 @@ class Run:
     def write(self) -> None:
         (self.root / "quality.json").write_text(json.dumps(self.quality), encoding="utf-8")
         (self.root / "selection.json").write_text(json.dumps(self.selection), encoding="utf-8")
+        (self.root / "job.json").write_text(json.dumps(self.job), encoding="utf-8")
         for name, rows in (
             ("review.jsonl", self.review),
             ("annotations.jsonl", self.annotations),
@@ -93,6 +98,7 @@ class Run:
             "review_uri": str(self.root / "review.jsonl"),
             "items_uri": str(self.root / "items.jsonl"),
             "annotations_uri": str(self.root / "annotations.jsonl"),
+            "job_uri": str(self.root / "job.json"),
         }
         kwargs.update(overrides)
         result = write_report(**kwargs)
@@ -216,6 +222,25 @@ def make_run(root: Path, *, seed: int = 0) -> Run:
         },
         "predicted_class_mix": {c: int(rng.integers(5, 40)) for c in LABELS},
     }
+    # The job record the labeling step writes, with Label Studio's summary.
+    job = {
+        "provider": "label_studio",
+        "key": "3f9a2c1b44d0e7aa",
+        "external_id": "7",
+        "items": 90,
+        "labelers_per_item": 3,
+        "progress": {"labeled": 90, "total": 90},
+        "complete": True,
+        "skipped": 4,
+        "provider_summary": {
+            "title": "pets/images · round 2 · 2026-11-29 · 3f9a2c1b",
+            "url": "http://127.0.0.1:8080/projects/7",
+            "annotators": {
+                name: {"answers": 60, "skipped": i, "seconds": 60 * (3.0 + i)}
+                for i, name in enumerate(ANNOTATORS)
+            },
+        },
+    }
     run = Run(
         root=root,
         quality=quality,
@@ -224,6 +249,7 @@ def make_run(root: Path, *, seed: int = 0) -> Run:
         review=review,
         annotations=annotations,
         items=items,
+        job=job,
     )
     # An earlier round in the state: the trend plot needs more than one point.
     earlier = {
@@ -384,7 +410,7 @@ def test_disagreements_show_thumbnails_snippets_and_every_answer(full: Rendered)
     # Every annotator's answer, including the row whose answers came from the annotations file.
     for row in run.annotations:
         assert f"{row['annotator']} {row['label']}" in section.text
-    assert "5 item(s) sent to review (3 low confidence, 2 tie)" in section.text
+    assert "5 items sent to review (low confidence: 3, tie: 2)" in section.text
 
 
 def test_active_learning_model_and_rounds(full: Rendered) -> None:
@@ -419,8 +445,11 @@ def test_page_is_self_contained(full: Rendered) -> None:
     assert "script" not in page.tags
     assert "link" not in page.tags
     assert "iframe" not in page.tags
+    # The one link out is to the labeling project: a link people click, never a fetch.
+    project_url = full.run.job["provider_summary"]["url"]
+    assert re.findall(r'<a href="(http[^"]*)"', html) == [project_url]
     for url in page.urls:
-        assert url.startswith(("data:", "#")), url[:80]
+        assert url.startswith(("data:", "#")) or url == project_url, url[:80]
     assert not re.search(r"url\(\s*['\"]?(https?:)?//", html)
     assert "@import" not in html
     # Every plot is a PNG that decodes.
@@ -539,7 +568,7 @@ def test_zero_labels_still_yields_a_page_that_says_so(tmp_path: Path) -> None:
     assert "No annotations this round: there is no agreement to measure." in page.text
     assert "No items were labeled, so none were sent to review." in page.text
     assert "No annotators this round." in page.text
-    assert "Agreement could not be computed; the gate counts it as 0." in page.text
+    assert "Agreement could not be measured." in page.text  # never an invented 0
     assert result.label_count == 0
     assert "krippendorff_alpha" not in result.metrics
     assert "Zero labels" in markdown
@@ -562,7 +591,7 @@ def test_single_annotator_page_says_so(tmp_path: Path) -> None:
     page = Page(html)
     assert "A single annotator: agreement between annotators cannot be measured." in page.text
     assert "Pairwise agreement needs at least two annotators." in page.text
-    assert "1 annotator(s), 0 flagged." in page.text
+    assert "1 annotator, none flagged." in page.text
 
 
 def test_one_class_page_says_so(tmp_path: Path) -> None:
@@ -674,7 +703,8 @@ def test_any_mix_of_valid_and_junk_values_still_renders(
         min_labeled_count=10,
         min_agreement=0.5,
     )
-    assert Page(render_html(report)).sections == list(SECTION_IDS)
+    # Without a job record there is no labeling section; every other section renders.
+    assert Page(render_html(report)).sections == [s for s in SECTION_IDS if s != "labeling"]
     assert "## Gates" in render_markdown(report)
 
 
@@ -929,3 +959,164 @@ def test_templates_ship_in_the_wheel(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         shipped = set(archive.namelist())
     assert wanted <= shipped, sorted(wanted - shipped)
+
+
+# What to do next, the labeling job, people's time ---------------------------------------------
+
+
+def _steps(html: str) -> list[str]:
+    match = re.search(r'<ol class="steps">(.*?)</ol>', html, re.S)
+    assert match
+    return [Page(li).text.strip() for li in re.findall(r"<li>(.*?)</li>", match.group(1), re.S)]
+
+
+def test_next_steps_follow_the_recorded_count_gate_and_the_open_job(tmp_path: Path) -> None:
+    run = closed_run(tmp_path)
+    run.job.update(complete=False, progress={"labeled": 12, "total": 90})
+    _, html, markdown = run.report()
+    steps = _steps(html)
+    title = run.job["provider_summary"]["title"]
+    url = run.job["provider_summary"]["url"]
+    assert steps[0].startswith("Wait for the open labeling job. 12 of 90 items")
+    assert f"“{title}” ({url})" in steps[0]
+    have = run.quality["label_count"]
+    unsure = run.quality["labeled_items"] - have
+    assert steps[1].startswith(f"Add a labeler per item, or gold questions. {unsure} labeled")
+    assert steps[2].startswith(f"Or lower the count threshold. min_labeled_count: {have} would")
+    assert f"{have / 500:.0%} of the labels you asked for" in steps[2]
+    # Settings render as code, from text that was escaped first.
+    assert f"<code>min_labeled_count: {have}</code>" in html
+    labeling = section_text(html, "labeling")
+    assert "open: people are still labeling" in labeling
+    assert "12 / 90 items fully labeled" in labeling
+    assert "## What to do next" in markdown
+    assert "Wait for the open labeling job" in markdown
+
+
+def test_next_steps_for_a_closed_agreement_gate_read_the_recorded_decision(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    # The recorded decision says the agreement gate closed at 0.41 < 0.70, whatever the
+    # quality JSON's own number: the report does not evaluate the rule again.
+    run.outcome = {
+        "trained": False,
+        "gate": "agreement",
+        "reason": "krippendorff_alpha 0.410 < 0.700",
+        "value": 0.41,
+        "threshold": 0.7,
+        "metric": "krippendorff_alpha",
+    }
+    run.quality["agreement_without_flagged"] = 0.74
+    _, html, _ = run.report()
+    steps = _steps(html)
+    flagged = run.quality["annotator_table"][-1]
+    assert steps[0] == (
+        f"Drop or retrain the flagged annotator. {flagged['annotator']}: accuracy below 0.5."
+        " Without them, krippendorff_alpha would be 0.740. Remove them from the project (or"
+        " give them feedback) and run again."
+    )
+    assert steps[1].startswith("Add gold questions.")
+    per_class = run.quality["per_class_agreement"]
+    weakest = sorted(per_class, key=per_class.get)[:2]
+    assert all(f"“{c}” ({per_class[c]:.2f})" in steps[2] for c in weakest)
+    assert steps[3].startswith("Or lower the agreement threshold. min_agreement: 0.41 (now 0.70)")
+    assert "only 40% of items had every annotator agree" in steps[3]
+
+
+def test_next_steps_after_training_and_the_labeling_job_section(full: Rendered) -> None:
+    steps = _steps(full.html)
+    assert steps[0].startswith("Run the next round.")
+    assert steps[1].startswith("Look at the review queue. 5 items went to review")
+    assert steps[2].startswith("Check the flagged annotators. ann-d:")
+    labeling = section_text(full.html, "labeling")
+    summary = full.run.job["provider_summary"]
+    assert summary["title"] in labeling
+    assert summary["url"] in labeling
+    assert "90 / 90 items fully labeled" in labeling
+    assert "4 skipped answers" in labeling
+
+
+def test_annotator_time_throughput_skips_and_csv_exports(full: Rendered) -> None:
+    annotators = section_text(full.html, "annotators")
+    # ann-b: 60 answers in 240 s (lead_time), 1 skipped.
+    assert "4.0 s 900 1" in annotators
+    assert "3.0 s 1,200 0" in annotators
+    links = dict(re.findall(r'download="([^"]+)" href="([^"]+)"', full.html))
+    assert set(links) == {"annotators.csv", "review-queue.csv"}
+    mime, data = links["annotators.csv"].split(";base64,")
+    assert mime == "data:text/csv;charset=utf-8"
+    rows = list(csv.reader(io.StringIO(base64.b64decode(data).decode("utf-8"))))
+    assert rows[0][:3] == ["annotator", "annotations", "estimated accuracy"]
+    assert [r[0] for r in rows[1:]] == ANNOTATORS
+    assert rows[-1][-2:] == ["yes", "accuracy below 0.5"]
+    review = list(
+        csv.reader(io.StringIO(base64.b64decode(links["review-queue.csv"].split(",")[1]).decode()))
+    )
+    assert len(review) == 1 + len(full.run.review)
+    assert review[2][3].startswith("ann-a: ")
+
+
+def test_metric_names_explained_and_honest_text(tmp_path: Path) -> None:
+    run = zero_label_run(tmp_path)
+    run.selection.update(cold_start=True, strategy="k_center")
+    for row in run.quality.get("annotator_table", []):
+        row["gold_accuracy"] = None
+    _, html, _ = run.report()
+    gates = section_text(html, "gates")
+    assert "krippendorff_alpha: agreement beyond chance" in gates
+    al = section_text(html, "active-learning")
+    assert "k-center diversity sampling" in al
+    assert "random" not in al
+    model = section_text(html, "model")
+    assert "only when both gates open" in model
+    assert "The model trained on" not in model
+
+
+def test_no_gold_column_when_nobody_answered_gold(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    for row in run.quality["annotator_table"]:
+        row["gold_accuracy"], row["gold_items"] = None, 0
+    _, html, _ = run.report()
+    annotators = section_text(html, "annotators")
+    assert "gold score" not in annotators
+    assert "the gold score" not in annotators
+
+
+def test_gemini_routing_threshold_precision_and_cost(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    run.job = {
+        "provider": "gemini_then_human",
+        "key": "k",
+        "external_id": "{}",
+        "items": 90,
+        "labelers_per_item": 1,
+        "progress": {"labeled": 90, "total": 90},
+        "complete": True,
+        "skipped": 0,
+        "provider_summary": {
+            "calibration": {
+                "threshold": 0.9123,
+                "source": "gs://b/human.jsonl",
+                "sample": 200,
+                "accepted": 150,
+                "precision": 0.9667,
+            },
+            "auto_accepted": 61,
+            "to_people": 29,
+            "gemini": {"model": "gemini-2.5-flash", "cost_usd": 0.01234},
+            "human": {"title": "t · round 1", "url": "http://127.0.0.1:1/projects/2"},
+        },
+    }
+    _, html, markdown = run.report()
+    labeling = section_text(html, "labeling")
+    for text in (
+        "0.912 auto-accept threshold",
+        "96.7% precision on 200 calibration items",
+        "61 labeled by Gemini",
+        "29 sent to people",
+        "$0.0123 estimated cost",
+        "http://127.0.0.1:1/projects/2",
+    ):
+        assert text in labeling, text
+    assert "## Labeling job" in markdown
+    for text in ("auto-accept threshold", "| 0.912 |", "estimated cost", "| $0.0123 |"):
+        assert text in markdown, text

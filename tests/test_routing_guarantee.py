@@ -27,7 +27,7 @@ def _uri(body: dict[str, Any]) -> str:
 @pytest.mark.server
 def test_certified_auto_accept_with_audits_then_a_pause_on_drift(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
-    n = 700
+    n = 800
     uris = [f"gs://bucket/img{i:04d}.png" for i in range(n)]
     truth = {u: LABELS[i % 3] for i, u in enumerate(uris)}
     sure = rng.random(n) < 0.7
@@ -77,9 +77,12 @@ def test_certified_auto_accept_with_audits_then_a_pause_on_drift(tmp_path: Path)
             job_uri=str(tmp_path / f"{name}-job.json"),
             rejects_uri=str(tmp_path / f"{name}-rej.jsonl"),
             state_uri=state_uri,
+            run_id=name,
         )
         record = json.loads((tmp_path / f"{name}-job.json").read_text())
         rows = [json.loads(x) for x in (tmp_path / f"{name}-ann.jsonl").read_text().splitlines()]
+        # The step hands on every label collected so far: keep this run's.
+        rows = [r for r in rows if r["collected_round"] == name]
         record["auto"] = {r["item"] for r in rows if r["annotator"].startswith("gemini:")}
         record["people"] = {r["item"] for r in rows if not r["annotator"].startswith("gemini:")}
         return record
@@ -99,13 +102,14 @@ def test_certified_auto_accept_with_audits_then_a_pause_on_drift(tmp_path: Path)
         assert not first["auto"] & first["people"]
         assert len(first["auto"]) + audit["audited"] == audit["accepted"]
         assert audit["errors"] == 0
-        assert first["cost"]["model_labels"] == len(first["auto"])
+        assert first["cost"]["run"]["model_labels"] == len(first["auto"])
+        assert first["cost"]["run"]["prompt_tokens"] > 0
 
         drifted["on"] = True
         second = run(uris[500:700], "r2")
         audit2 = second["provider_summary"]["audit"]
         assert audit2["errors"] >= 3  # the drift shows in the audit ...
-        third = run(uris[300:400], "r3")  # ... and the next round pauses auto-accept
+        third = run(uris[700:800], "r3")  # ... and the next round pauses auto-accept
         decision3 = third["provider_summary"]["guarantee"]
         assert decision3["status"] == "paused"
         assert "above the 5% target" in decision3["reason"]

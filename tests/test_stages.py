@@ -9,7 +9,7 @@ import pytest
 
 from labelloop import state, storage
 from labelloop.errors import InputError
-from labelloop.gates import closed_outcome, closed_reason
+from labelloop.gates import GatePolicy, closed_reason, decide
 from labelloop.schemas import ML_USE_KEY, Item, TaskType
 from labelloop.stages.create_dataset import create_dataset
 from labelloop.stages.generate_import_file import generate_import_file, read_import_file
@@ -39,7 +39,14 @@ def test_import_file_lists_images_and_writes_vertex_records(digits_sample, tmp_p
     assert not any("truth" in r["imageGcsUri"] for r in records)
 
 
-def test_import_file_skips_items_imported_in_earlier_rounds(digits_sample, tmp_path: Path) -> None:
+def test_import_file_skips_items_queued_or_labeled_not_merely_selected(
+    digits_sample, tmp_path: Path
+) -> None:
+    """Creating a dataset consumes nothing; queuing the items at a provider does."""
+    import json as _json
+
+    from labelloop.stages.run_labeling_job import run_labeling_job
+
     state_uri = str(tmp_path / "state")
     first = tmp_path / "first.jsonl"
     generate_import_file(
@@ -59,6 +66,20 @@ def test_import_file_skips_items_imported_in_earlier_rounds(digits_sample, tmp_p
         manifest_uri=str(tmp_path / "manifest.json"),
         items_uri=str(tmp_path / "items.jsonl"),
         rejects_uri=str(tmp_path / "r2.jsonl"),
+    )
+    assert state.imported_ids(state_uri) == set()
+    run_labeling_job(
+        items_uri=str(tmp_path / "items.jsonl"),
+        task_type="image_classification",
+        labels="0,1,2,3,4,5,6,7,8,9",
+        provider="simulated",
+        provider_options=_json.dumps({"truth_uri": digits_sample.truth_uri, "pace": 0.5}),
+        labelers_per_item=3,
+        annotations_uri=str(tmp_path / "ann.jsonl"),
+        job_uri=str(tmp_path / "job.json"),
+        rejects_uri=str(tmp_path / "r4.jsonl"),
+        state_uri=state_uri,
+        run_id="run-1",
     )
     result = generate_import_file(
         source_uri=digits_sample.source_uri,
@@ -244,12 +265,16 @@ def test_closed_gate_reasons_read_like_sentences() -> None:
     assert closed_reason(
         gate="agreement", value=0.41, threshold=0.6, metric="krippendorff_alpha"
     ) == ("krippendorff_alpha 0.410 < 0.600")
-    outcome = json.loads(
-        closed_outcome(gate="label_count", value=0, threshold=10, metric="label_count")
+    decision = decide(
+        label_count=0,
+        agreement=0.9,
+        metric="krippendorff_alpha",
+        policy=GatePolicy(min_labeled_count=10, min_agreement=0.6),
     )
-    assert outcome == {
+    assert json.loads(decision.outcome()) == {
         "trained": False,
         "gate": "label_count",
+        "rule": "label_count",
         "reason": "0 of 10 labels",
         "value": 0,
         "threshold": 10,
@@ -268,3 +293,29 @@ def test_read_jsonl_objects_reports_bad_lines_with_numbers(tmp_path: Path) -> No
         (5, "item", "missing"),
     ]
     assert storage.read_jsonl_objects(str(tmp_path / "absent.jsonl")) == ([], [])
+
+
+def test_files_that_are_not_images_are_bad_records_at_import(digits_sample, tmp_path: Path) -> None:
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(digits_sample.source_uri, src)
+    (src / "fake.png").write_text("this is not a png")
+    (src / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "import.jsonl"
+    rejects = tmp_path / "rejects.jsonl"
+    result = generate_import_file(
+        source_uri=str(src),
+        task_type="image_classification",
+        state_uri=str(tmp_path / "state"),
+        output_uri=str(out),
+        rejects_uri=str(rejects),
+    )
+    assert result.bad_records == 2
+    listed = out.read_text()
+    assert "fake.png" not in listed
+    assert "empty.jpg" not in listed
+    reasons = {json.loads(line)["source"].rsplit("/", 1)[-1]: json.loads(line)["reason"]
+               for line in rejects.read_text().splitlines()}  # fmt: skip
+    assert reasons == {"fake.png": "not an image file (its content is no image format PIL reads)",
+                       "empty.jpg": "empty file"}  # fmt: skip

@@ -115,12 +115,11 @@ def test_same_gates_as_the_portable_pipeline(spec):
         if "condition" in task.get("triggerPolicy", {})
     }
     text = json.dumps(conditions)
-    assert "min_labeled_count" in text
-    assert "min_agreement" in text
+    assert "decision" in text
     assert "automl_classification" in text
     assert "automl_object_detection" in text
     names = {t["taskInfo"]["name"] for t in tasks_of(spec).values()}
-    assert {"enough-labels", "annotators-agree", "annotators-disagree", "too-few-labels"} <= names
+    assert {"gates-open", "gates-closed"} <= names
     assert {"score-pool-with-vertex-model", "no-vertex-model-yet"} <= names
 
 
@@ -157,6 +156,20 @@ def test_image_is_pinned_everywhere_including_the_custom_job(spec):
         ),
         ({"classification_model_type": "CLOUD_HIGH_ACCURACY_1"}, "classification_model_type"),
         ({"object_detection_model_type": "CLOUD"}, "object_detection_model_type"),
+        (
+            {
+                "classification_model_type": "MOBILE_TF_VERSATILE_1",
+                "classification_budget_milli_node_hours": 200_000,
+            },
+            "classification_budget_milli_node_hours",
+        ),
+        (
+            {
+                "object_detection_model_type": "CLOUD_LOW_LATENCY_1",
+                "object_detection_budget_milli_node_hours": 8_000,
+            },
+            "object_detection_budget_milli_node_hours",
+        ),
         ({"training_fraction_split": 0.5}, "test_fraction_split"),
         ({"validation_fraction_split": -0.1}, "validation_fraction_split"),
         ({"custom_job_machine_type": "big machine"}, "custom_job_machine_type"),
@@ -170,6 +183,26 @@ def test_bad_training_settings_are_refused_before_compile(changes, field):
 
 
 @pytest.mark.parametrize(
+    "changes",
+    [
+        # The documented mobile range, 1,000-100,000 milli node hours, for both prediction types.
+        {
+            "classification_model_type": "MOBILE_TF_LOW_LATENCY_1",
+            "classification_budget_milli_node_hours": 1_000,
+        },
+        {
+            "object_detection_model_type": "MOBILE_TF_HIGH_ACCURACY_1",
+            "object_detection_budget_milli_node_hours": 100_000,
+        },
+        {"classification_budget_milli_node_hours": 800_000},
+        {"object_detection_budget_milli_node_hours": 900_000},
+    ],
+)
+def test_documented_budgets_per_model_type_are_accepted(changes):
+    TrainingSettings(**changes).validate()
+
+
+@pytest.mark.parametrize(
     "cron", ["0 3 * * *", "*/15 * * * *", "30 4 1,15 * mon-fri", "0 0 * jan-mar 0"]
 )
 def test_good_cron_lines(cron):
@@ -180,14 +213,13 @@ def test_good_cron_lines(cron):
     ("cron", "message"),
     [
         ("0 3 * *", "expected 5 fields"),
-        ("60 3 * * *", "minute"),
+        ("60 3 * * *", "minute field '60'"),
         ("0 24 * * *", "hour"),
         ("0 3 0 * *", "day of month"),
         ("0 3 * 13 *", "month"),
         ("0 3 * * 8", "day of week"),
-        ("0 5-3 * * *", "backwards"),
-        ("*/0 * * * *", "step"),
-        ("0 3 * * funday", "day of week"),
+        ("*/0 * * * *", "minute"),
+        ("0 3 * * funday", "day of week field 'funday'"),
     ],
 )
 def test_bad_cron_lines(cron, message):
@@ -223,3 +255,50 @@ def test_vertex_section_types_and_names_are_checked():
         ok.template_uri("v1")
         == "https://us-central1-kfp.pkg.dev/my-proj-1/kfp/labelloop-vertex-labeling/v1"
     )
+
+
+def test_stage_resources_retries_and_caching(spec):
+    from pipelines.stage_settings import CACHEABLE
+
+    tasks = tasks_of(spec)
+    ours = {
+        name: task
+        for name, task in tasks.items()
+        if executor_of(spec, task).get("container", {}).get("image", "").endswith("a" * 64)
+    }
+    assert {"select-for-labeling", "quality-gate", "run-labeling-job", "write-report"} <= set(ours)
+    for name, task in tasks.items():
+        if "componentRef" not in task or name.startswith("condition"):
+            continue
+        component = task["componentRef"]["name"].removeprefix("comp-")
+        cached = task.get("cachingOptions", {}).get("enableCache", False)
+        # Only the pure stages may be cached; everything touching state or a service is not.
+        assert cached == (component.rstrip("-0123456789") in CACHEABLE), name
+        retried = task.get("retryPolicy", {}).get("maxRetryCount", 0)
+        assert retried == (2 if name in ours and not cached else 0), name
+    for stage in ("select-for-labeling", "quality-gate"):
+        resources = executor_of(spec, tasks[stage])["container"]["resources"]
+        assert resources["resourceCpuLimit"] == "8"
+        assert resources["resourceMemoryLimit"] == "32G"
+    assert "resources" not in executor_of(spec, tasks["run-labeling-job"])["container"]
+    backoff = tasks["run-labeling-job"]["retryPolicy"]
+    assert backoff["backoffDuration"] == "30s"
+    assert backoff["backoffFactor"] == 2
+
+
+def test_resources_come_from_the_config(tmp_path):
+    from labelloop.vertex_config import ResourceSettings, StageResources
+    from pipelines.vertex_compile import compile_vertex_template
+
+    sized = ResourceSettings(run_labeling_job=StageResources(cpu="2", memory="4Gi"))
+    path = compile_vertex_template(tmp_path / "v.json", resources=sized, retries=0)
+    compiled = json.loads(path.read_text())
+    tasks = tasks_of(compiled)
+    resources = executor_of(compiled, tasks["run-labeling-job"])["container"]["resources"]
+    assert resources["resourceMemoryLimit"] == "4Gi"
+    assert not any("retryPolicy" in t for t in tasks.values())
+    with pytest.raises(ConfigError, match=r"vertex\.resources\.quality_gate\.memory"):
+        compile_vertex_template(
+            tmp_path / "bad.json",
+            resources=ResourceSettings(quality_gate=StageResources(memory="lots")),
+        )

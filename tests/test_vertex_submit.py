@@ -23,6 +23,7 @@ REGION = "europe-west4"
 SA = f"runner@{PROJECT}.iam.gserviceaccount.com"
 NETWORK = "projects/123456/global/networks/labelloop-vpc"
 KEY = f"projects/{PROJECT}/locations/{REGION}/keyRings/ring/cryptoKeys/key"
+IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/labelloop/labelloop@sha256:" + "b" * 64
 
 
 @pytest.fixture
@@ -49,9 +50,11 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     bucket again, and the SDK's owner check would retry cloudresourcemanager for ~50 s."""
     from google.cloud.aiplatform.utils import resource_manager_utils
 
-    import pipelines.vertex_submit as vs
+    import pipelines.vertex_api as vs
 
     monkeypatch.setattr(vs, "RETRY_BASE_DELAY", 0.0)
+    # The CLI runs the image `make image` pushed; here, one given the documented other way.
+    monkeypatch.setenv("LABELLOOP_IMAGE", IMAGE)
 
     def no_resource_manager(*args: object, **kwargs: object) -> int:
         raise RuntimeError("Resource Manager is not faked in these tests")
@@ -86,9 +89,14 @@ def write_config(tmp_path: Path, template: Path | None, **vertex_changes: object
     return path
 
 
-def expected_spec(template: Path, *, caching: bool = False) -> dict:
-    """The compiled JSON as the SDK sends it: every DAG task carries the run's caching choice."""
+def expected_spec(template: Path, *, caching: bool = False, image: str = "") -> dict:
+    """The compiled JSON as the SDK sends it: every DAG task carries the run's caching choice,
+    and the placeholder image is replaced by the run's."""
+    from pipelines.compile import set_image
+
     spec = json.loads(template.read_text())
+    if image:
+        set_image(spec, image)
     for component in [spec["root"], *spec["components"].values()]:
         for task in component.get("dag", {}).get("tasks", {}).values():
             task["cachingOptions"] = {"enableCache": caching}
@@ -98,7 +106,8 @@ def expected_spec(template: Path, *, caching: bool = False) -> dict:
 def target_for(config: Path, fake: object, **needs: bool):
     from google.auth.credentials import AnonymousCredentials
 
-    from pipelines.vertex_submit import init_vertex, load_target
+    from pipelines.vertex_api import init_vertex
+    from pipelines.vertex_runs import load_target
 
     target = load_target(str(config), **needs)
     init_vertex(target.vertex, api_endpoint=fake.endpoint, credentials=AnonymousCredentials())
@@ -106,7 +115,7 @@ def target_for(config: Path, fake: object, **needs: bool):
 
 
 def test_submit_sends_the_compiled_spec_parameters_identity_and_labels(fake, template, tmp_path):
-    from pipelines.vertex_submit import submit
+    from pipelines.vertex_runs import submit
 
     target = target_for(write_config(tmp_path, template), fake)
     name = submit(target)
@@ -149,7 +158,7 @@ def test_submit_sends_the_compiled_spec_parameters_identity_and_labels(fake, tem
 
 
 def test_submit_compiles_from_the_config_when_no_template_is_given(fake, template, tmp_path):
-    from pipelines.vertex_submit import submit
+    from pipelines.vertex_runs import submit
 
     config = write_config(tmp_path, None, training__custom_job_machine_type="n1-highmem-8")
     submit(target_for(config, fake))
@@ -160,7 +169,7 @@ def test_submit_compiles_from_the_config_when_no_template_is_given(fake, templat
 
 
 def test_transient_errors_are_retried_with_the_same_job_id(fake, template, tmp_path):
-    from pipelines.vertex_submit import submit
+    from pipelines.vertex_runs import submit
 
     fake.fail_next("POST", r"/pipelineJobs$", 503)
     fake.fail_next("POST", r"/pipelineJobs$", 429)
@@ -180,7 +189,8 @@ def test_transient_errors_are_retried_with_the_same_job_id(fake, template, tmp_p
     ],
 )
 def test_api_errors_are_actionable(fake, template, tmp_path, status, expected):
-    from pipelines.vertex_submit import RETRY_ATTEMPTS, VertexApiError, submit
+    from pipelines.vertex_api import RETRY_ATTEMPTS, VertexApiError
+    from pipelines.vertex_runs import submit
 
     fake.fail_next("POST", r"/pipelineJobs$", status, times=RETRY_ATTEMPTS)
     with pytest.raises(VertexApiError, match=expected) as info:
@@ -217,7 +227,7 @@ def test_bad_config_fails_before_any_api_call(fake, template, tmp_path, change, 
     verbs = ("schedule",) if "schedule" in field else ("submit", "schedule")
     for verb in verbs:
         assert main([verb, "--config", str(config), "--api-endpoint", fake.endpoint]) == 2
-    from pipelines.vertex_submit import load_target
+    from pipelines.vertex_runs import load_target
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         load_target(str(config), need_schedule=True)
@@ -228,7 +238,7 @@ def test_unknown_parameter_for_the_template_fails_before_any_api_call(fake, tmp_
     from labelloop.errors import ConfigError
     from pipelines.compile import compile_pipeline
     from pipelines.labeling_pipeline import labeling_pipeline
-    from pipelines.vertex_submit import submit
+    from pipelines.vertex_runs import submit
 
     portable = compile_pipeline(labeling_pipeline, tmp_path / "portable.json")
     target = target_for(write_config(tmp_path, portable), fake)
@@ -239,7 +249,7 @@ def test_unknown_parameter_for_the_template_fails_before_any_api_call(fake, tmp_
 
 def test_bad_source_bucket_uri_fails_before_any_api_call(fake, template, tmp_path):
     from labelloop.errors import ConfigError
-    from pipelines.vertex_submit import load_target
+    from pipelines.vertex_runs import load_target
 
     config = write_config(tmp_path, template)
     with pytest.raises(ConfigError, match=r"pipeline\.source_uri"):
@@ -258,7 +268,7 @@ def test_schedule_creates_then_updates_by_display_name(fake, template, tmp_path)
     assert body["cron"] == "TZ=Europe/Paris 0 3 * * *"
     assert int(body["maxConcurrentRunCount"]) == 1
     job = body["createPipelineJobRequest"]["pipelineJob"]
-    assert job["pipelineSpec"] == expected_spec(template)
+    assert job["pipelineSpec"] == expected_spec(template, image=IMAGE)
     assert job["serviceAccount"] == SA
     assert job["network"] == NETWORK
     assert job["runtimeConfig"]["parameterValues"]["project"] == PROJECT
@@ -305,29 +315,54 @@ def test_schedule_pause_resume_delete(fake, template, tmp_path):
     assert main([*base, "--pause"]) == 2
 
 
-def test_upload_tags_version_and_latest_then_run_template(fake, template, tmp_path):
+def test_upload_tags_the_build_version_pins_the_image_then_run_template_by_version(
+    fake, template, tmp_path
+):
+    import dataclasses
+
     from labelloop import __version__
-    from pipelines.vertex_submit import run_template, upload
+    from labelloop.errors import ConfigError
+    from pipelines.vertex_registry import run_template, upload
 
     config = write_config(tmp_path, template)
     target = target_for(config, fake, need_registry=True)
-    package, version = upload(target, str(template), host=fake.registry_host)
+    with pytest.raises(ConfigError, match="which template version"):
+        run_template(target, host=fake.registry_host, root=tmp_path)
+    pinned = dataclasses.replace(target, image=IMAGE)
+    package, version, tag = upload(
+        pinned, str(template), commit="abc1234", host=fake.registry_host, root=tmp_path
+    )
     (request,) = fake.calls("POST", r"^/registry/")
-    assert request.body["tags"] == f"v{__version__},latest"
-    assert request.body["content"] == json.loads(template.read_text())
-    assert "labelloop" in request.body["description"]
+    assert tag == f"v{__version__}-gabc1234"
+    assert request.body["tags"] == f"{tag},latest"
+    # The registry's copy is the template with the pushed digest instead of the placeholder.
+    from pipelines.compile import set_image
+
+    wanted = json.loads(template.read_text())
+    set_image(wanted, IMAGE)
+    assert request.body["content"] == wanted
+    assert "labelloop:" not in json.dumps(request.body["content"])
+    assert tag in request.body["description"]
     assert package == "labelloop-vertex-labeling"
     assert version.startswith("sha256:")
 
-    name = run_template(target, f"{fake.registry_host}/{package}/latest")
-    (job,) = fake.calls("POST", r"/pipelineJobs$")
-    assert job.body["pipelineSpec"] == expected_spec(template)
-    assert job.body["runtimeConfig"]["parameterValues"]["project"] == PROJECT
-    assert name.endswith(job.query["pipelineJobId"][0])
+    # A later build's upload moves `latest`, never this version's tag.
+    upload(pinned, str(template), commit="def5678", host=fake.registry_host, root=tmp_path)
+    assert set(fake.packages[package]["tags"]) == {tag, f"v{__version__}-gdef5678", "latest"}
+
+    # Without a version: the one this checkout uploaded last; or by name.
+    name = run_template(target, host=fake.registry_host, root=tmp_path)
+    name2 = run_template(target, version=tag, host=fake.registry_host, root=tmp_path)
+    jobs = fake.calls("POST", r"/pipelineJobs$")
+    assert len(jobs) == 2
+    assert jobs[1].body["runtimeConfig"]["parameterValues"]["project"] == PROJECT
+    assert name.endswith(jobs[0].query["pipelineJobId"][0])
+    assert name2.endswith(jobs[1].query["pipelineJobId"][0])
 
 
 def test_upload_to_a_missing_repository_says_how_to_create_it(fake, template, tmp_path):
-    from pipelines.vertex_submit import VertexApiError, upload
+    from pipelines.vertex_api import VertexApiError
+    from pipelines.vertex_registry import upload
 
     target = target_for(write_config(tmp_path, template), fake, need_registry=True)
     with pytest.raises(VertexApiError, match="repository-format=KFP"):
@@ -336,7 +371,7 @@ def test_upload_to_a_missing_repository_says_how_to_create_it(fake, template, tm
 
 def test_portable_only_parameters_at_their_default_are_not_sent_to_the_vertex_template():
     from labelloop.errors import ConfigError
-    from pipelines.vertex_submit import load_target, parameter_values
+    from pipelines.vertex_runs import load_target, parameter_values
     from tests.conftest import ROOT
 
     spec = json.loads((ROOT / "compiled" / "vertex_labeling_pipeline.json").read_text())

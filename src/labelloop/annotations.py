@@ -14,16 +14,23 @@ naming the file, line and field, and the caller counts and reports them.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from labelloop import storage
+import numpy as np
+
+from labelloop import storage, tables
 from labelloop.errors import BadRecord, InputError
+from labelloop.quality.encode import Encoded
 from labelloop.schemas import Annotation, AnnotationValue, Box, Shape, Span, TaskType
+
+#: crowd-kit's column names, accepted for ours.
+CROWDKIT_NAMES = {"item": "task", "annotator": "worker"}
+#: Separates the labels of a multi-label CSV cell (`cat|dog`).
+MULTI_LABEL_SEPARATOR = "|"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,38 +41,54 @@ class ReadResult:
     bad: list[BadRecord]
 
 
-def _rows(uri: str) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
-    """Yield `(line, row, error)` for a CSV or JSONL file; `error` set for unparsable lines."""
-    is_csv = uri.lower().endswith((".csv", ".tsv"))
-    with storage.open_read(uri) as fh:
-        if is_csv:
-            delimiter = "\t" if uri.lower().endswith(".tsv") else ","
-            reader = csv.DictReader(fh, delimiter=delimiter)
-            if reader.fieldnames is None:
-                return
-            for row in reader:
-                # DictReader counts physical lines; the header is line 1.
-                yield reader.line_num, dict(row), None
-            return
-        for number, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, None, f"not valid JSON ({exc.msg})"
-                continue
-            if not isinstance(obj, dict):
-                yield number, None, "expected a JSON object"
-                continue
-            yield number, obj, None
+_VALUE_COLUMNS = ("label", "labels", "boxes", "spans")
+
+
+def _rows(
+    uri: str, required: Sequence[str] = ("item", "annotator")
+) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """Yield `(line, row, error)` for an annotations table (CSV/TSV, JSONL or Parquet).
+
+    The columnar engine parses the file; rows it cannot split come first as `(line, None,
+    reason)`, then every parsed row with JSON values (`labels`, `boxes`, `spans`) decoded.
+    """
+    optional = [c for c in ("item", "annotator", *_VALUE_COLUMNS) if c not in required]
+    loaded = tables.load(
+        uri, required, optional=optional, json_columns=_VALUE_COLUMNS, aliases=CROWDKIT_NAMES
+    )
+    decode = loaded.source.format not in ("csv", "tsv")
+    for b in loaded.bad:
+        yield b.line, None, b.reason
+    rn = np.flatnonzero(loaded.valid)
+    lines = loaded.line_numbers(rn).tolist()
+    data = loaded.data.take(rn).to_pydict() if rn.size else {}
+    names = list(loaded.columns)
+    for k, line in enumerate(lines):
+        row: dict[str, Any] = {}
+        for name in names:
+            value = data[name][k]
+            if value is not None and decode and name in _VALUE_COLUMNS:
+                value = json.loads(value)
+            if value is None and not decode:
+                value = ""  # CSV has no null: an empty cell
+            if value is not None:
+                row[name] = value
+        yield int(line), row, None
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a value is absent or spelled as missing (`NA`, `null`, `-`, ...): never a class."""
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in tables.MISSING_SPELLINGS
 
 
 def _text_field(row: Mapping[str, Any], name: str) -> str:
     value = row.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise _FieldError(name, "missing or empty")
+    if is_missing(value):
+        raise _FieldError(name, f"missing value ({value!r})" if value else "missing or empty")
     return str(value).strip()
 
 
@@ -86,10 +109,18 @@ def _parse_value(
 
     if task_type.multi_label:
         raw = row.get("labels", row.get("label"))
-        if isinstance(raw, str):
-            values = [v.strip() for v in raw.split("|") if v.strip()]
+        if isinstance(raw, str) and not raw.strip():
+            values = []  # an empty cell: no label applies
+        elif isinstance(raw, str) and raw.strip() in label_set:
+            values = [raw.strip()]  # a label that contains the separator is one label
+        elif isinstance(raw, str) and not is_missing(raw):
+            values = [v.strip() for v in raw.split(MULTI_LABEL_SEPARATOR)]
+            if any(is_missing(v) for v in values):
+                raise _FieldError("labels", f"an empty or missing label in {raw!r}")
         elif isinstance(raw, list):
             values = [str(v).strip() for v in raw]
+            if any(is_missing(v) for v in raw):
+                raise _FieldError("labels", f"a missing value in {raw!r}")
         else:
             raise _FieldError("labels", "missing: expected a list or 'a|b'")
         return frozenset(check_label(v, "labels") for v in values)
@@ -231,7 +262,7 @@ def read_gold(uri: str, *, labels: Sequence[str]) -> tuple[dict[str, str], list[
     label_set = frozenset(labels)
     gold: dict[str, str] = {}
     bad: list[BadRecord] = []
-    for line, row, error in _rows(uri):
+    for line, row, error in _rows(uri, ("item", "label")):
         if row is None:
             bad.append(BadRecord(uri, line, "*", error or "unreadable"))
             continue
@@ -253,14 +284,180 @@ def read_gold(uri: str, *, labels: Sequence[str]) -> tuple[dict[str, str], list[
 
 
 def infer_labels(uri: str) -> list[str]:
-    """The sorted distinct `label` values of a single-label annotations file (for the CLI)."""
-    if not storage.exists(uri):
-        raise InputError("annotations file does not exist", source=uri)
-    found = {
-        str(row["label"]).strip()
-        for _, row, _ in _rows(uri)
-        if row is not None and row.get("label") is not None and str(row["label"]).strip()
-    }
+    """The sorted distinct `label` values of a single-label annotations file (for the CLI).
+
+    Missing-value spellings (`NA`, `null`, ...) are not labels.
+    """
+    loaded = tables.load(uri, ("item", "annotator", "label"))
+    found = _Column(loaded.data.column("label")).values()
     if not found:
         raise InputError("no labels found: the table is empty or has no 'label' column", source=uri)
-    return sorted(found)
+    return found
+
+
+class _Column:
+    """One string column as codes into its sorted, trimmed distinct values (-1: missing).
+
+    The work happens on the column's dictionary (its distinct raw values), not per row.
+    """
+
+    def __init__(self, column: Any) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        encoded = pc.dictionary_encode(column).combine_chunks()
+        raw = encoded.dictionary
+        trimmed = pc.utf8_trim_whitespace(raw)
+        missing = tables.missing_mask(raw)
+        keep = pa.array(~missing)
+        self.distinct = pc.sort_indices(pc.unique(pc.filter(trimmed, keep)))
+        self.sorted = pc.take(pc.unique(pc.filter(trimmed, keep)), self.distinct)
+        position = pc.index_in(trimmed, value_set=self.sorted).fill_null(-1)
+        remap = tables.to_numpy(position).astype(np.int64)
+        remap[missing] = -1
+        raw_index = tables.to_numpy(encoded.indices.fill_null(-1)).astype(np.int64)
+        self.codes = _lookup(remap, raw_index)
+        self._raw = raw
+        self._raw_index = raw_index
+
+    def values(self) -> list[str]:
+        return [str(v) for v in self.sorted.to_pylist()]
+
+    def raw(self, rows: np.ndarray) -> list[Any]:
+        """The raw values of some rows (for messages)."""
+        index = self._raw_index[rows]
+        out: list[Any] = [None] * index.shape[0]
+        for k, j in enumerate(index.tolist()):
+            out[k] = None if j < 0 else self._raw[j].as_py()
+        return out
+
+
+@dataclasses.dataclass
+class LabelTable:
+    """Single-label annotations read straight into encoded columns (no per-row objects).
+
+    `encoded` indexes into `encoded.items` / `encoded.annotators` (Arrow string arrays, sorted)
+    and `encoded.labels`; `bad` are the rejected rows (file, line, field); `rows` the rows read.
+    """
+
+    encoded: Encoded
+    bad: list[BadRecord]
+    rows: int
+    source: str
+
+
+def read_label_table(
+    uri: str,
+    *,
+    labels: Sequence[str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> LabelTable:
+    """Read single-label `item, annotator, label` rows (CSV/TSV, JSONL, Parquet) as codes.
+
+    The engine parses; validation and encoding work on whole columns: missing values (any
+    spelling in `tables.MISSING_SPELLINGS`) in any column, labels outside `labels` and repeated
+    (item, annotator) rows after the first become bad records naming file, line and field.
+
+    Args:
+        uri: Local path, `/gcs/` path or `gs://` URI.
+        labels: The label set (its order is the label index); default: the labels seen, sorted.
+        progress: Called with a short message before each phase (for a terminal's progress).
+
+    Raises:
+        InputError: The file is missing or unreadable, or every row is bad.
+    """
+    say = progress or (lambda _msg: None)
+    say(f"reading {uri}")
+    loaded = tables.load(uri, ("item", "annotator", "label"), aliases=CROWDKIT_NAMES)
+    say(f"encoding {loaded.rows} rows")
+    return encode_loaded(loaded, labels=labels)
+
+
+def encode_loaded(loaded: tables.Loaded, *, labels: Sequence[str] | None = None) -> LabelTable:
+    """Validate and encode `item, annotator, label` columns already read (see `read_label_table`).
+
+    Raises:
+        InputError: Every row is bad.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    uri = loaded.source.uri
+    cols = {c: _Column(loaded.data.column(c)) for c in ("item", "annotator", "label")}
+    label_col = cols["label"]
+    label_list = list(labels) if labels is not None else label_col.values()
+    to_label = pc.index_in(label_col.sorted, value_set=pa.array(label_list, pa.string()))
+    label_map = tables.to_numpy(to_label.fill_null(-1)).astype(np.int64)
+    label = _lookup(label_map, label_col.codes)
+    # -1: missing, -2: not in the label set
+    label = np.where(label_col.codes < 0, -1, np.where(label < 0, -2, label))
+    ok = loaded.valid.copy()
+    problems: list[tuple[np.ndarray, str, Callable[[Any], str]]] = []
+    for name in ("item", "annotator"):
+        problems.append((cols[name].codes < 0, name, _missing_reason))
+    problems.append((label == -1, "label", _missing_reason))
+    shown = ", ".join(label_list[:10]) + (", ..." if len(label_list) > 10 else "")
+    problems.append(
+        (label == -2, "label", lambda v: f"unknown label {v!r} (not in the label set: {shown})")
+    )
+    flagged: list[tuple[np.ndarray, str, Callable[[Any], str]]] = []
+    for mask, field, reason in problems:
+        hit = np.flatnonzero(mask & ok)
+        if hit.size:
+            ok[hit] = False
+            flagged.append((hit, field, reason))
+    item, annotator = cols["item"].codes, cols["annotator"].codes
+    n_annotators = len(cols["annotator"].sorted)
+    good = np.flatnonzero(ok)
+    key = item[good] * max(n_annotators, 1) + annotator[good]
+    if pc.count_distinct(pa.array(key)).as_py() != key.shape[0]:
+        _, first = np.unique(key, return_index=True)
+        repeated = np.setdiff1d(np.arange(key.shape[0]), first)
+        hit = good[repeated]
+        ok[hit] = False
+        flagged.append((hit, "annotator", lambda _v: "repeated (item, annotator); first kept"))
+    bad = list(loaded.bad)
+    for hit, field, reason in flagged:
+        column = cols["label" if field == "label" else field]
+        lines = loaded.line_numbers(hit).tolist()
+        bad += [
+            BadRecord(uri, int(n), field, reason(v))
+            for n, v in zip(lines, column.raw(hit), strict=True)
+        ]
+    bad.sort(key=lambda b: b.line)
+    good = np.flatnonzero(ok)
+    if not good.size:
+        raise InputError(
+            f"no valid annotations: all {loaded.rows + len(loaded.bad)} row(s) were rejected; "
+            f"first: {bad[0] if bad else 'the file has no rows'}",
+            source=uri,
+        )
+    item, annotator, label = item[good], annotator[good], label[good]
+    items, item = _used(cols["item"].sorted, item)
+    annotators, annotator = _used(cols["annotator"].sorted, annotator)
+    encoded = Encoded(items, annotators, tuple(label_list), item, annotator, label)
+    return LabelTable(encoded, bad, loaded.rows + len(loaded.bad), uri)
+
+
+def _lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`table[index]` where `index >= 0`, else -1 (also for an empty table)."""
+    if not table.shape[0]:
+        return np.full(index.shape, -1, dtype=np.int64)
+    return np.where(index >= 0, table[np.clip(index, 0, table.shape[0] - 1)], -1)
+
+
+def _missing_reason(value: Any) -> str:
+    return (
+        "missing value" if value is None or not str(value).strip() else f"missing value ({value!r})"
+    )
+
+
+def _used(values: Any, codes: np.ndarray) -> tuple[Any, np.ndarray]:
+    """Drop the distinct values no valid row uses, and renumber the codes."""
+    used = np.bincount(codes, minlength=len(values)) > 0
+    if used.all():
+        return values, codes
+    import pyarrow as pa
+
+    renumber = np.cumsum(used) - 1
+    return values.filter(pa.array(used)), renumber[codes]

@@ -3,6 +3,10 @@
 Pipeline entry points (compile, run-local, submit, schedule, upload) live in `python -m pipelines`.
 Each feature area registers its own subcommands from a `register(subparsers)` function in the
 modules listed in `COMMAND_MODULES`.
+
+Exit codes: 0 done; 1 a watched labeling job was still unfinished at `--timeout`; 2 bad input or
+usage; 3 a server could not be reached; 4 credentials missing or refused; 5 a server refused the
+request; 141 the reader of the output went away (`| head`). Errors go to stderr, once, one line.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from labelloop import __version__
 from labelloop.errors import describe_error
@@ -20,19 +26,67 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_quality",
     "labelloop.cli_select",
     "labelloop.cli_label",
+    "labelloop.cli_state",
     "labelloop.cli_lineage",
 )
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`
+# Loggers of the HTTP clients underneath the providers: one INFO line per request otherwise.
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "google.auth", "label_studio_sdk")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default (but not an absent one); keeps descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        absent = action.default is None or action.default is False or action.default == ""
+        if absent or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class SubCommands(argparse._SubParsersAction):
+    """Sub-commands whose description defaults to their one-line help, with defaults shown."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        if kwargs.get("help") and not kwargs.get("description"):
+            help_text = str(kwargs["help"])
+            kwargs["description"] = help_text[0].upper() + help_text[1:] + "."
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        parser = super().add_parser(name, **kwargs)
+        parser.register("action", "parsers", SubCommands)
+        return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(prog="labelloop", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="labelloop",
+        description=__doc__.split("\n", 1)[0],
+        epilog=__doc__.split("\n\n")[-1],
+        formatter_class=HelpFormatter,
+    )
+    parser.register("action", "parsers", SubCommands)
     parser.add_argument("--version", action="version", version=f"labelloop {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log at DEBUG level, HTTP requests included"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
+
+
+def configure_logging(verbose: bool) -> None:
+    """INFO (DEBUG with `verbose`) on stderr; the HTTP clients' per-request lines only when
+    verbose."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        for name in NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def report_error(exc: BaseException) -> int:
@@ -50,16 +104,21 @@ def report_error(exc: BaseException) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (2 for bad input, with the error on stderr)."""
+    """Run the CLI; returns the exit code (see the module docstring)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`| head`): no traceback, and no second error when
+        # Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # every error a user can act on: one line, no traceback
         return report_error(exc)
+    return code
 
 
 if __name__ == "__main__":

@@ -20,13 +20,15 @@ from typing import IO, Any
 
 from labelloop import storage
 from labelloop.annotations import write_annotations, write_bad_records
-from labelloop.errors import InputError, summarize_bad_records
+from labelloop.errors import EXIT_FAILED, InputError, summarize_bad_records
 from labelloop.providers import Job, LabelingProvider, LabelingTask, Progress, get_provider
 from labelloop.providers.importer import FORMATS, read_any
 from labelloop.providers.registry import JOB_OPTIONS
 from labelloop.schemas import TaskType, parse_labels
 
 BAR_WIDTH = 30
+# `label status --watch`: the job was still unfinished at --timeout.
+EXIT_UNFINISHED = EXIT_FAILED
 
 
 def progress_bar(progress: Progress, *, width: int = BAR_WIDTH) -> str:
@@ -49,18 +51,39 @@ def _options(value: str) -> dict[str, Any]:
     return options
 
 
+def _record(uri: str, provider: str) -> dict[str, Any]:
+    """The job record the pipeline wrote (`job.json`), checked against `--provider`."""
+    try:
+        record = json.loads(storage.read_text(uri))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg})", source=uri, line=exc.lineno) from None
+    if not isinstance(record, dict):
+        raise InputError("not a job record (a JSON object)", source=uri)
+    if record.get("provider") != provider:
+        raise InputError(f"the job record is for provider {record.get('provider')!r}", source=uri)
+    return record
+
+
+def _finished_record(record: dict[str, Any]) -> Progress | None:
+    """A record of a job that was complete when collected (Gemini labels within the step):
+    its progress is final, and no provider needs asking (nor credentials)."""
+    progress = record.get("progress")
+    if record.get("complete") is True and isinstance(progress, dict):
+        return Progress(int(progress.get("labeled", 0)), int(progress.get("total", 0)))
+    return None
+
+
 def _job(args: argparse.Namespace) -> tuple[LabelingProvider, Job]:
     options = _options(args.options)
     for key in JOB_OPTIONS:
         options.pop(key, None)
     provider = get_provider(args.provider, options)
     if args.job:
-        record = json.loads(storage.read_text(args.job))
-        if record.get("provider") != args.provider:
-            raise InputError(
-                f"the job record is for provider {record.get('provider')!r}", source=args.job
-            )
+        record = _record(args.job, args.provider)
         fields = ("provider", "key", "external_id", "items", "labelers_per_item")
+        missing = [k for k in fields if k not in record]
+        if missing:
+            raise InputError(f"the job record lacks {', '.join(missing)}", source=args.job)
         return provider, Job(**{k: record[k] for k in fields})
     if not (args.items and args.task_type and args.labels):
         raise InputError("give --job, or --items with --task-type and --labels")
@@ -101,25 +124,39 @@ def watch(
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    provider, job = _job(args)
-    if args.watch:
-        progress = watch(
-            provider, job, timeout=args.timeout, interval=args.interval, out=sys.stderr
-        )
+    record = _record(args.job, args.provider) if args.job else {}
+    final = _finished_record(record)
+    if final is not None:
+        fields = ("provider", "key", "external_id")
+        job_fields: dict[str, Any] = {k: record.get(k, "") for k in fields}
+        progress = final
+        if args.watch:
+            sys.stderr.write(progress_bar(progress) + "\n")
     else:
-        progress = provider.progress(job)
+        provider, job = _job(args)
+        job_fields = {"provider": job.provider, "key": job.key, "external_id": job.external_id}
+        if args.watch:
+            progress = watch(
+                provider, job, timeout=args.timeout, interval=args.interval, out=sys.stderr
+            )
+        else:
+            progress = provider.progress(job)
     print(  # noqa: T201 - the command's output
         json.dumps(
             {
-                "provider": job.provider,
-                "key": job.key,
-                "external_id": job.external_id,
+                **job_fields,
                 "labeled": progress.labeled,
                 "total": progress.total,
                 "done": progress.done,
             }
         )
     )
+    if args.watch and not progress.done:
+        sys.stderr.write(
+            f"error: the job is unfinished after {args.timeout:g} s"
+            f" ({progress.labeled}/{progress.total} items labeled)\n"
+        )
+        return EXIT_UNFINISHED
     return 0
 
 
@@ -181,7 +218,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _job_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--provider", required=True, help="simulated, label_studio, gemini, ...")
+    parser.add_argument(
+        "--provider",
+        required=True,
+        help="the provider that runs the job: simulated, label_studio, gemini, gemini_then_human",
+    )
     parser.add_argument(
         "--options", default="{}", help="provider options as JSON, or @file.json (no secrets)"
     )
@@ -189,22 +230,43 @@ def _job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items", help="the items (import JSONL), to find the job by its key")
     parser.add_argument("--task-type", help="task type (with --items; needed by collect)")
     parser.add_argument("--labels", help="label set, comma-separated (with --items)")
-    parser.add_argument("--labelers-per-item", type=int, default=3)
+    parser.add_argument(
+        "--labelers-per-item", type=int, default=3, help="annotators per item (with --items)"
+    )
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between polls")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `label status|collect` and `import-annotations`."""
-    label = subparsers.add_parser("label", help="follow and collect labeling jobs")
+    label = subparsers.add_parser(
+        "label",
+        help="follow and collect labeling jobs",
+        description="Follow a labeling job (status) or write its annotations (collect). The job"
+        " comes from the pipeline's job record (--job job.json) or from the items it was made"
+        " for (--items, --task-type, --labels).",
+    )
     sub = label.add_subparsers(dest="label_command", required=True, metavar="ACTION")
 
-    status = sub.add_parser("status", help="how far a labeling job is")
+    status = sub.add_parser(
+        "status",
+        help="how far a labeling job is",
+        description="Print how far a labeling job is, as one JSON line on stdout. With --watch,"
+        " poll with a progress bar on stderr until the job is done or --timeout passes; exit"
+        " code 1 when it is still unfinished then.",
+    )
     _job_arguments(status)
     status.add_argument("--watch", action="store_true", help="poll with a progress bar")
-    status.add_argument("--timeout", type=float, default=3600.0, help="stop watching after")
+    status.add_argument(
+        "--timeout", type=float, default=3600.0, help="seconds to watch before giving up (exit 1)"
+    )
     status.set_defaults(func=cmd_status)
 
-    collect = sub.add_parser("collect", help="write a job's annotations (long format)")
+    collect = sub.add_parser(
+        "collect",
+        help="write a job's annotations (long format)",
+        description="Write every annotation a labeling job has so far, one (item, annotator,"
+        " label) row per line, waiting up to --wait seconds for the job to finish first.",
+    )
     _job_arguments(collect)
     collect.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the job")
     collect.add_argument("--out", required=True, help="annotations JSONL to write")
@@ -212,11 +274,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     collect.set_defaults(func=cmd_collect)
 
     imp = subparsers.add_parser(
-        "import-annotations", help="convert annotations from another tool to the long format"
+        "import-annotations",
+        help="convert annotations from another tool to the long format",
+        description="Convert a Label Studio export, a Vertex AI dataset export or a CSV/JSONL"
+        " file to labelloop's long format (item, annotator, label); unusable records are"
+        " counted and, with --rejects, written out.",
     )
     imp.add_argument("uri", help="Label Studio export, Vertex export JSONL, or CSV/JSONL")
-    imp.add_argument("--format", default="auto", choices=FORMATS)
-    imp.add_argument("--task-type", required=True)
+    imp.add_argument(
+        "--format", default="auto", choices=FORMATS, help="input format; auto reads the file"
+    )
+    imp.add_argument("--task-type", required=True, help="task type the annotations are for")
     imp.add_argument("--labels", required=True, help="label set, comma-separated")
     imp.add_argument("--annotator-map", help="CSV with source,annotator columns")
     imp.add_argument("--items", help="keep only these items (import JSONL); others reported")

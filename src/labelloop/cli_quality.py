@@ -8,84 +8,126 @@ dropped silently.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import logging
 import math
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from labelloop import storage
-from labelloop.annotations import infer_labels, read_annotations, read_gold, write_bad_records
-from labelloop.errors import BadRecord, InputError, summarize_bad_records
+from labelloop import tables
+from labelloop.annotations import read_gold, read_label_table, write_bad_records
+from labelloop.errors import BadRecord, summarize_bad_records
 from labelloop.quality import agreement as agr
 from labelloop.quality.consolidation import DawidSkene, MajorityVote
-from labelloop.quality.encode import Encoded, encode, vote_counts
-from labelloop.schemas import TaskType, parse_labels
+from labelloop.quality.encode import Encoded, vote_counts
+from labelloop.schemas import parse_labels
 
 log = logging.getLogger(__name__)
 
 
+def _progress(args: argparse.Namespace) -> Callable[[str], None] | None:
+    """Progress lines on stderr when it is a terminal (long reads and fits), else nothing."""
+    if not sys.stderr.isatty():
+        return None
+    start = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - start:6.1f}s] {message}", file=sys.stderr, flush=True)  # noqa: T201
+
+    return say
+
+
 def _load(args: argparse.Namespace) -> tuple[Encoded, list[BadRecord]]:
-    labels = parse_labels(args.labels) if args.labels else infer_labels(args.annotations)
-    read = read_annotations(args.annotations, task_type=TaskType.TEXT_CLASSIFICATION, labels=labels)
+    labels = parse_labels(args.labels) if args.labels else None
+    read = read_label_table(args.annotations, labels=labels, progress=_progress(args))
     if read.bad:
         log.warning("%s", summarize_bad_records(read.bad))
     if args.rejects:
         write_bad_records(args.rejects, read.bad)
-    if not read.annotations:
-        raise InputError("no valid annotations", source=args.annotations)
-    return encode(read.annotations, labels), list(read.bad)
+    return read.encoded, list(read.bad)
 
 
 def _num(value: float) -> float | None:
     return round(float(value), 6) if math.isfinite(value) else None
 
 
+def _gold_codes(uri: str, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
+    """Gold `(item index, label index)` arrays for the items that were annotated."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    gold, bad = read_gold(uri, labels=enc.labels)
+    if bad:
+        log.warning("gold: %s", summarize_bad_records(bad))
+    names = list(gold)
+    position = pc.index_in(pa.array(names, pa.string()), value_set=enc.items).fill_null(-1)
+    found = tables.to_numpy(position).astype(np.int64)
+    used = found >= 0
+    unused = int((~used).sum())
+    if unused:
+        log.warning(
+            "gold: %d of %d gold item(s) have no annotation and were not used", unused, len(names)
+        )
+    index = {label: j for j, label in enumerate(enc.labels)}
+    labels = np.asarray([index[gold[n]] for n in names], dtype=np.int64)
+    return found[used], labels[used]
+
+
 def consolidate_command(args: argparse.Namespace) -> int:
-    """Consolidate one label per item; write `item,label,confidence` (CSV or JSONL)."""
+    """Consolidate one label per item; write `item,label,confidence` (CSV, JSONL or Parquet)."""
+    import pyarrow as pa
+
+    tables.output_format(args.out)  # refuse an unknown extension before any work
     enc, _ = _load(args)
-    kwargs = {"n_items": enc.n_items, "n_labels": enc.n_labels, "n_annotators": enc.n_annotators}
+    say = _progress(args)
+    kwargs: dict[str, Any] = {
+        "n_items": enc.n_items,
+        "n_labels": enc.n_labels,
+        "n_annotators": enc.n_annotators,
+    }
     model: MajorityVote | DawidSkene
     if args.method == "mv":
         model = MajorityVote().fit(enc.item, enc.annotator, enc.label, **kwargs)
     else:
-        g_item = np.zeros(0, dtype=np.int64)
-        g_label = np.zeros(0, dtype=np.int64)
-        if args.gold:
-            gold, bad = read_gold(args.gold, labels=enc.labels)
-            if bad:
-                log.warning("gold: %s", summarize_bad_records(bad))
-            position = {str(item): i for i, item in enumerate(enc.items)}
-            index = {label: j for j, label in enumerate(enc.labels)}
-            pairs = [(position[i], index[g]) for i, g in gold.items() if i in position]
-            if pairs:
-                g_item, g_label = np.array(pairs, dtype=np.int64).T
+        g_item, g_label = (
+            _gold_codes(args.gold, enc)
+            if args.gold
+            else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        )
+        if say:
+            say(f"Dawid-Skene on {enc.item.shape[0]} annotations ({enc.n_items} items)")
         model = DawidSkene(n_iter=args.n_iter, tol=args.tol).fit(
             enc.item, enc.annotator, enc.label, gold_item=g_item, gold_label=g_label, **kwargs
         )
-    rows = [
+    decided = model.labels_ >= 0
+    label_names = pa.array(list(enc.labels), pa.string())
+    out = pa.table(
         {
-            "item": str(item),
-            "label": enc.labels[int(model.labels_[i])] if model.labels_[i] >= 0 else "",
-            "confidence": round(float(model.confidence_[i]), 6),
+            "item": enc.items,
+            # Ties (and items without a label) are missing values, never a class.
+            "label": _take_or_null(label_names, model.labels_, decided),
+            "confidence": pa.array(np.round(model.confidence_, 6)),
         }
-        for i, item in enumerate(enc.items)
-    ]
-    if args.out.lower().endswith(".csv"):
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=["item", "label", "confidence"])
-        writer.writeheader()
-        writer.writerows(rows)
-        storage.write_text(args.out, buffer.getvalue())
-    else:
-        storage.write_jsonl(args.out, rows)
+    )
+    if say:
+        say(f"writing {args.out}")
+    tables.write_table(args.out, out)
     ties = int(model.ties_.sum())
-    log.info("%d items consolidated with %s (%d ties left unlabeled)", len(rows), args.method, ties)
+    log.info(
+        "%d items consolidated with %s (%d ties left unlabeled)", enc.n_items, args.method, ties
+    )
     return 0
+
+
+def _take_or_null(values: Any, index: np.ndarray, keep: np.ndarray) -> Any:
+    """`values[index]`, null where `keep` is false."""
+    import pyarrow as pa
+
+    return values.take(pa.array(np.maximum(index, 0), mask=~keep))
 
 
 def agreement_report(enc: Encoded, *, n_boot: int, seed: int) -> dict[str, Any]:
@@ -93,12 +135,11 @@ def agreement_report(enc: Encoded, *, n_boot: int, seed: int) -> dict[str, Any]:
     counts = vote_counts(enc.item, enc.label, n_items=enc.n_items, n_labels=enc.n_labels)
     stats = agr.item_statistics(counts)
     values = agr.metrics_from_sums(stats.sum(axis=0), n_labels=enc.n_labels)
+    replicates = agr.bootstrap_all(
+        stats, agr.METRICS, n_labels=enc.n_labels, n_boot=n_boot, seed=seed
+    )
     intervals = {
-        name: [
-            _num(v)
-            for v in agr.bootstrap_ci(stats, name, n_labels=enc.n_labels, n_boot=n_boot, seed=seed)
-        ]
-        for name in agr.METRICS
+        name: [_num(v) for v in agr.generic_interval(replicates[name])] for name in agr.METRICS
     }
     per_class = agr.per_class_agreement(counts)
     return {
@@ -122,7 +163,9 @@ def agreement_command(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("annotations", help="item,annotator,label rows (.csv, .tsv or .jsonl)")
+    parser.add_argument(
+        "annotations", help="item,annotator,label rows (.csv, .tsv, .jsonl or .parquet; .gz ok)"
+    )
     parser.add_argument(
         "--labels", default="", help="the label set, comma-separated (default: labels seen)"
     )
@@ -137,7 +180,9 @@ def register(subparsers: Any) -> None:
         description="Consolidate item,annotator,label rows into item,label,confidence.",
     )
     _common(cons)
-    cons.add_argument("--out", required=True, help="output file (.csv, else JSONL)")
+    cons.add_argument(
+        "--out", required=True, help="output file: .csv, .tsv, .jsonl or .parquet (by extension)"
+    )
     cons.add_argument(
         "--method",
         choices=("mv", "ds"),

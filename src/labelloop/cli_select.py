@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from labelloop import storage
-from labelloop.active_learning.strategies import STRATEGIES
+from labelloop.active_learning.strategies import strategy_names
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +26,30 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("predictions", help="predictions JSONL, or a folder / gs:// prefix of them")
     p.add_argument("--k", type=int, required=True, help="how many items to select")
-    p.add_argument("--strategy", choices=STRATEGIES, default="margin", help="default: margin")
+    p.add_argument(
+        "--strategy", choices=strategy_names(), default="margin", help="selection strategy"
+    )
     p.add_argument("--out", required=True, help="output Vertex import JSONL")
-    p.add_argument("--summary", help="summary JSON (default: OUT with .summary.json)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--summary", help="summary JSON (default: OUT with its extension replaced by .summary.json)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for random and k-center choices")
     p.add_argument(
         "--task-type",
         default="image_classification",
-        help="decides the import record fields (default: image_classification)",
+        help="decides the import record fields",
     )
     p.add_argument("--labels", help="label set, comma-separated (default: the display names)")
     p.add_argument("--exclude", help="file of item ids to skip, one per line (labeled/queued)")
     p.add_argument("--balance", action="store_true", help="spread picks over predicted classes")
     p.set_defaults(func=run)
+
+
+def summary_path(out: str) -> str:
+    """`next.jsonl` and `next.csv` both get `next.summary.json` beside them."""
+    head, _, name = out.rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    return f"{head}/{stem}.summary.json" if head else f"{stem}.summary.json"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     exclude: list[str] = []
     if args.exclude:
         exclude = [x.strip() for x in storage.read_text(args.exclude).splitlines() if x.strip()]
+    # This command lists the bad lines itself (below): the library's warning would repeat them.
+    logging.getLogger("labelloop.active_learning.predictions").setLevel(logging.ERROR)
     picked = select_from_predictions(
         args.predictions,
         args.k,
@@ -100,16 +113,17 @@ def run(args: argparse.Namespace) -> int:
             for b in picked.bad[:100]
         ],
     }
-    summary_uri = args.summary or f"{args.out.removesuffix('.jsonl')}.summary.json"
+    summary_uri = args.summary or summary_path(args.out)
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     out = sys.stdout
     out.write(
         f"selected {len(picked.items)} of {picked.pool} ({args.strategy}); "
         f"excluded {picked.excluded}; bad lines {picked.bad_records}\n"
     )
+    # Bad lines go to stderr, once each (the first ten; the summary file has up to 100).
     for b in picked.bad[:10]:
-        out.write(f"  bad: {b}\n")
+        sys.stderr.write(f"bad line: {b}\n")
     if picked.bad_records > 10:
-        out.write(f"  ... {picked.bad_records - 10} more bad lines (see {summary_uri})\n")
+        sys.stderr.write(f"... {picked.bad_records - 10} more bad lines (see {summary_uri})\n")
     out.write(f"wrote {args.out} and {summary_uri}\n")
     return 0

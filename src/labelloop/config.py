@@ -18,26 +18,19 @@ from typing import Any
 import yaml
 
 from labelloop import storage
+from labelloop.active_learning.strategies import strategy_names
 from labelloop.costs import parse_budget
 from labelloop.errors import ConfigError, InputError
+from labelloop.gates import UNMEASURABLE_POLICIES
 from labelloop.providers import check_options, provider_names
 from labelloop.providers.secrets import refuse_secrets
+from labelloop.quality.classification import FLAGGED_POLICIES
+from labelloop.quality.metrics import metric_names
 from labelloop.sample_data import supplied_options
 from labelloop.schemas import TaskType, parse_labels
 
 # Pipeline parameters that hold a file or folder URI (checked for well-formedness at load).
 URI_FIELDS = ("source_uri", "state_uri", "predictions_uri", "gold_uri")
-
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
-AGREEMENT_METRICS = (
-    "krippendorff_alpha",
-    "fleiss_kappa",
-    "percent_agreement",
-    "all_agree_rate",
-    "mean_iou",
-    "f1",
-    "span_f1",
-)
 CONSOLIDATION_METHODS = ("mv", "ds")
 
 
@@ -83,13 +76,34 @@ class PipelineParams:
     )
     labels: str = _param("0,1,2,3,4,5,6,7,8,9", "The label set, comma-separated.")
     labelers_per_item: int = _param(3, "Different annotators per item.")
-    selection_size: int = _param(200, "Items to send for labeling this round.")
+    selection_size: int = _param(200, "Most items to send for labeling this round.")
+    queue_size: int = _param(
+        0,
+        "Items kept open at the labeling provider: each run tops the open queue up to this "
+        "(backpressure; a full queue sends nothing new). 0 = selection_size.",
+    )
+    max_job_age_hours: float = _param(
+        336.0,
+        "A labeling job open longer is closed: its answers are kept, its unanswered items go "
+        "back to the pool (0 = never).",
+    )
     selection_strategy: str = _param(
         "cluster_margin",
-        f"Active-learning strategy: {_one_of(STRATEGIES)} (batch-aware; k-center diversity on "
-        "a cold start).",
+        f"Active-learning strategy: {_one_of(strategy_names())} (batch-aware; k-center "
+        "diversity on a cold start).",
     )
     class_balance: bool = _param(False, "Spread each batch evenly over the predicted classes.")
+    random_share: float = _param(
+        0.1,
+        "Share of each batch picked at random: a control arm that shows whether active "
+        "selection helps on this data (the report's learning curve on the evaluation set).",
+    )
+    eval_size: int = _param(
+        50,
+        "Items of the fixed evaluation set: a random sample chosen once, labeled once (on top "
+        "of the first batch) and never trained on, at most a fifth of the pool; the model's "
+        "accuracy is measured on it.",
+    )
     predictions_uri: str = _param(
         "",
         "Optional predictions to select with (Vertex batch-prediction output or a predictions "
@@ -103,12 +117,30 @@ class PipelineParams:
     )
     agreement_metric: str = _param(
         "krippendorff_alpha",
-        f"The metric the agreement gate compares: {_one_of(AGREEMENT_METRICS)}.",
+        f"The metric the agreement gate compares: {_one_of(metric_names())}.",
     )
     min_labeled_count: int = _param(100, "The count gate: consolidated labels needed to train.")
     min_agreement: float = _param(0.6, "The agreement gate: minimum inter-annotator agreement.")
     min_confidence: float = _param(
         0.0, "Consolidated confidence an item needs to count as labeled."
+    )
+    unmeasurable_agreement: str = _param(
+        "model_precision",
+        "What the agreement gate does when agreement cannot be measured (one answer per item, "
+        "one class, only model answers, or fewer than min_agreement_items items answered by "
+        f"two or more people): {_one_of(UNMEASURABLE_POLICIES)} (model_precision opens it "
+        "when auto-accepted model labels carry a calibrated precision >= min_model_precision).",
+    )
+    min_model_precision: float = _param(
+        0.95, "The model_precision policy's threshold on calibrated precision."
+    )
+    min_agreement_items: int = _param(
+        10, "Items answered by two or more people needed to measure agreement."
+    )
+    flagged_annotators: str = _param(
+        "exclude",
+        "What near-chance annotators count for: exclude (from consolidation and agreement), "
+        "downweight (consolidation only, weighed by their confusion) or keep.",
     )
     gold_uri: str = _param(
         "",
@@ -157,8 +189,14 @@ class PipelineParams:
             fail("labelers_per_item", "must be at least 1")
         if self.selection_size < 1:
             fail("selection_size", "must be at least 1")
-        if self.selection_strategy not in STRATEGIES:
-            fail("selection_strategy", f"must be one of {', '.join(STRATEGIES)}")
+        if self.queue_size < 0:
+            fail("queue_size", "must be 0 (= selection_size) or more")
+        if self.max_job_age_hours < 0:
+            fail("max_job_age_hours", "must be 0 (never expire) or more")
+        # The choices come from the registries of the packages that implement them.
+        strategies = strategy_names()
+        if self.selection_strategy not in strategies:
+            fail("selection_strategy", f"must be one of {', '.join(strategies)}")
         for name in URI_FIELDS:
             schemes = ("sample",) if name == "source_uri" else ()
             try:
@@ -175,14 +213,27 @@ class PipelineParams:
             fail("provider_options", "must be a JSON object")
         if self.consolidation_method not in CONSOLIDATION_METHODS:
             fail("consolidation_method", f"must be one of {', '.join(CONSOLIDATION_METHODS)}")
-        if self.agreement_metric not in AGREEMENT_METRICS:
-            fail("agreement_metric", f"must be one of {', '.join(AGREEMENT_METRICS)}")
+        metrics = metric_names()
+        if self.agreement_metric not in metrics:
+            fail("agreement_metric", f"must be one of {', '.join(metrics)}")
         if self.min_labeled_count < 0:
             fail("min_labeled_count", "must be 0 or more")
         if not -1.0 <= self.min_agreement <= 1.0:
             fail("min_agreement", "must lie in [-1, 1]")
         if not 0.0 <= self.min_confidence <= 1.0:
             fail("min_confidence", "must lie in [0, 1]")
+        if self.unmeasurable_agreement not in UNMEASURABLE_POLICIES:
+            fail("unmeasurable_agreement", f"must be one of {', '.join(UNMEASURABLE_POLICIES)}")
+        if not 0.0 <= self.min_model_precision <= 1.0:
+            fail("min_model_precision", "must lie in [0, 1]")
+        if self.min_agreement_items < 1:
+            fail("min_agreement_items", "must be at least 1")
+        if self.flagged_annotators not in FLAGGED_POLICIES:
+            fail("flagged_annotators", f"must be one of {', '.join(FLAGGED_POLICIES)}")
+        if not 0.0 <= self.random_share < 1.0:
+            fail("random_share", "must lie in [0, 1)")
+        if self.eval_size < 0:
+            fail("eval_size", "must be 0 or more")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail("holdout_fraction", "must lie strictly between 0 and 1")
         try:

@@ -7,7 +7,7 @@ Three sources are priced:
   per annotation). A per-hour rate with no reported time falls back to
   `seconds_per_label` (an estimate, counted in `estimated_seconds`);
 * **model** labels: prompt and output tokens times the provider's price table
-  (`labelloop.providers.gemini.price_for`, the one table; a model missing from it is
+  (`labelloop.providers.gemini_models.token_cost`, the one table; a model missing from it is
   counted as `unpriced`, never as free);
 * **compute**: hours of a step times `compute_usd_per_hour`, where the step reports them.
 
@@ -26,7 +26,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from labelloop import storage
 from labelloop.errors import InputError
 
 DEFAULT_SECONDS_PER_LABEL = 30.0
@@ -167,10 +166,10 @@ def model_cost(model: str, *, prompt_tokens: int, output_tokens: int, labels: in
     A model the table does not know is `unpriced` (its labels counted, its cost 0 and named
     as unknown in every summary), never silently free.
     """
-    from labelloop.providers.gemini import price_for
+    from labelloop.providers.gemini_models import token_cost
 
-    p_in, p_out = price_for(model)
-    if math.isnan(p_in) or math.isnan(p_out):
+    usd = token_cost(model, prompt_tokens=prompt_tokens, output_tokens=output_tokens)
+    if math.isnan(usd):
         return Cost(
             model_labels=labels,
             prompt_tokens=prompt_tokens,
@@ -178,7 +177,7 @@ def model_cost(model: str, *, prompt_tokens: int, output_tokens: int, labels: in
             unpriced=labels,
         )
     return Cost(
-        model_usd=(prompt_tokens * p_in + output_tokens * p_out) / 1e6,
+        model_usd=usd,
         model_labels=labels,
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
@@ -307,6 +306,15 @@ class BudgetOptions:
     min_gain_per_100: float = 0.005
     min_gain_per_usd: float | None = None
 
+    def to_json(self) -> dict[str, Any]:
+        """The `budget` JSON object this parses back from (`parse_budget`)."""
+        out: dict[str, Any] = dataclasses.asdict(self.rates)
+        out |= {k: v for k, v in dataclasses.asdict(self.budget).items() if v is not None}
+        out["min_gain_per_100"] = self.min_gain_per_100
+        if self.min_gain_per_usd is not None:
+            out["min_gain_per_usd"] = self.min_gain_per_usd
+        return out
+
 
 def parse_budget(text: str, *, field: str = "budget") -> BudgetOptions:
     """Parse the `budget` parameter, a JSON object (`{}`: nothing priced, no limit).
@@ -352,95 +360,16 @@ def parse_budget(text: str, *, field: str = "budget") -> BudgetOptions:
     )
 
 
-COSTS = "costs"
-
-
-def job_cost_uri(state_uri: str, job_key: str) -> str:
-    """Where a labeling job's cost is kept in the state: `costs/<job-key>.json`."""
-    return storage.join(state_uri, COSTS, f"{job_key}.json")
-
-
-def read_job_cost(state_uri: str, job_key: str) -> Cost | None:
-    """A job's recorded cost (None when none was recorded)."""
-    uri = job_cost_uri(state_uri, job_key)
-    if not state_uri or not storage.exists(uri):
-        return None
-    return Cost.from_json(json.loads(storage.read_text(uri)))
-
-
-def write_job_cost(state_uri: str, job_key: str, cost: Cost, **extra: Any) -> None:
-    """Record (overwrite) a job's cost: a retried or re-collected job is counted once."""
-    row = {**cost.to_json(), **extra, "job": job_key}
-    storage.write_text(job_cost_uri(state_uri, job_key), json.dumps(row, indent=1, sort_keys=True))
-
-
-def job_costs(state_uri: str) -> list[dict[str, Any]]:
-    """Every recorded job cost in the state (rows with `job`, `total_usd`, ...)."""
-    if not state_uri:
-        return []
-    folder = storage.join(state_uri, COSTS)
-    if not storage.is_dir(folder):
-        return []
-    rows = [
-        json.loads(storage.read_text(u)) for u in storage.iter_files(folder, suffixes=(".json",))
-    ]
-    return sorted(rows, key=lambda r: (str(r.get("recorded_at", "")), str(r["job"])))
-
-
-def labeling_job_cost(
-    rates: Rates,
-    *,
-    annotations: Iterable[tuple[str, str]],
-    items: int,
-    provider_summary: Mapping[str, Any] | None = None,
-    work_seconds: Mapping[tuple[str, str], float] | None = None,
-    model_prefix: str = "gemini:",
-) -> Cost:
-    """The cost of one labeling job from what the provider returned.
-
-    Args:
-        rates: The prices.
-        annotations: `(item, annotator)` of every collected annotation; annotators named
-            `gemini:<model>` are the model's labels, the rest are people's.
-        items: Items in the job.
-        provider_summary: The provider's `summary()` (Gemini: `model`, `prompt_tokens`,
-            `output_tokens`; `gemini_then_human`: the same under `gemini`).
-        work_seconds: Time the provider reports per `(item, annotator)` (Label Studio's
-            `lead_time`).
-    """
-    work = work_seconds or {}
-    human: list[float | None] = []
-    model_labels = 0
-    for item, annotator in annotations:
-        if annotator.startswith(model_prefix):
-            model_labels += 1
-        else:
-            human.append(work.get((item, annotator)))
-    cost = human_cost(rates, lead_times=human) + Cost(items=items)
-    summary = dict(provider_summary or {})
-    usage = summary.get("gemini") if isinstance(summary.get("gemini"), Mapping) else summary
-    if usage and "prompt_tokens" in usage:
-        cost = cost + model_cost(
-            str(usage.get("model", "")),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            labels=model_labels,
-        )
-    elif model_labels:
-        cost = cost + Cost(model_labels=model_labels, unpriced=model_labels)
-    return cost
-
-
 def model_item_estimate(provider: str, options: Mapping[str, Any], *, is_image: bool) -> float:
     """A priori model cost of one item for the Gemini providers (0 for the others)."""
     if provider not in ("gemini", "gemini_then_human"):
         return 0.0
-    from labelloop.providers.gemini import estimate_cost
+    from labelloop.providers.gemini_models import DEFAULT_MODEL, estimate_cost
 
     gemini = options.get("gemini") if provider == "gemini_then_human" else options
     gemini = gemini if isinstance(gemini, Mapping) else {}
     samples = int(gemini.get("samples", 5)) if gemini.get("confidence") == "samples" else 1
     usd = estimate_cost(
-        str(gemini.get("model", "gemini-2.5-flash")), items=1, is_image=is_image, samples=samples
+        str(gemini.get("model", DEFAULT_MODEL)), items=1, is_image=is_image, samples=samples
     )
     return 0.0 if math.isnan(usd) else usd

@@ -63,6 +63,38 @@ def source_for(
     return Source(annotator, "human", provider)
 
 
+def model_sources(job_record: Mapping[str, Any]) -> dict[str, Source]:
+    """Model sources by annotator id from a labeling job record's provider summary (Gemini
+    alone, or routed with people: model name, prompt hash and the calibration behind it)."""
+    summary = job_record.get("provider_summary")
+    if not isinstance(summary, Mapping):
+        return {}
+    provider = str(job_record.get("provider", ""))
+    nested = summary.get("gemini")
+    gemini: Mapping[str, Any] = nested if isinstance(nested, Mapping) else summary
+    model = str(gemini.get("model") or "")
+    if not model:
+        return {}
+    annotator = str(summary.get("model_annotator") or f"{MODEL_PREFIX}{model}")
+    calibration = summary.get("calibration")
+    certificate = summary.get("guarantee")
+    basis = certificate if isinstance(certificate, Mapping) else calibration
+    calibration_id = (
+        "cal-" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
+        if isinstance(basis, Mapping)
+        else ""
+    )
+    source = Source(
+        annotator,
+        "model",
+        provider,
+        model=model,
+        prompt_hash=str(gemini.get("prompt_hash") or ""),
+        calibration_id=calibration_id,
+    )
+    return {annotator: source}
+
+
 def label_rows(
     consolidated: Iterable[Mapping[str, Any]],
     annotations: Sequence[Annotation],
@@ -73,6 +105,7 @@ def label_rows(
     provider: str = "",
     models: Mapping[str, Source] | None = None,
     run: str = "",
+    jobs: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One lineage row per consolidated label: its sources, consolidation, round and job.
 
@@ -85,6 +118,7 @@ def label_rows(
         provider: The provider that returned the annotations.
         models: Model sources by annotator id (model name, prompt hash, calibration id).
         run: The pipeline run's id.
+        jobs: Each item's own labeling job (the ledger's), where it differs from `job`.
     """
     by_item: dict[str, list[str]] = {}
     for a in annotations:
@@ -103,7 +137,7 @@ def label_rows(
                 "item": item,
                 "label": row.get("label"),
                 "round": round,
-                "job": job,
+                "job": (jobs or {}).get(item, job),
                 "run": run,
                 "consolidation": {"method": method, "version": __version__},
                 "sources": sources,
@@ -216,7 +250,7 @@ def query(
         raise InputError("name an annotator, a model or a prompt hash", field="lineage")
     labels = [
         row
-        for row in read_labels(state_uri)
+        for row in latest_by_item(state_uri).values()
         if any(
             _matches(s, annotator=annotator, model=model, prompt=prompt)
             for s in row.get("sources", [])

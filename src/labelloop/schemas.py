@@ -13,6 +13,8 @@ from typing import Any
 
 VERTEX_SCHEMA_BASE = "gs://google-cloud-aiplatform/schema/dataset/ioformat"
 ML_USE_KEY = "aiplatform.googleapis.com/ml_use"
+#: Resource label of an item sent back for more answers: how many times it was asked before.
+ATTEMPT_KEY = "labelloop_attempt"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ico")
 TEXT_SUFFIXES = (".txt",)
 
@@ -173,6 +175,9 @@ class Item:
     uri: str | None = None
     text: str | None = None
     ml_use: str = "training"
+    #: 0 for a first request; n when the item goes back to labeling for the n-th more time
+    #: (providers may use it to ask other people, see `labelloop.relabel`).
+    attempt: int = 0
 
     def to_import_record(self, task_type: TaskType) -> dict[str, Any]:
         """The Vertex AI import JSONL record (no annotation: the item is still unlabeled)."""
@@ -184,22 +189,26 @@ class Item:
         else:
             record = {"textContent": self.text}
         record["dataItemResourceLabels"] = {ML_USE_KEY: self.ml_use}
+        if self.attempt:
+            record["dataItemResourceLabels"][ATTEMPT_KEY] = str(self.attempt)
         return record
 
     @classmethod
     def from_import_record(cls, record: dict[str, Any]) -> Item:
         """Inverse of `to_import_record`; raises KeyError/TypeError on a malformed record."""
-        ml_use = record.get("dataItemResourceLabels", {}).get(ML_USE_KEY, "training")
+        resource = record.get("dataItemResourceLabels", {})
+        ml_use = resource.get(ML_USE_KEY, "training")
+        attempt = int(resource.get(ATTEMPT_KEY, 0))
         if "imageGcsUri" in record:
             uri = str(record["imageGcsUri"])
-            return cls(id=uri, uri=uri, ml_use=ml_use)
+            return cls(id=uri, uri=uri, ml_use=ml_use, attempt=attempt)
         if "textGcsUri" in record:
             uri = str(record["textGcsUri"])
-            return cls(id=uri, uri=uri, ml_use=ml_use)
+            return cls(id=uri, uri=uri, ml_use=ml_use, attempt=attempt)
         text = record["textContent"]
         if not isinstance(text, str):
             raise TypeError("textContent must be a string")
-        return cls(id=text_item_id(text), text=text, ml_use=ml_use)
+        return cls(id=text_item_id(text), text=text, ml_use=ml_use, attempt=attempt)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 Layout (each file is written whole, under a deterministic name, so a retried step overwrites
 instead of duplicating):
 
-    imported/<dataset-key>.jsonl   items registered in a dataset (create_dataset)
+    ledger/                        every item's lifecycle: pool -> queued -> labeled, the open
+                                   jobs, every collected annotation (see `labelloop.ledger`)
     labels/<job-key>.jsonl         consolidated labels of each labeling job (quality_gate)
     models/latest/                 the last trained model (train_model), used for selection
     rounds/<run-key>.json          one outcome per round (write_report), for the across-rounds plot
@@ -12,12 +13,10 @@ instead of duplicating):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 from labelloop import storage
 
-IMPORTED = "imported"
 LABELS = "labels"
 MODELS_LATEST = "models/latest"
 ROUNDS = "rounds"
@@ -28,21 +27,12 @@ def path(state_uri: str, *parts: str) -> str:
     return storage.join(state_uri, *parts)
 
 
-def _iter_jsonl_under(uri: str) -> Iterator[dict[str, Any]]:
-    if not storage.is_gcs(uri) and not storage.local_path(uri).is_dir():
-        return
-    for file_uri in storage.iter_files(uri, suffixes=(".jsonl",)):
-        with storage.open_read(file_uri) as fh:
-            for line in fh:
-                if line.strip():
-                    yield json.loads(line)
-
-
 def imported_ids(state_uri: str) -> set[str]:
-    """Ids of every item registered in a dataset in an earlier round."""
-    if not state_uri:
-        return set()
-    return {row["item"] for row in _iter_jsonl_under(path(state_uri, IMPORTED))}
+    """Ids of every item queued in an open job or labeled (the ledger's view); items returned
+    to the pool are not in it, so they can be selected again."""
+    from labelloop.ledger import excluded_ids
+
+    return excluded_ids(state_uri)
 
 
 def labeled_rows(state_uri: str, *, exclude: str | None = None) -> list[dict[str, Any]]:

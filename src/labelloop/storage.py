@@ -13,6 +13,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -169,6 +170,18 @@ def read_bytes(uri: str) -> bytes:
     return local_path(uri).read_bytes()
 
 
+def read_head(uri: str, size: int) -> bytes:
+    """The first `size` bytes of a file (one ranged request on GCS)."""
+    if is_gcs(uri):
+        bucket, name = split_gcs(uri)
+        head: bytes = (
+            gcs_client().bucket(bucket).blob(name).download_as_bytes(start=0, end=size - 1)
+        )
+        return head
+    with local_path(uri).open("rb") as fh:
+        return fh.read(size)
+
+
 def read_text(uri: str) -> str:
     """Read a whole UTF-8 text file."""
     return read_bytes(uri).decode("utf-8")
@@ -203,11 +216,24 @@ def open_write(uri: str) -> Iterator[IO[str]]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             yield fh
+        chmod_like_new(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def chmod_like_new(path: str) -> None:
+    """Give a temporary file the mode a newly created file gets (0666 less the umask), not
+    `mkstemp`'s 0600."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -219,9 +245,15 @@ def write_bytes(uri: str, data: bytes) -> None:
     path = local_path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        chmod_like_new(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def write_text(uri: str, text: str) -> None:

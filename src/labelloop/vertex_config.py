@@ -36,9 +36,20 @@ OBJECT_DETECTION_MODEL_TYPES = (
     "MOBILE_TF_VERSATILE_1",
     "MOBILE_TF_HIGH_ACCURACY_1",
 )
-# Node-hour budgets the service accepts, in milli node hours (1,000 = one node hour).
-CLASSIFICATION_BUDGET = (8_000, 800_000)
-OBJECT_DETECTION_BUDGET = (20_000, 900_000)
+# Node-hour budgets the service accepts, in milli node hours (1,000 = one node hour), by model
+# type (AutoMlImageClassificationInputs / AutoMlImageObjectDetectionInputs, v1 schema docs):
+# cloud models 8,000-800,000 (classification) and 20,000-900,000 (object detection); the
+# exportable mobile models 1,000-100,000 for both.
+MOBILE_BUDGET = (1_000, 100_000)
+CLOUD_BUDGETS = {"classification": (8_000, 800_000), "object_detection": (20_000, 900_000)}
+
+
+def budget_range(prediction_type: str, model_type: str) -> tuple[int, int]:
+    """The documented `budget_milli_node_hours` range of an AutoML image model type."""
+    if model_type.startswith("MOBILE_"):
+        return MOBILE_BUDGET
+    return CLOUD_BUDGETS[prediction_type]
+
 
 _BUCKET_URI = re.compile(r"^gs://([a-z0-9][a-z0-9._-]{1,220}[a-z0-9])(/.*)?$")
 _PROJECT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -47,65 +58,46 @@ _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _REPOSITORY = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _MACHINE_TYPE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
-# Cron fields: minute, hour, day of month, month, day of week (numbers, names, ranges, steps).
-_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_CRON_NAMES: tuple[dict[str, int], ...] = (
-    {},
-    {},
-    {},
-    {
-        m: i + 1
-        for i, m in enumerate(
-            ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-        )
-    },
-    {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
-)
 
 
 def _fail(message: str, *, field: str, source: str | None, lines: Mapping[str, int]) -> ConfigError:
     return ConfigError(message, source=source, line=lines.get(field), field=field)
 
 
-def _cron_value(token: str, index: int) -> int:
-    names = _CRON_NAMES[index]
-    if token.lower() in names:
-        return names[token.lower()]
-    if not token.isdigit():
-        raise ValueError(f"{token!r} is not a number")
-    value = int(token)
-    lo, hi = _CRON_RANGES[index]
-    if not lo <= value <= hi:
-        raise ValueError(f"{value} is outside {lo}-{hi}")
-    return value
+_CRON_FIELDS = ("minute", "hour", "day of month", "month", "day of week")
 
 
 def check_cron(expression: str) -> None:
-    """Check a five-field cron line (Vertex AI schedule syntax, no `TZ=` prefix).
+    """Check a five-field cron line (Vertex AI schedule syntax, no `TZ=` prefix) with croniter.
 
     Raises:
-        ValueError: With the field that is wrong.
+        ValueError: Saying what is wrong.
     """
+    from croniter import croniter
+    from croniter.croniter import CroniterError
+
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(
             f"expected 5 fields (minute hour day-of-month month day-of-week), got {len(fields)}"
         )
-    names = ("minute", "hour", "day of month", "month", "day of week")
-    for index, field in enumerate(fields):
+
+    def valid(line: str) -> bool:
         try:
-            for part in field.split(","):
-                base, _, step = part.partition("/")
-                if step and (not step.isdigit() or int(step) == 0):
-                    raise ValueError(f"bad step {step!r}")
-                if base == "*":
-                    continue
-                lo, dash, hi = base.partition("-")
-                first = _cron_value(lo, index)
-                if dash and _cron_value(hi, index) < first:
-                    raise ValueError(f"range {base!r} runs backwards")
-        except ValueError as exc:
-            raise ValueError(f"{names[index]} field {field!r}: {exc}") from None
+            croniter(line)
+        except (CroniterError, ValueError, KeyError):
+            return False
+        return True
+
+    if valid(expression):
+        return
+    # Name the field: croniter checks each alone (the others set to `*`).
+    for index, name in enumerate(_CRON_FIELDS):
+        alone = ["*"] * 5
+        alone[index] = fields[index]
+        if not valid(" ".join(alone)):
+            raise ValueError(f"{name} field {fields[index]!r} is not valid")
+    raise ValueError("the fields do not form a valid cron line")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,18 +173,18 @@ class TrainingSettings:
                 "not an AutoML object detection model type; one of "
                 + ", ".join(OBJECT_DETECTION_MODEL_TYPES),
             )
-        lo, hi = CLASSIFICATION_BUDGET
-        if not lo <= self.classification_budget_milli_node_hours <= hi:
-            fail(
-                "classification_budget_milli_node_hours",
-                f"AutoML image classification takes {lo:,}-{hi:,} milli node hours",
-            )
-        lo, hi = OBJECT_DETECTION_BUDGET
-        if not lo <= self.object_detection_budget_milli_node_hours <= hi:
-            fail(
-                "object_detection_budget_milli_node_hours",
-                f"AutoML object detection takes {lo:,}-{hi:,} milli node hours",
-            )
+        for prediction_type, what in (
+            ("classification", "image classification"),
+            ("object_detection", "object detection"),
+        ):
+            model_type = self.model_type(prediction_type)
+            lo, hi = budget_range(prediction_type, model_type)
+            if not lo <= self.budget_milli_node_hours(prediction_type) <= hi:
+                fail(
+                    f"{prediction_type}_budget_milli_node_hours",
+                    f"AutoML {what} with model type {model_type} takes {lo:,}-{hi:,} "
+                    "milli node hours",
+                )
         splits = ("training_fraction_split", "validation_fraction_split", "test_fraction_split")
         for name in splits:
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -215,6 +207,73 @@ class TrainingSettings:
             fail("batch_predict_machine_type", "not a Compute Engine machine type")
 
 
+_CPU = re.compile(r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$")
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?(K|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResources:
+    """CPU and memory limits of one stage (`""` = Vertex AI's default machine).
+
+    Attributes:
+        cpu: vCPUs, e.g. `"8"` or `"500m"`.
+        memory: Memory, e.g. `"32G"` or `"4Gi"`.
+    """
+
+    cpu: str = ""
+    memory: str = ""
+
+
+def _sized(cpu: str, memory: str) -> typing.Callable[[], StageResources]:
+    return lambda: StageResources(cpu=cpu, memory=memory)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceSettings:
+    """Per-stage limits, compiled into the template (`pipelines/stage_settings.py` applies them).
+
+    Selection and the quality gate read every prediction or annotation row of a round
+    (millions at scale): they get 8 vCPUs and 32 GB; the other stages run on the default
+    machine. A stage not listed here runs on the default machine.
+    """
+
+    generate_import_file: StageResources = dataclasses.field(default_factory=StageResources)
+    select_for_labeling: StageResources = dataclasses.field(default_factory=_sized("8", "32G"))
+    create_dataset: StageResources = dataclasses.field(default_factory=StageResources)
+    run_labeling_job: StageResources = dataclasses.field(default_factory=StageResources)
+    quality_gate: StageResources = dataclasses.field(default_factory=_sized("8", "32G"))
+    train_model: StageResources = dataclasses.field(default_factory=_sized("4", "16G"))
+    write_report: StageResources = dataclasses.field(default_factory=StageResources)
+
+    def for_stage(self, name: str) -> StageResources:
+        """The limits of stage `name` (a component function name)."""
+        value = getattr(self, name, None)
+        return value if isinstance(value, StageResources) else StageResources()
+
+    def validate(
+        self, *, source: str | None = None, lines: Mapping[str, int] | None = None
+    ) -> None:
+        """Raise `ConfigError` on a CPU or memory value Kubernetes / Vertex would refuse."""
+        lines = lines or {}
+        for field in dataclasses.fields(self):
+            size = getattr(self, field.name)
+            path = f"{SECTION}.resources.{field.name}"
+            if size.cpu and not _CPU.match(size.cpu):
+                raise _fail(
+                    f"cpu must be a number of vCPUs such as 8 or 500m (got {size.cpu!r})",
+                    field=f"{path}.cpu",
+                    source=source,
+                    lines=lines,
+                )
+            if size.memory and not _MEMORY.match(size.memory):
+                raise _fail(
+                    f"memory must look like 32G or 4Gi (got {size.memory!r})",
+                    field=f"{path}.memory",
+                    source=source,
+                    lines=lines,
+                )
+
+
 @dataclasses.dataclass(frozen=True)
 class VertexSettings:
     """The `vertex:` section: project, region, identity, network, encryption and templates.
@@ -231,13 +290,18 @@ class VertexSettings:
         experiment: Vertex AI Experiment to attach runs to; empty = none.
         display_name: The run's display name prefix.
         template_path: Compiled pipeline `submit` and `schedule` send (local JSON or registry URI).
+        docker_repository: Artifact Registry repository (format DOCKER) `make image` pushes
+            the component image to (as `labelloop`).
         registry_repository: Artifact Registry repository (format KFP) `upload` writes to.
         template_package: Package (template) name inside that repository.
-        template_tag: Tag `run-template` launches when no URI is given.
+        template_tag: Template version `run-template` launches (`v<version>-g<commit>`, or
+            `latest`); empty = the version this checkout uploaded last.
+        stage_retries: Retries (with backoff) of the stages that call external services.
         model_resource_name: An existing Vertex model (`projects/.../models/ID`) to score the
             pool with; empty = the model the last round trained, if any.
         schedule: The recurring run.
         training: AutoML and custom-job settings (compile time).
+        resources: CPU and memory per stage (compile time).
     """
 
     project: str = ""
@@ -251,12 +315,15 @@ class VertexSettings:
     experiment: str = ""
     display_name: str = "labelloop"
     template_path: str = "compiled/vertex_labeling_pipeline.json"
+    docker_repository: str = "labelloop"
     registry_repository: str = ""
     template_package: str = "labelloop-vertex-labeling"
-    template_tag: str = "latest"
+    template_tag: str = ""
+    stage_retries: int = 2
     model_resource_name: str = ""
     schedule: ScheduleSettings = dataclasses.field(default_factory=ScheduleSettings)
     training: TrainingSettings = dataclasses.field(default_factory=TrainingSettings)
+    resources: ResourceSettings = dataclasses.field(default_factory=ResourceSettings)
 
     @property
     def registry_host(self) -> str:
@@ -322,9 +389,14 @@ class VertexSettings:
             fail("registry_repository", "required: the Artifact Registry KFP repository name")
         if self.registry_repository and not _REPOSITORY.match(self.registry_repository):
             fail("registry_repository", f"not a repository name: {self.registry_repository!r}")
+        if self.docker_repository and not _REPOSITORY.match(self.docker_repository):
+            fail("docker_repository", f"not a repository name: {self.docker_repository!r}")
+        if not 0 <= self.stage_retries <= 10:
+            fail("stage_retries", f"must lie in 0-10, got {self.stage_retries}")
         if need_schedule:
             self._validate_schedule(fail)
         self.training.validate(source=source, lines=lines)
+        self.resources.validate(source=source, lines=lines)
 
     def _validate_schedule(self, fail: typing.Callable[[str, str], typing.NoReturn]) -> None:
         schedule = self.schedule

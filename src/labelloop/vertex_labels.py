@@ -120,7 +120,11 @@ def write_labeled_import_file(
         rows[str(row["item"])] = (consolidated_uri, number, row)
     items, item_bad = read_import_file(items_uri)
     bad.extend(item_bad)
-    inline = {item.id: item for item in items}
+    from labelloop.ledger import item_records
+
+    # Earlier rounds' items from the ledger (inline text is kept only there), then this round's.
+    inline = {k: Item.from_import_record(r) for k, r in item_records(state_uri).items()}
+    inline.update({item.id: item for item in items})
     origins = lineage.latest_by_item(state_uri) if state_uri else {}
     records: list[dict[str, Any]] = []
     untrainable = 0

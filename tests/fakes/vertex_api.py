@@ -65,6 +65,32 @@ def _get_path(source: dict[str, Any], dotted: str) -> Any:
     return source
 
 
+# Sub-messages of a Schedule compared field by field; anything else is one value (a Struct
+# such as the pipeline spec, a map such as labels or parameter values, a list, a scalar).
+_MESSAGES = {
+    "createPipelineJobRequest",
+    "createPipelineJobRequest.pipelineJob",
+    "createPipelineJobRequest.pipelineJob.runtimeConfig",
+    "createPipelineJobRequest.pipelineJob.encryptionSpec",
+}
+
+
+def _empty(value: Any) -> bool:
+    return value in (None, "", 0, "0", False, [], {})
+
+
+def _unset(stored: dict[str, Any], body: dict[str, Any], path: str) -> list[str]:
+    """Paths under `path` that are non-empty in `stored` and empty in `body`."""
+    old, new = _get_path(stored, path), _get_path(body or {}, path)
+    if _empty(old):
+        return []
+    if _empty(new):
+        return [path]
+    if path in _MESSAGES and isinstance(old, dict):
+        return [u for key in old for u in _unset(stored, body, f"{path}.{key}")]
+    return []
+
+
 def _camel(snake: str) -> str:
     head, *rest = snake.split("_")
     return head + "".join(part.title() for part in rest)
@@ -191,6 +217,14 @@ class FakeVertex:
             return 200, {}
         if method == "PATCH":
             mask = (query.get("updateMask") or [""])[0]
+            fields = [
+                ".".join(_camel(part) for part in f.split("."))
+                for f in filter(None, mask.split(","))
+            ]
+            # v1 UpdateSchedule: "The non-empty fields cannot be unset."
+            unset = [u for f in fields for u in _unset(schedule, body, f)]
+            if unset:
+                return 400, _error(400, f"non-empty fields cannot be unset: {', '.join(unset)}")
             for field in filter(None, mask.split(",")):
                 dotted = ".".join(_camel(part) for part in field.split("."))
                 _set_path(schedule, dotted, _get_path(body, dotted))

@@ -2,6 +2,7 @@
 
 The test gives it a `model(request) -> (status, body)` function; the server records every
 request so tests can check what the client really sent (enum schema, delimiters, parts).
+Status `DROP` closes the connection without an answer (a dropped connection).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Model = Callable[[dict[str, Any]], tuple[int, Any]]
+DROP = 0
 
 
 def answer(label: str, logprob: float, *, prompt_tokens: int = 300) -> dict[str, Any]:
@@ -65,6 +67,9 @@ def serve(model: Model) -> Iterator[FakeVertex]:
             with state.lock:
                 state.requests.append((self.path, body))
             status, payload = state.model(body) if ":generateContent" in self.path else (404, {})
+            if status == DROP:
+                self.close_connection = True
+                return
             raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

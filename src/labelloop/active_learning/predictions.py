@@ -681,7 +681,7 @@ def select_from_predictions(
             field="strategy",
         )
     files = prediction_files(uri)
-    batch_aware = strategy in strategies.NEEDS_FEATURES or class_balance
+    batch_aware = strategies.needs_features(strategy) or class_balance
     keep = k * CANDIDATE_FACTOR if batch_aware else k
     excluded_hashes = np.unique(hash_ids(exclude_ids))
     seen = _SeenHashes()
@@ -927,7 +927,7 @@ def _finish(
         names = sorted({n for ns in {tuple(ns) for _, _, ns in parsed} for n in ns})
     else:
         names = list(labels)
-    if strategy in strategies.NEEDS_FEATURES or class_balance:
+    if strategies.needs_features(strategy) or class_balance:
         column = {n: j for j, n in enumerate(names)}
         proba = np.zeros((len(parsed), len(names)))
         for i, (_, conf, ns) in enumerate(parsed):
@@ -936,7 +936,7 @@ def _finish(
                     proba[i, column[name]] = value
         # The probability vectors are the embedding: near-identical predictions cluster.
         chosen = strategies.select(
-            strategy if strategy in strategies.NEEDS_FEATURES else "margin",
+            strategy if strategies.needs_features(strategy) else "margin",
             k,
             seed=seed,
             proba=proba,

@@ -19,17 +19,128 @@ Strategies:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from labelloop.errors import InputError
 
-STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
-UNCERTAINTY = ("least_confidence", "margin", "entropy")
-NEEDS_FEATURES = ("k_center", "cluster_margin")
+Score = Callable[[np.ndarray], np.ndarray]
+S = TypeVar("S", bound=Score)
 
 
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """What a strategy sees when it picks (a model exists: `proba` is set).
+
+    Attributes:
+        k: Batch size.
+        seed: Seed for random picks, the first k-center and k-means.
+        proba: (n, c) class probabilities of the pool.
+        features: (n, d) features of the pool (None when not available).
+        labeled_features: (m, d) features of the items labeled so far, or None.
+        exclude: Boolean mask (n,) of rows never picked, or None.
+        class_balance: Spread the picks evenly over predicted classes.
+    """
+
+    k: int
+    seed: int
+    proba: np.ndarray
+    features: Any
+    labeled_features: Any
+    exclude: np.ndarray | None
+    class_balance: bool
+
+
+#: A strategy's pick: (indices in pick order, every row's score).
+Pick = Callable[[Batch], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """A registered selection strategy.
+
+    Attributes:
+        name: The `selection_strategy` value users write.
+        pick: Picks a batch when a model exists (cold starts are handled by `select`).
+        needs_features: Batch-aware: needs the pool's features (k-center diversity on a cold
+            start).
+        score: The per-row uncertainty it ranks by, for uncertainty strategies (None otherwise).
+    """
+
+    name: str
+    pick: Pick
+    needs_features: bool = False
+    score: Score | None = None
+
+
+#: Every strategy, by name, in registration order (`register_strategy`, `register_uncertainty`).
+STRATEGIES: dict[str, Strategy] = {}
+#: The uncertainty scores by name (the strategies that rank rows by a per-row score alone).
+SCORERS: dict[str, Score] = {}
+
+
+def register_strategy(name: str, *, needs_features: bool = False) -> Callable[[Pick], Pick]:
+    """Decorator: register a batch `Pick` function as the strategy `name`."""
+
+    def wrap(fn: Pick) -> Pick:
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        STRATEGIES[name] = Strategy(name, fn, needs_features=needs_features)
+        return fn
+
+    return wrap
+
+
+def register_uncertainty(name: str) -> Callable[[S], S]:
+    """Decorator: register a per-row uncertainty score as the top-k strategy `name`."""
+
+    def wrap(score: S) -> S:
+        if name in STRATEGIES:
+            raise ValueError(f"strategy {name!r} is registered twice")
+        SCORERS[name] = score
+        STRATEGIES[name] = Strategy(name, _top_k_pick(score), score=score)
+        return score
+
+    return wrap
+
+
+def needs_features(name: str) -> bool:
+    """Whether the named strategy is batch-aware (needs the pool's features)."""
+    return name in STRATEGIES and STRATEGIES[name].needs_features
+
+
+def strategy_names() -> list[str]:
+    """Every registered strategy name, in registration order."""
+    return list(STRATEGIES)
+
+
+def _top_k_pick(score: Score) -> Pick:
+    """The pick of an uncertainty strategy: top-k by `score` (optionally class-balanced)."""
+
+    def pick(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        scores = score(batch.proba)
+        if batch.class_balance:
+            # Round robin over the best k * n_classes: enough for every class to fill its share.
+            candidates = top_k(
+                scores, batch.k * max(1, batch.proba.shape[1]), exclude=batch.exclude
+            )
+            predicted = batch.proba[candidates].argmax(axis=1)
+            return candidates[class_balanced(scores[candidates], predicted, batch.k)], scores
+        return top_k(scores, batch.k, exclude=batch.exclude), scores
+
+    return pick
+
+
+@register_strategy("random")
+def _random_pick(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded uniform sample (the baseline and the control arm)."""
+    n = batch.proba.shape[0]
+    return random_sample(n, batch.k, seed=batch.seed, exclude=batch.exclude), np.zeros(n)
+
+
+@register_uncertainty("least_confidence")
 def least_confidence(proba: np.ndarray) -> np.ndarray:
     """1 - max class probability, per row of an (n, c) probability matrix."""
     proba = np.asarray(proba, dtype=np.float64)
@@ -38,6 +149,7 @@ def least_confidence(proba: np.ndarray) -> np.ndarray:
     return least_confidence_from_top(proba.max(axis=1))
 
 
+@register_uncertainty("margin")
 def margin(proba: np.ndarray) -> np.ndarray:
     """1 - (largest - second largest probability): 1 for a tie between the top two."""
     proba = np.asarray(proba, dtype=np.float64)
@@ -59,6 +171,7 @@ def least_confidence_from_top(largest: np.ndarray) -> np.ndarray:
     return 1.0 - largest
 
 
+@register_uncertainty("entropy")
 def entropy(proba: np.ndarray) -> np.ndarray:
     """Entropy of each row divided by log(n_classes), so 1 means uniform."""
     proba = np.asarray(proba, dtype=np.float64)
@@ -69,9 +182,6 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(proba > 0, proba * np.log(proba), 0.0)
     return np.clip(-terms.sum(axis=1) / np.log(proba.shape[1]), 0.0, 1.0)
-
-
-SCORERS = {"least_confidence": least_confidence, "margin": margin, "entropy": entropy}
 
 
 def uncertainty(proba: np.ndarray, *, strategy: str) -> np.ndarray:
@@ -302,7 +412,7 @@ def select(
     sample.
 
     Args:
-        strategy: One of `STRATEGIES`.
+        strategy: A registered strategy (`STRATEGIES`).
         k: Batch size.
         seed: Seed for random picks, the first k-center and k-means.
         n: Pool size (needed only when neither `proba` nor `features` is given).
@@ -320,6 +430,7 @@ def select(
             f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}",
             field="strategy",
         )
+    spec = STRATEGIES[strategy]
     if proba is not None:
         size = int(np.asarray(proba).shape[0])
     elif features is not None:
@@ -331,30 +442,44 @@ def select(
     if exclude is not None and exclude.shape != (size,):
         raise InputError(f"exclude mask has shape {exclude.shape}, expected ({size},)")
     zeros = np.zeros(size)
-    if strategy in NEEDS_FEATURES and features is not None and proba is None:
-        picks = _k_center_with_labeled(features, labeled_features, k, seed=seed, exclude=exclude)
-        return Selection(picks, zeros, "k_center", cold_start=True)
-    if proba is None or strategy == "random":
-        picks = random_sample(size, k, seed=seed, exclude=exclude)
-        return Selection(picks, zeros, "random", cold_start=proba is None)
-    proba = np.asarray(proba, dtype=np.float64)
-    if strategy in NEEDS_FEATURES and features is None:
+    if proba is None:  # cold start: diversity for batch-aware strategies, else random
+        if spec.needs_features and features is not None:
+            picks = _k_center_with_labeled(
+                features, labeled_features, k, seed=seed, exclude=exclude
+            )
+            return Selection(picks, zeros, "k_center", cold_start=True)
+        return Selection(random_sample(size, k, seed=seed, exclude=exclude), zeros, "random", True)
+    if spec.needs_features and features is None:
         raise InputError(f"strategy {strategy!r} needs features of the pool", field="strategy")
-    if strategy == "k_center":
-        picks = _k_center_with_labeled(features, labeled_features, k, seed=seed, exclude=exclude)
-        return Selection(picks, margin(proba), strategy, cold_start=False)
-    if strategy == "cluster_margin":
-        picks = cluster_margin(proba, features, k, seed=seed, exclude=exclude)
-        return Selection(picks, margin(proba), strategy, cold_start=False)
-    scores = uncertainty(proba, strategy=strategy)
-    if class_balance:
-        # Round robin over the best k * n_classes: enough for every class to fill its share.
-        candidates = top_k(scores, k * max(1, proba.shape[1]), exclude=exclude)
-        predicted = proba[candidates].argmax(axis=1)
-        picks = candidates[class_balanced(scores[candidates], predicted, k)]
-    else:
-        picks = top_k(scores, k, exclude=exclude)
+    batch = Batch(
+        k=k,
+        seed=seed,
+        proba=np.asarray(proba, dtype=np.float64),
+        features=features,
+        labeled_features=labeled_features,
+        exclude=exclude,
+        class_balance=class_balance,
+    )
+    picks, scores = spec.pick(batch)
     return Selection(picks, scores, strategy, cold_start=False)
+
+
+@register_strategy("k_center", needs_features=True)
+def _k_center_pick(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """Core-set: each pick is the item farthest from the labeled items and the picks so far."""
+    picks = _k_center_with_labeled(
+        batch.features, batch.labeled_features, batch.k, seed=batch.seed, exclude=batch.exclude
+    )
+    return picks, margin(batch.proba)
+
+
+@register_strategy("cluster_margin", needs_features=True)
+def _cluster_margin_pick(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest-margin candidates clustered by k-means; the best of each cluster."""
+    picks = cluster_margin(
+        batch.proba, batch.features, batch.k, seed=batch.seed, exclude=batch.exclude
+    )
+    return picks, margin(batch.proba)
 
 
 def _k_center_with_labeled(

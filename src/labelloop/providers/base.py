@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from labelloop.errors import BadRecord
+from labelloop.errors import BadRecord, ProviderError
 from labelloop.schemas import Annotation, Item, TaskType
 
 
@@ -36,6 +36,9 @@ class Job:
     external_id: str
     items: int
     labelers_per_item: int
+    # Collections made before this one (the ledger counts them; the simulated workforce's
+    # `pace` uses it, other providers ignore it).
+    collections: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,6 +64,10 @@ class CollectResult:
     annotations: list[Annotation]
     bad: list[BadRecord]
     skipped: int = 0
+
+
+class JobGone(ProviderError):
+    """The provider no longer has the job (deleted or cancelled there)."""
 
 
 class LabelingProvider(Protocol):
@@ -90,6 +97,25 @@ class LabelingProvider(Protocol):
     def cancel(self, job: Job) -> None:
         """Stop the job; collected annotations stay."""
         ...
+
+
+def resume(provider: LabelingProvider, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+    """Pick up a job an earlier run created (or meant to create), from its ledger record.
+
+    Providers with a `resume` method reattach without side effects beyond adding items the job
+    lacks; for the others `submit` is idempotent (the same items give the same key).
+    """
+    method = getattr(provider, "resume", None)
+    if callable(method):
+        resumed: Job = method(job, items, task)
+        return resumed
+    got = provider.submit(items, task, labelers_per_item=job.labelers_per_item)
+    return dataclasses.replace(got, collections=job.collections)
+
+
+def tops_up_in_place(provider: LabelingProvider) -> bool:
+    """Whether new items can join an open job (same Label Studio project) instead of a new one."""
+    return callable(getattr(provider, "top_up", None))
 
 
 def job_key(

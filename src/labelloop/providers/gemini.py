@@ -9,8 +9,15 @@
 * Confidence is not a number the model writes about itself: it is the probability of the
   chosen label from the token log-probabilities (`response_logprobs`), or the share of
   `samples` sampled answers that agree with the majority (`confidence="samples"`).
-* Calls run with a concurrency limit and retry with exponential backoff on 429/503; every run
-  reports its token usage and an estimated cost from `PRICES`.
+* Calls run with a concurrency limit and retry with exponential backoff on transient HTTP
+  statuses (408, 429, 500, 502, 503, 504) and on transport errors (a dropped connection, a
+  timeout); every run reports its token usage and an estimated cost from `PRICES`, or says the
+  cost is unknown for a model the table does not have.
+* Thinking cannot eat the answer: the output allowance is the answer's tokens plus the thinking
+  budget (`thinking_budget`, default 256), or uncapped with a `thinking_level`.
+* With a `cache_uri`, each answer is written as it arrives (appended to a local file; a `gs://`
+  cache is rewritten at most every few seconds and at the end), so a failed or killed step does
+  not pay for its answers again.
 
 Auto-labeling covers single-label classification (image or text); `RoutingProvider` in
 `labelloop.providers.routing` accepts the confident answers and sends the rest to people.
@@ -36,6 +43,12 @@ import numpy as np
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.gemini_cache import CacheWriter, Prediction, read_cache
+from labelloop.providers.gemini_models import (
+    DEFAULT_MODEL,
+    has_price,
+    token_cost,
+)
 from labelloop.providers.registry import register
 from labelloop.schemas import Annotation, Item, Shape
 
@@ -44,18 +57,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# USD per million tokens (input, output) for Vertex AI Gemini, standard tier, prompts under
-# 200k tokens, from the Vertex AI generative AI pricing page (2025). Images count as input
-# tokens (258 per image up to 384 px a side). Update the table when prices change.
-PRICES: dict[str, tuple[float, float]] = {
-    "gemini-2.5-pro": (1.25, 10.00),
-    "gemini-2.5-flash": (0.30, 2.50),
-    "gemini-2.5-flash-lite": (0.10, 0.40),
-    "gemini-2.0-flash": (0.15, 0.60),
-    "gemini-2.0-flash-lite": (0.075, 0.30),
-}
-IMAGE_TOKENS = 258
-RETRY_CODES = frozenset({429, 503})
+# Output tokens the answer itself may use (one enum label), on top of the thinking budget.
+ANSWER_TOKENS = 64
+DEFAULT_THINKING_BUDGET = 256
+THINKING_LEVELS = ("minimal", "low", "medium", "high")
+RETRY_CODES = frozenset({408, 429, 500, 502, 503, 504})
+# Errors a later attempt may not repeat: such cached answers are asked again.
+TRANSIENT_ERRORS = ("API error", "transport error")
 MIME_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -65,27 +73,6 @@ MIME_TYPES = {
     ".bmp": "image/bmp",
     ".txt": "text/plain",
 }
-
-
-def price_for(model: str) -> tuple[float, float]:
-    """(input, output) USD per million tokens; the longest matching table prefix wins."""
-    matches = [name for name in PRICES if model.rsplit("/", 1)[-1].startswith(name)]
-    if not matches:
-        return (float("nan"), float("nan"))
-    return PRICES[max(matches, key=len)]
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction:
-    """Gemini's answer for one item: a label from the set (or None) and its confidence."""
-
-    item: str
-    label: str | None
-    confidence: float
-    error: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -102,18 +89,7 @@ class Usage:
 
     def cost_usd(self, model: str) -> float:
         """Estimated cost from `PRICES` (NaN for a model not in the table)."""
-        p_in, p_out = price_for(model)
-        return (self.prompt_tokens * p_in + self.output_tokens * p_out) / 1e6
-
-
-def estimate_cost(
-    model: str, *, items: int, is_image: bool, mean_text_chars: float = 400.0, samples: int = 1
-) -> float:
-    """A cost estimate before a run (USD): about 4 characters per text token, 258 per image,
-    a ~150-token prompt and a few output tokens per sample."""
-    p_in, p_out = price_for(model)
-    per_item_in = 150 + (IMAGE_TOKENS if is_image else mean_text_chars / 4.0)
-    return items * (per_item_in * p_in + 4 * samples * p_out) / 1e6
+        return token_cost(model, prompt_tokens=self.prompt_tokens, output_tokens=self.output_tokens)
 
 
 def calibrate_threshold(
@@ -180,12 +156,16 @@ class GeminiLabeler:
 
     Args:
         client: A `google.genai.Client` (`vertexai=True`).
-        model: The model name, e.g. `gemini-2.5-flash`.
+        model: The model name (default `DEFAULT_MODEL`).
         confidence: `logprobs` (token log-probabilities) or `samples` (agreement of samples).
         samples: Answers sampled per item when `confidence="samples"`.
         concurrency: Requests in flight at once.
-        max_retries: Retries per item on 429/503.
+        max_retries: Retries per item on transient statuses and transport errors.
         backoff_seconds: First backoff; doubles each retry, with jitter.
+        thinking_budget: Thinking tokens per answer; the output allowance is this plus
+            `ANSWER_TOKENS`, so thinking cannot use up the answer's room.
+        thinking_level: `minimal`, `low`, `medium` or `high` instead of a budget (Gemini 3);
+            the output allowance is then the model's own, uncapped.
         sleep: How to wait between retries (tests pass a fake).
     """
 
@@ -193,15 +173,23 @@ class GeminiLabeler:
         self,
         client: genai.Client,
         *,
-        model: str = "gemini-2.5-flash",
+        model: str = DEFAULT_MODEL,
         confidence: str = "logprobs",
         samples: int = 5,
         concurrency: int = 8,
         max_retries: int = 5,
         backoff_seconds: float = 1.0,
-        thinking_budget: int | None = None,
+        thinking_budget: int | None = DEFAULT_THINKING_BUDGET,
+        thinking_level: str = "",
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        if thinking_level and thinking_level not in THINKING_LEVELS:
+            raise InputError(
+                f"must be one of {', '.join(THINKING_LEVELS)}",
+                field="provider_options.thinking_level",
+            )
+        if thinking_budget is not None and thinking_budget < 0:
+            raise InputError("must be 0 or more", field="provider_options.thinking_budget")
         if confidence not in ("logprobs", "samples"):
             raise InputError("must be 'logprobs' or 'samples'", field="provider_options.confidence")
         if concurrency < 1 or samples < 1 or max_retries < 0:
@@ -214,7 +202,14 @@ class GeminiLabeler:
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.thinking_budget = thinking_budget
+        self.thinking_level = thinking_level
         self.sleep = sleep
+        if not has_price(model):
+            log.warning(
+                "no price known for Gemini model %r: its cost will be reported as unknown "
+                "(add it to labelloop.providers.gemini_models.PRICES)",
+                model,
+            )
         self.usage = Usage()
         self._lock = threading.Lock()
         self._rng = random.Random(0)
@@ -229,12 +224,20 @@ class GeminiLabeler:
             "response_schema": types.Schema(type=types.Type.STRING, enum=list(task.labels)),
             "temperature": 1.0 if sampling else 0.0,
             "candidate_count": self.samples if sampling else 1,
-            "max_output_tokens": 64,
         }
         if not sampling:
             kwargs["response_logprobs"] = True
-        if self.thinking_budget is not None:
+        # Thinking tokens count against max_output_tokens: the allowance is the answer's plus
+        # the thinking budget, so thinking can never leave the answer no room.
+        if self.thinking_level:
+            kwargs["thinking_config"] = types.ThinkingConfig(
+                thinking_level=types.ThinkingLevel(self.thinking_level.upper())
+            )
+        elif self.thinking_budget is not None:
             kwargs["thinking_config"] = types.ThinkingConfig(thinking_budget=self.thinking_budget)
+            kwargs["max_output_tokens"] = ANSWER_TOKENS + self.thinking_budget
+        else:
+            kwargs["max_output_tokens"] = ANSWER_TOKENS
         return types.GenerateContentConfig(**kwargs)
 
     def _contents(self, item: Item, task: LabelingTask) -> list[Any]:
@@ -254,6 +257,7 @@ class GeminiLabeler:
         return [types.Part.from_text(text=prompt)]
 
     def _call(self, item: Item, task: LabelingTask, config: Any) -> Any:
+        import httpx
         from google.genai import errors
 
         attempt = 0
@@ -264,14 +268,16 @@ class GeminiLabeler:
                 return self.client.models.generate_content(
                     model=self.model, contents=self._contents(item, task), config=config
                 )
-            except errors.APIError as exc:
-                if exc.code not in RETRY_CODES or attempt >= self.max_retries:
+            except (errors.APIError, httpx.TransportError) as exc:
+                code = exc.code if isinstance(exc, errors.APIError) else type(exc).__name__
+                transient = not isinstance(exc, errors.APIError) or exc.code in RETRY_CODES
+                if not transient or attempt >= self.max_retries:
                     raise
                 delay = self.backoff_seconds * (2**attempt) * (0.5 + self._rng.random())
                 attempt += 1
                 with self._lock:
                     self.usage.retries += 1
-                log.debug("gemini %s on %s; retry %d in %.1f s", exc.code, item.id, attempt, delay)
+                log.debug("gemini %s on %s; retry %d in %.1f s", code, item.id, attempt, delay)
                 self.sleep(delay)
 
     def _read(self, item: Item, task: LabelingTask, response: Any) -> Prediction:
@@ -293,6 +299,19 @@ class GeminiLabeler:
                     float(c.log_probability or 0.0) for c in cand.logprobs_result.chosen_candidates
                 )
         valid = [a for a in answers if a is not None]
+        cut = [
+            c
+            for c in (response.candidates or [])
+            if str(c.finish_reason or "").endswith("MAX_TOKENS")
+        ]
+        if not valid and cut:
+            return Prediction(
+                item.id,
+                None,
+                0.0,
+                "the answer was cut off (MAX_TOKENS): thinking used the output allowance; "
+                "lower provider_options.thinking_budget or thinking_level",
+            )
         if not valid:
             shown = [
                 "".join(p.text or "" for p in ((c.content.parts if c.content else None) or []))[:40]
@@ -308,6 +327,7 @@ class GeminiLabeler:
 
     def predict_one(self, item: Item, task: LabelingTask, instructions: str = "") -> Prediction:
         """Label one item; errors become a `Prediction` with `error` set, never an exception."""
+        import httpx
         from google.genai import errors
 
         config = self._config(task, instructions)
@@ -317,6 +337,10 @@ class GeminiLabeler:
             with self._lock:
                 self.usage.failed += 1
             return Prediction(item.id, None, 0.0, f"API error {exc.code}: {exc.message}")
+        except httpx.TransportError as exc:
+            with self._lock:
+                self.usage.failed += 1
+            return Prediction(item.id, None, 0.0, f"transport error: {type(exc).__name__}: {exc}")
         except (ValueError, json.JSONDecodeError) as exc:
             # The client could not parse the HTTP body: a malformed response.
             with self._lock:
@@ -335,18 +359,27 @@ class GeminiLabeler:
         instructions: str = "",
         *,
         cache: dict[str, Prediction] | None = None,
+        on_answer: Callable[[Prediction], None] | None = None,
     ) -> list[Prediction]:
-        """Label every item (at most `concurrency` at once); cached answers are reused."""
+        """Label every item (at most `concurrency` at once); cached answers are reused.
+
+        `on_answer` is called with each new answer as it arrives (the provider writes its cache
+        file there), in this thread.
+        """
         if task.task_type.shape is not Shape.SINGLE:
             raise InputError(
                 "Gemini auto-labeling handles single-label classification", field="task_type"
             )
         cache = {} if cache is None else cache
-        todo = [i for i in items if i.id not in cache or cache[i.id].error.startswith("API error")]
+        todo = [
+            i for i in items if i.id not in cache or cache[i.id].error.startswith(TRANSIENT_ERRORS)
+        ]
         self.usage.cached += len(items) - len(todo)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             for pred in pool.map(lambda i: self.predict_one(i, task, instructions), todo):
                 cache[pred.item] = pred
+                if on_answer is not None:
+                    on_answer(pred)
         return [cache[i.id] for i in items]
 
 
@@ -367,21 +400,6 @@ def make_client(options: Mapping[str, Any]) -> genai.Client:
     return genai.Client(**kwargs)
 
 
-def read_cache(uri: str | None) -> dict[str, Prediction]:
-    """Cached predictions from a JSONL file (missing file: empty)."""
-    if not uri or not storage.exists(uri):
-        return {}
-    out: dict[str, Prediction] = {}
-    with storage.open_read(uri) as fh:
-        for line in fh:
-            if line.strip():
-                row = json.loads(line)
-                out[row["item"]] = Prediction(
-                    row["item"], row.get("label"), float(row["confidence"]), row.get("error", "")
-                )
-    return out
-
-
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class GeminiOptions:
     """`provider_options` of Gemini (see `GeminiLabeler` for the labeling ones).
@@ -393,9 +411,10 @@ class GeminiOptions:
         confidence: `logprobs` or `samples`.
         samples: Answers sampled per item when `confidence` is `samples`.
         concurrency: Requests in flight at once.
-        max_retries: Retries per item on 429/503.
+        max_retries: Retries per item on transient statuses and transport errors.
         backoff_seconds: First backoff between retries.
-        thinking_budget: Thinking tokens allowed (model default when unset).
+        thinking_budget: Thinking tokens per answer, on top of the answer's own room.
+        thinking_level: `minimal`, `low`, `medium` or `high` instead of a budget (Gemini 3).
         threshold: Confidence at or above which an answer counts as a label.
         cache_uri: JSONL file of earlier answers (retries are then free).
         base_url: A test endpoint instead of Vertex AI's.
@@ -403,13 +422,14 @@ class GeminiOptions:
 
     project: str | None = None
     location: str = "us-central1"
-    model: str = "gemini-2.5-flash"
+    model: str = DEFAULT_MODEL
     confidence: Literal["logprobs", "samples"] = "logprobs"
     samples: int = 5
     concurrency: int = 8
     max_retries: int = 5
     backoff_seconds: float = 1.0
-    thinking_budget: int | None = None
+    thinking_budget: int = DEFAULT_THINKING_BUDGET
+    thinking_level: str = ""
     threshold: float = 0.0
     cache_uri: str | None = None
     base_url: str | None = None
@@ -422,6 +442,12 @@ class GeminiOptions:
             raise InputError("must be 0 or more", field=f"{field}.max_retries")
         if not 0.0 <= self.threshold <= 1.0:
             raise InputError("must lie in [0, 1]", field=f"{field}.threshold")
+        if self.thinking_budget < 0:
+            raise InputError("must be 0 or more", field=f"{field}.thinking_budget")
+        if self.thinking_level and self.thinking_level not in THINKING_LEVELS:
+            raise InputError(
+                f"must be one of {', '.join(THINKING_LEVELS)}", field=f"{field}.thinking_level"
+            )
 
 
 @register("gemini", options=GeminiOptions)
@@ -447,6 +473,7 @@ class GeminiProvider:
         self.cache_uri = cache_uri
         self.cache = read_cache(cache_uri)
         self._jobs: dict[str, list[Prediction]] = {}
+        self.prompt_hash = ""
 
     @classmethod
     def from_options(cls, options: GeminiOptions) -> GeminiProvider:
@@ -461,6 +488,7 @@ class GeminiProvider:
             max_retries=options.max_retries,
             backoff_seconds=options.backoff_seconds,
             thinking_budget=options.thinking_budget,
+            thinking_level=options.thinking_level,
         )
         return cls(labeler, threshold=options.threshold, cache_uri=options.cache_uri)
 
@@ -471,20 +499,37 @@ class GeminiProvider:
     def predict(
         self, items: Sequence[Item], task: LabelingTask, instructions: str = ""
     ) -> list[Prediction]:
-        """Answers for the items (cached ones reused; the cache file is rewritten)."""
-        preds = self.labeler.predict(items, task, instructions, cache=self.cache)
-        if self.cache_uri:
-            storage.write_jsonl(self.cache_uri, (p.to_json() for p in self.cache.values()))
-        return preds
+        """Answers for the items (cached ones reused); each new answer is cached as it arrives,
+        so a failure part-way does not pay for the answers already received again."""
+        from labelloop.lineage import prompt_hash
+
+        # The prompt as the model sees it, for the lineage of every label it answers.
+        self.prompt_hash = prompt_hash(
+            system_instruction(task, instructions), ",".join(task.labels), self.labeler.model
+        )
+        if not self.cache_uri:
+            return self.labeler.predict(items, task, instructions, cache=self.cache)
+        writer = CacheWriter(self.cache_uri, self.cache)
+        try:
+            return self.labeler.predict(
+                items, task, instructions, cache=self.cache, on_answer=writer.add
+            )
+        finally:
+            writer.close()
 
     def summary(self) -> dict[str, Any]:
-        """Usage and estimated cost of this provider's calls."""
+        """Usage and estimated cost of this provider's calls (`cost_usd` None and `cost`
+        "unknown: ..." for a model the price table does not have)."""
         usage = dataclasses.asdict(self.labeler.usage)
-        cost = self.labeler.usage.cost_usd(self.labeler.model)
+        model = self.labeler.model
+        cost = self.labeler.usage.cost_usd(model)
+        known = not math.isnan(cost)
         return {
-            "model": self.labeler.model,
+            "model": model,
+            "prompt_hash": self.prompt_hash,
             **usage,
-            "cost_usd": None if math.isnan(cost) else round(cost, 6),
+            "cost_usd": round(cost, 6) if known else None,
+            "cost": f"{cost:.6f} USD" if known else f"unknown: no price for {model} in PRICES",
         }
 
     def submit(

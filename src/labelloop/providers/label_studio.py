@@ -18,6 +18,7 @@ not trusted; cancelled annotations are counted, not used).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import os
 import urllib.parse
@@ -27,9 +28,18 @@ from typing import TYPE_CHECKING, Any
 
 from labelloop import storage
 from labelloop.errors import InputError, ProviderError
-from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
+from labelloop.providers.base import (
+    CollectResult,
+    Job,
+    JobGone,
+    LabelingTask,
+    Progress,
+    job_key,
+)
 from labelloop.providers.label_studio_format import (
+    SMALL_IMAGE,
     data_key,
+    default_instructions,
     instructions_html,
     item_id_of_task,
     labeling_config,
@@ -53,9 +63,38 @@ IMPORT_BATCH = 500
 Prediction = tuple[AnnotationValue, float]
 
 
-def project_title(prefix: str, key: str) -> str:
-    """The project title that identifies a job (Label Studio caps titles at 50 characters)."""
-    return f"{prefix[:30]} {key}"
+TITLE_MAX = 50  # Label Studio's limit on project titles
+KEY_IN_TITLE = (
+    8  # characters of the job key at the end of a title (the full key is in the description)
+)
+GENERIC_FOLDERS = frozenset({"images", "image", "imgs", "img", "data", "files", "texts", "text"})
+
+
+def project_title(dataset: str, round_number: int, day: str, key: str) -> str:
+    """A title people can tell apart: `digits/images · round 2 · 2026-11-29 · 3f9a2c1b`.
+
+    The dataset name is shortened to fit Label Studio's 50 characters; the job key's start
+    stays at the end (the project is found by it, and the full key is in the description).
+    """
+    tail = f" · round {round_number} · {day} · {key[:KEY_IN_TITLE]}"
+    room = TITLE_MAX - len(tail)
+    name = dataset if len(dataset) <= room else dataset[: room - 1] + "…"
+    return f"{name}{tail}"
+
+
+def dataset_name(items: Sequence[Item]) -> str:
+    """A short name for the items: their common folder (`digits/images`), or `text items`."""
+    uris = [str(i.uri) for i in items if i.uri]
+    if not uris:
+        return "text items"
+    folders = {u.rstrip("/").rsplit("/", 1)[0] for u in uris}
+    common = os.path.commonpath([f.removeprefix("gs://") for f in folders]) if folders else ""
+    parts = [p for p in common.split("/") if p]
+    if not parts:
+        return "items"
+    if parts[-1].lower() in GENERIC_FOLDERS and len(parts) > 1:
+        return "/".join(parts[-2:])
+    return parts[-1]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -66,7 +105,8 @@ class LabelStudioOptions:
         url: The server's base URL (default: `LABEL_STUDIO_URL`).
         api_key_secret: A Secret Manager version holding the API key (default: the key comes
             from `LABEL_STUDIO_API_KEY`).
-        title_prefix: Start of every project title; the job key follows.
+        dataset: The name project titles start with (default: the items' common folder);
+            titles read `<dataset> · round <n> · <date> · <job key's start>`.
         local_files_root: The server's `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT` as a path on
             this machine (local image files must lie under it).
         model_version: Names the pre-annotations imported as predictions.
@@ -75,7 +115,7 @@ class LabelStudioOptions:
 
     url: str | None = None
     api_key_secret: str | None = None
-    title_prefix: str = "labelloop"
+    dataset: str = ""
     local_files_root: str | None = None
     model_version: str = "labelloop"
     timeout: float = 120.0
@@ -96,7 +136,7 @@ class LabelStudioProvider:
     Args:
         url: The server's base URL.
         api_key: A legacy token or a personal access token (read at the edge, never a parameter).
-        title_prefix: Start of every project title; the job key follows.
+        dataset: The name project titles start with (default: the items' common folder).
         local_files_root: The server's `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`, as a path on
             this machine; local image files must lie under it.
         model_version: Names the pre-annotations imported as predictions.
@@ -110,7 +150,7 @@ class LabelStudioProvider:
         *,
         url: str,
         api_key: str,
-        title_prefix: str = "labelloop",
+        dataset: str = "",
         local_files_root: str | None = None,
         model_version: str = "labelloop",
         timeout: float = 120.0,
@@ -118,11 +158,12 @@ class LabelStudioProvider:
         from label_studio_sdk import LabelStudio
 
         self.url = url.rstrip("/")
-        self.title_prefix = title_prefix
+        self.dataset = dataset
         self.local_files_root = local_files_root
         self.model_version = model_version
         self.client: LabelStudio = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
         self._texts: dict[str, str] = {}
+        self._last: dict[str, Any] = {}
 
     @classmethod
     def from_options(cls, options: LabelStudioOptions) -> LabelStudioProvider:
@@ -143,7 +184,7 @@ class LabelStudioProvider:
         return cls(
             url=url,
             api_key=api_key,
-            title_prefix=options.title_prefix,
+            dataset=options.dataset,
             local_files_root=options.local_files_root,
             model_version=options.model_version,
             timeout=options.timeout,
@@ -164,12 +205,33 @@ class LabelStudioProvider:
             )
         return response.json() if response.content else None
 
-    def _find_project(self, title: str) -> int | None:
+    def _find_project(self, key: str) -> tuple[int, str] | None:
+        """The job's project (id, title): its title ends with the key's start and its
+        description carries the whole key (titles of older versions: `labelloop <key>`)."""
         project: Any
-        for project in self.client.projects.list(title=title):
-            if project.title == title and project.id is not None:
-                return int(project.id)
+        for project in self.client.projects.list(title=key[:KEY_IN_TITLE]):
+            title = str(project.title or "")
+            if project.id is None:
+                continue
+            if title == f"labelloop {key}" or key in str(project.description or ""):
+                return int(project.id), title
         return None
+
+    def _next_round(self, dataset: str) -> int:
+        """1 + the rounds of this dataset already on the server (one project per round)."""
+        prefix = f"{dataset} · round "
+        rounds = [0]
+        project: Any
+        for project in self.client.projects.list(title=f"{dataset} · round"):
+            title = str(project.title or "")
+            if title.startswith(prefix):
+                number = title.removeprefix(prefix).split(" ", 1)[0]
+                rounds.append(int(number) if number.isdigit() else 0)
+        return max(rounds) + 1
+
+    def project_url(self, project_id: int | str) -> str:
+        """Where people open the project in a browser."""
+        return f"{self.url}/projects/{project_id}"
 
     # -- the provider interface ---------------------------------------------------------------
 
@@ -198,16 +260,31 @@ class LabelStudioProvider:
         if labelers_per_item < 1:
             raise InputError("must be at least 1", field="labelers_per_item")
         key = key or job_key(self.name, items, task, labelers_per_item)
-        title = project_title(self.title_prefix, key)
-        text = instructions or task.instructions
-        project_id = self._find_project(title)
-        if project_id is None:
+        text = (
+            instructions or task.instructions or default_instructions(task.task_type, task.labels)
+        )
+        found = self._find_project(key)
+        if found is None:
+            # Check that Label Studio can open the files before creating anything.
+            self._check_files(items, task.task_type)
+            dataset = self.dataset or dataset_name(items)
+            title = project_title(
+                dataset, self._next_round(dataset), dt.date.today().isoformat(), key
+            )
             created = self.client.projects.create(
                 title=title,
-                description=f"labelloop job {key}: {task.task_type.value}",
-                label_config=labeling_config(task.task_type, task.labels, text),
+                description=(
+                    f"{len(items)} {task.task_type.value.replace('_', ' ')} items,"
+                    f" {labelers_per_item} labeler(s) each. labelloop job {key}"
+                ),
+                label_config=labeling_config(
+                    task.task_type,
+                    task.labels,
+                    text,
+                    small_images=task.task_type.is_image and self._small_images(items),
+                ),
                 expert_instruction=instructions_html(text),
-                show_instruction=bool(text),
+                show_instruction=True,
                 maximum_annotations=labelers_per_item,
                 # Every task gets the full overlap, not just a cohort.
                 overlap_cohort_percentage=100,
@@ -219,18 +296,86 @@ class LabelStudioProvider:
             project_id = int(created.id)
             log.info("created Label Studio project %s (%s)", project_id, title)
         else:
+            project_id, title = found
             log.info("reusing Label Studio project %s (%s)", project_id, title)
+        self._last = {"title": title, "url": self.project_url(project_id)}
+        # One line people can act on (the local runner shows it on the console at once).
+        log.info("labeling job: %s %s %s", self.name, title, self._last["url"])
+        self._import_missing(project_id, items, task, predictions)
+        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
+
+    def resume(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Reattach an earlier run's project (by its id, else by its title) and import the
+        job's items it lacks (a run killed mid-import, or a top-up).
+
+        Raises:
+            JobGone: The project was deleted in Label Studio.
+        """
+        if not job.external_id:
+            # Killed before the project id was recorded: find or create it by its title.
+            got = self.submit(items, task, labelers_per_item=job.labelers_per_item, key=job.key)
+            return dataclasses.replace(got, collections=job.collections)
+        project_id = int(job.external_id)
+        response = self.client._client_wrapper.httpx_client.request(
+            f"api/projects/{project_id}/", method="GET"
+        )
+        if response.status_code == 404:
+            raise JobGone(f"Label Studio project {project_id} of job {job.key} no longer exists")
+        if response.status_code >= 400:
+            raise ProviderError(
+                f"Label Studio GET project {project_id} answered {response.status_code}"
+            )
+        self._last = {"url": self.project_url(project_id)}
+        log.info("labeling job: %s %s", self.name, self._last["url"])
+        self._import_missing(project_id, items, task, None)
+        return dataclasses.replace(job, items=len(items))
+
+    def top_up(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Add items to the job's project in place (`items`: the job's items, old and new)."""
+        return self.resume(job, items, task)
+
+    def _import_missing(
+        self,
+        project_id: int,
+        items: Sequence[Item],
+        task: LabelingTask,
+        predictions: Mapping[str, Prediction] | None,
+    ) -> None:
         present = self._present_items(project_id, task.task_type)
         missing = [i for i in items if i.id not in present]
         if missing:
-            self._connect_storages(project_id, missing, task.task_type)
+            # Task records first: a local file outside the document root fails here, with
+            # the setting to change, before any storage is connected.
             records = [self._task_record(i, task, predictions) for i in missing]
+            self._connect_storages(project_id, missing, task.task_type)
             for start in range(0, len(records), IMPORT_BATCH):
                 # Plain task dicts: the SDK's request type is the same JSON.
                 batch: Any = records[start : start + IMPORT_BATCH]
                 self.client.projects.import_tasks(project_id, request=batch)
             log.info("imported %d task(s), %d already present", len(missing), len(present))
-        return Job(self.name, key, str(project_id), len(items), labelers_per_item)
+
+    def _check_files(self, items: Sequence[Item], task_type: TaskType) -> None:
+        """Local image files need the document root: say so before anything is created."""
+        if task_type.is_image:
+            for item in items:
+                self._image_url(item)
+
+    def _small_images(self, items: Sequence[Item]) -> bool:
+        """Whether the first readable image is small enough to be drawn enlarged and crisp."""
+        import io
+
+        from PIL import Image, UnidentifiedImageError
+
+        for item in items[:3]:
+            uri = str(item.uri or "")
+            if not uri or uri.startswith(("http://", "https://")):
+                continue
+            try:
+                with Image.open(io.BytesIO(storage.read_bytes(uri))) as image:
+                    return max(image.size) <= SMALL_IMAGE
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                log.debug("cannot read the size of %s: %s", uri, exc)
+        return False
 
     def _present_items(self, project_id: int, task_type: TaskType) -> set[str]:
         tasks: Any = self.client.tasks.list(project=project_id, fields="all", page_size=500)
@@ -261,21 +406,33 @@ class LabelStudioProvider:
         uri = str(item.uri)
         if storage.is_gcs(uri) or uri.startswith(("http://", "https://")):
             return uri
+        path = Path(storage.local_path(uri)).resolve()
         if not self.local_files_root:
             raise InputError(
-                "local image files need the server's local files document root",
+                f"{path} is a local file: Label Studio shows local files only from its"
+                " local-files document root. Start the server with"
+                " LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and"
+                " LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a folder above your images>, and set"
+                " the same folder as provider_options.local_files_root"
+                " (docs/guide-label-studio.md)",
                 field="provider_options.local_files_root",
             )
-        path = Path(storage.local_path(uri)).resolve()
         root = Path(self.local_files_root).resolve()
         if not path.is_relative_to(root):
-            raise InputError(f"{path} is not under local_files_root {root}", field="item")
+            raise InputError(
+                f"{path} is not under local_files_root {root}: Label Studio serves local files"
+                " only from below LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT (move the images there,"
+                " or point both at a folder above them)",
+                field="provider_options.local_files_root",
+            )
         return "/data/local-files/?d=" + urllib.parse.quote(str(path.relative_to(root)))
 
     def _connect_storages(
         self, project_id: int, items: Sequence[Item], task_type: TaskType
     ) -> None:
         """Connect the storages that let Label Studio open the items' files (once per place)."""
+        from label_studio_sdk.core.api_error import ApiError
+
         if not task_type.is_image:
             return
         uris = [str(i.uri) for i in items if i.uri]
@@ -309,12 +466,23 @@ class LabelStudioProvider:
             }
             for folder in folders:
                 if folder not in existing_paths:
-                    self.client.import_storage.local.create(
-                        project=project_id,
-                        path=folder,
-                        use_blob_urls=False,
-                        title="labelloop files",
-                    )
+                    try:
+                        self.client.import_storage.local.create(
+                            project=project_id,
+                            path=folder,
+                            use_blob_urls=False,
+                            title="labelloop files",
+                        )
+                    except ApiError as exc:
+                        raise ProviderError(
+                            f"Label Studio answered {exc.status_code} to the local-files storage"
+                            f" {folder}: the server needs"
+                            " LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and"
+                            f" LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root} (or a folder above"
+                            " it; docs/guide-label-studio.md). It said:"
+                            f" {str(exc.body)[:200]}",
+                            status=exc.status_code,
+                        ) from None
 
     def export(self, job: Job) -> list[dict[str, Any]]:
         """The project's full JSON export (every task, with annotations)."""
@@ -335,6 +503,8 @@ class LabelStudioProvider:
         task_type, labels = _task_from_config(str(project.label_config or ""))
         names = self._annotator_names()
         tasks = self.export(job)
+        self._remember(job, tasks, names)
+        self._last["title"] = str(project.title or "")
         read = read_export(
             tasks,
             task_type=task.task_type if task else task_type,
@@ -343,6 +513,30 @@ class LabelStudioProvider:
             annotator_name=lambda uid: names.get(uid, f"ls-user-{uid}"),
         )
         return read, tasks
+
+    def _remember(self, job: Job, tasks: list[dict], names: dict[str, str]) -> None:
+        """Per-annotator counts, skips and time (Label Studio's `lead_time`) for `summary`."""
+        people: dict[str, dict[str, float]] = {}
+        for task in tasks:
+            for ann in task.get("annotations") or []:
+                uid = str(ann.get("completed_by", ""))
+                if isinstance(ann.get("completed_by"), dict):
+                    uid = str(ann["completed_by"].get("id", ""))
+                name = names.get(uid, f"ls-user-{uid}")
+                row = people.setdefault(name, {"answers": 0, "skipped": 0, "seconds": 0.0})
+                row["skipped" if ann.get("was_cancelled") else "answers"] += 1
+                lead = ann.get("lead_time")
+                if isinstance(lead, int | float) and lead >= 0:
+                    row["seconds"] += float(lead)
+        self._last = {
+            **self._last,
+            "url": self.project_url(job.external_id),
+            "annotators": {k: people[k] for k in sorted(people)},
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The project's title and URL, and per-annotator answers, skips and labeling time."""
+        return dict(self._last)
 
     def progress(self, job: Job) -> Progress:
         read, _ = self._read(job)
@@ -411,4 +605,4 @@ def _task_from_config(config: str) -> tuple[TaskType, tuple[str, ...]]:
     return task_type, tuple(c.attrib["value"] for c in options)
 
 
-__all__ = ["LabelStudioProvider", "data_key", "project_title"]
+__all__ = ["LabelStudioProvider", "data_key", "dataset_name", "project_title"]

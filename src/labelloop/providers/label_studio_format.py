@@ -43,32 +43,109 @@ def data_key(task_type: TaskType) -> str:
     return "image" if task_type.is_image else "text"
 
 
-def labeling_config(task_type: TaskType, labels: Sequence[str], instructions: str = "") -> str:
+# Keys handed out, in order, to labels that cannot use a character of their own. Letters Label
+# Studio's image tools answer to (rectangle, brush, eraser, hand, ...) are left out.
+RESERVED_KEYS = frozenset("rbehuvkm")
+HOTKEY_POOL = "".join(c for c in "1234567890qwertyuiopasdfghjklzxcvbnm" if c not in RESERVED_KEYS)
+# Images at most this many pixels on their longest side are shown enlarged without smoothing.
+SMALL_IMAGE = 64
+SMALL_IMAGE_WIDTH = "320px"
+
+
+def hotkeys(labels: Sequence[str]) -> list[str]:
+    """One distinct key per label: a label's own character when it is one letter or digit
+    (so "3" is pressed for "3"), else a free letter or digit of the label, else the next free
+    key; labels beyond the available keys get none ("").
+
+    Label Studio numbers its choices 1, 2, 3 ... by position unless every choice names its
+    hotkey: for the labels "0" to "9" that makes "3" pick "2".
+    """
+    used: set[str] = set()
+    keys: list[str | None] = [None] * len(labels)
+    # Labels that are a key themselves claim it first, wherever they sit in the list.
+    for i, label in enumerate(labels):
+        own = label.strip().lower()
+        if len(own) == 1 and own.isascii() and own.isalnum() and own not in used | RESERVED_KEYS:
+            keys[i] = own
+            used.add(own)
+    for i, label in enumerate(labels):
+        if keys[i] is not None:
+            continue
+        candidates = [c for c in label.lower() if c.isascii() and c.isalnum()]
+        candidates = [c for c in candidates if c not in RESERVED_KEYS] + list(HOTKEY_POOL)
+        key = next((c for c in candidates if c not in used), "")
+        keys[i] = key
+        used.add(key)
+    return [k or "" for k in keys]
+
+
+def _options_with_keys(tag: str, labels: Sequence[str]) -> str:
+    return "".join(
+        f"<{tag} value={_attr(label)}" + (f" hotkey={_attr(key)}" if key else "") + "/>"
+        for label, key in zip(labels, hotkeys(labels), strict=True)
+    )
+
+
+def labeling_config(
+    task_type: TaskType,
+    labels: Sequence[str],
+    instructions: str = "",
+    *,
+    small_images: bool = False,
+) -> str:
     """The `<View>` labeling config for a task type and label set, with the instructions on top.
 
     Single-label classification uses `Choices` (`choice="single"`, required), multi-label
     `Choices choice="multiple"`, object detection `RectangleLabels`, entity extraction `Labels`
-    over the text.
+    over the text. Every choice and label carries its own hotkey (see `hotkeys`). With
+    `small_images`, images are drawn at a fixed, readable width without smoothing (an 8x8
+    digit stays a crisp grid of pixels instead of a blur).
     """
     key = data_key(task_type)
     obj_tag = "Image" if task_type.is_image else "Text"
-    obj = f'<{obj_tag} name="{key}" value="${key}"/>'
-    options = "".join(f"<Label value={_attr(label)}/>" for label in labels)
-    choices = "".join(f"<Choice value={_attr(label)}/>" for label in labels)
+    extra = ""
+    if task_type.is_image and small_images:
+        extra = f' smoothing="false" width="{SMALL_IMAGE_WIDTH}" maxWidth="{SMALL_IMAGE_WIDTH}"'
+    obj = f'<{obj_tag} name="{key}" value="${key}"{extra}/>'
     if task_type.is_classification:
         mode = "multiple" if task_type.multi_label else "single"
         control = (
             f'<Choices name="{FROM_NAME}" toName="{key}" choice="{mode}" required="true" '
-            f'showInline="true">{choices}</Choices>'
+            f'showInline="true">{_options_with_keys("Choice", labels)}</Choices>'
         )
     elif task_type.shape is Shape.BOXES:
-        control = f'<RectangleLabels name="{FROM_NAME}" toName="{key}">{options}</RectangleLabels>'
+        control = (
+            f'<RectangleLabels name="{FROM_NAME}" toName="{key}">'
+            f"{_options_with_keys('Label', labels)}</RectangleLabels>"
+        )
     else:
-        control = f'<Labels name="{FROM_NAME}" toName="{key}">{options}</Labels>'
+        spans = _options_with_keys("Label", labels)
+        control = f'<Labels name="{FROM_NAME}" toName="{key}">{spans}</Labels>'
     header = f"<Header value={_attr(instructions)}/>" if instructions else ""
     # Labels go above the text for NER (as in Label Studio's own template).
     body = f"{control}{obj}" if task_type.shape is Shape.SPANS else f"{obj}{control}"
     return f"<View>{header}{body}</View>"
+
+
+def default_instructions(task_type: TaskType, labels: Sequence[str]) -> str:
+    """What annotators read when the pipeline gives no instructions of its own."""
+    keys = hotkeys(labels)
+    listed = ", ".join(f"{label} (key {k})" for label, k in zip(labels, keys, strict=True) if k)
+    what = "image" if task_type.is_image else "text"
+    if task_type.is_classification:
+        how = (
+            f"Choose every label that applies to the {what}"
+            if task_type.multi_label
+            else f"Choose the one label that fits the {what} best"
+        )
+    elif task_type.shape is Shape.BOXES:
+        how = "Pick a label, then draw a box tightly around every object of that kind"
+    else:
+        how = "Pick a label, then select every span of text that is an entity of that kind"
+    return (
+        f"{how}: {listed}. Submit with Ctrl+Enter. Skip an item only when it cannot be judged"
+        " (skips are counted in the run report)."
+    )
 
 
 def instructions_html(instructions: str) -> str:

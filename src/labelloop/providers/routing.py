@@ -36,6 +36,7 @@ from labelloop.providers.base import (
     LabelingTask,
     Progress,
     job_key,
+    resume,
 )
 from labelloop.providers.gemini import (
     GeminiOptions,
@@ -59,6 +60,10 @@ class Calibration:
     sample: int
     accepted: int
     precision: float | None
+    #: Counts of (human label, model answer) on the accepted calibration items, rows and
+    #: columns in the task's label order: the model's known confusion, which consolidation
+    #: uses to weigh an auto-accepted answer (empty without a calibration sample).
+    confusion: tuple[tuple[int, ...], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +72,7 @@ class Calibration:
             "sample": self.sample,
             "accepted": self.accepted,
             "precision": self.precision,
+            "confusion": [list(row) for row in self.confusion],
         }
 
 
@@ -192,7 +198,9 @@ class RoutingProvider:
         self.decision: guarantee.Decision | None = None
         self.audit: guarantee.AuditRound | None = None
         self._audited: dict[str, set[str]] = {}
+        self._routed: dict[str, Any] = {}
         self._jobs: dict[str, tuple[list[Prediction], Job, float]] = {}
+        self._auto: dict[str, int] = {}
 
     @classmethod
     def from_options(cls, options: RoutingOptions) -> RoutingProvider:
@@ -227,8 +235,18 @@ class RoutingProvider:
         )
         accepted = conf >= threshold
         precision = float(correct[accepted].mean()) if accepted.any() else None
+        index = {label: j for j, label in enumerate(task.labels)}
+        counts = np.zeros((len(index), len(index)), dtype=np.int64)
+        for p, keep in zip(valid, accepted, strict=True):
+            if keep and truth[p.item] in index and p.label in index:
+                counts[index[truth[p.item]], index[str(p.label)]] += 1
         return Calibration(
-            threshold, self.calibration_uri, len(valid), int(accepted.sum()), precision
+            threshold,
+            self.calibration_uri,
+            len(valid),
+            int(accepted.sum()),
+            precision,
+            tuple(tuple(int(v) for v in row) for row in counts),
         )
 
     def _certified(self, task: LabelingTask, instructions: str) -> Calibration:
@@ -301,6 +319,11 @@ class RoutingProvider:
                 routed, task, labelers_per_item=labelers_per_item, instructions=text
             )
         self._jobs[key] = (preds, human_job, threshold)
+        self._routed = {
+            "target_precision": self.target_precision,
+            "auto_accepted": len(items) - len(routed),
+            "to_people": len(routed),
+        }
         log.info(
             "routing: %d item(s) auto-accepted, %d to %s (%s)",
             len(items) - len(routed),
@@ -308,8 +331,31 @@ class RoutingProvider:
             self.human.name,
             self.calibration.to_json(),
         )
-        external = json.dumps({"human": human_job.to_json()}, sort_keys=True)
+        external = json.dumps(
+            {
+                "human": human_job.to_json(),
+                "routed": [i.id for i in routed],
+                "auto": len(items) - len(routed),
+            },
+            sort_keys=True,
+        )
         return Job(self.name, key, external, len(items), labelers_per_item)
+
+    def resume(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Reattach the human part of an earlier run's job (Gemini's accepted answers were
+        collected then and are kept in the ledger; nothing is asked of Gemini again)."""
+        if not job.external_id:
+            return dataclasses.replace(
+                self.submit(items, task, labelers_per_item=job.labelers_per_item),
+                collections=job.collections,
+            )
+        external = json.loads(job.external_id)
+        routed_ids = set(external.get("routed", []))
+        human = Job(**{**external["human"], "collections": job.collections})
+        human = resume(self.human, human, [i for i in items if i.id in routed_ids], task)
+        self._jobs[job.key] = ([], human, math.inf)
+        self._auto[job.key] = int(external.get("auto", 0))
+        return dataclasses.replace(job, items=len(items))
 
     def _state(self, job: Job) -> tuple[list[Prediction], Job, float]:
         if job.key not in self._jobs:
@@ -327,12 +373,13 @@ class RoutingProvider:
 
     def progress(self, job: Job) -> Progress:
         _, human_job, _ = self._state(job)
-        human = self.human.progress(human_job)
-        return Progress(len(self._accepted(job)) + human.labeled, job.items)
+        human = self.human.progress(dataclasses.replace(human_job, collections=job.collections))
+        auto = self._auto.get(job.key, len(self._accepted(job)))
+        return Progress(auto + human.labeled, job.items)
 
     def collect(self, job: Job) -> CollectResult:
         _, human_job, _ = self._state(job)
-        got = self.human.collect(human_job)
+        got = self.human.collect(dataclasses.replace(human_job, collections=job.collections))
         auto = [
             Annotation(p.item, self.gemini.annotator, str(p.label)) for p in self._accepted(job)
         ]
@@ -397,10 +444,16 @@ class RoutingProvider:
         return work(human_job) if callable(work) else {}
 
     def summary(self) -> dict[str, Any]:
-        """Calibration, Gemini usage and cost; under a guarantee, the decision and the audit."""
+        """Calibration, how many items each side got, Gemini usage and cost, the human
+        provider's own summary (a Label Studio project's title and URL); under a guarantee,
+        the decision and the audit."""
+        human = getattr(self.human, "summary", None)
         out: dict[str, Any] = {
             "calibration": self.calibration.to_json() if self.calibration else None,
+            "model_annotator": self.gemini.annotator,
+            **self._routed,
             "gemini": self.gemini.summary(),
+            "human": human() if callable(human) else {},
         }
         if self.policy is not None:
             out["guarantee"] = self.decision.to_json() if self.decision else None

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from labelloop import storage
-from labelloop.errors import BadRecord, InputError
+from labelloop.errors import BadRecord, InputError, ProviderError
 from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.registry import register
@@ -137,6 +137,13 @@ def _check_workforce(workforce: str, *, field: str) -> None:
         )
 
 
+def _check_paces(pace: float, annotator_pace: Mapping[str, float], *, field: str) -> None:
+    paces = {"pace": pace, **{f"annotator_pace.{k}": v for k, v in annotator_pace.items()}}
+    for name, value in paces.items():
+        if not 0.0 < float(value) <= 1.0:
+            raise InputError("must lie in (0, 1]", field=f"{field}.{name}")
+
+
 def _check_completion(completion: float, *, field: str) -> None:
     if not 0.0 <= completion <= 1.0:
         raise InputError("must lie in [0, 1]", field=f"{field}.completion")
@@ -150,18 +157,25 @@ class SimulatedOptions:
         truth_uri: The hidden ground truth file. CSV `item,label` or JSONL with `label`,
             `labels`, `boxes` or `spans` (the bundled samples supply theirs).
         workforce: A profile name from `PROFILES`.
-        completion: Fraction of items that get labels.
+        completion: Fraction of items that ever get labels.
+        pace: Share of a job's outstanding tasks people finish between two collections.
+        annotator_pace: A different pace for some annotators, by annotator id.
+        unreachable: Simulate an outage (every call fails like an unreachable server).
         seed: Decides the annotators and every answer.
     """
 
     truth_uri: str = dataclasses.field(metadata=INPUT_FILE)
     workforce: str = "mixed"
     completion: float = 1.0
+    pace: float = 1.0
+    annotator_pace: dict[str, float] = dataclasses.field(default_factory=dict)
+    unreachable: bool = False
     seed: int = 0
 
     def validate(self, field: str) -> None:
         _check_workforce(self.workforce, field=field)
         _check_completion(self.completion, field=field)
+        _check_paces(self.pace, self.annotator_pace, field=field)
 
 
 @register("simulated", options=SimulatedOptions)
@@ -172,7 +186,12 @@ class SimulatedWorkforce:
         truth: Item id -> true value: a label (`a|b` for multi-label), a frozenset of labels,
             or a tuple of boxes or spans.
         workforce: A profile name from `PROFILES`.
-        completion: Fraction of items that get labels (simulates a job still in progress).
+        completion: Fraction of items that ever get labels (the rest are never answered).
+        pace: Share of a job's outstanding tasks (item, annotator) people finish between two
+            collections: after `n` collections a task is done with probability
+            `1 - (1 - pace) ** n` (1.0: everything at the first collection).
+        annotator_pace: A slower (or faster) pace for some annotators, by annotator id.
+        unreachable: Simulate an outage: every call fails as an unreachable server would.
         seed: Decides the annotators' confusion matrices and every answer.
     """
 
@@ -184,10 +203,17 @@ class SimulatedWorkforce:
         *,
         workforce: str = "mixed",
         completion: float = 1.0,
+        pace: float = 1.0,
+        annotator_pace: Mapping[str, float] | None = None,
+        unreachable: bool = False,
         seed: int = 0,
     ) -> None:
         _check_workforce(workforce, field="provider_options")
         _check_completion(completion, field="provider_options")
+        _check_paces(pace, annotator_pace or {}, field="provider_options")
+        self.pace = float(pace)
+        self.annotator_pace = {str(k): float(v) for k, v in (annotator_pace or {}).items()}
+        self.unreachable = unreachable
         self.truth = dict(truth)
         self.workforce = workforce
         self.completion = completion
@@ -209,7 +235,13 @@ class SimulatedWorkforce:
             read_structured_truth(uri) if uri.lower().endswith(".jsonl") else read_truth(uri)
         )
         return cls(
-            truth, workforce=options.workforce, completion=options.completion, seed=options.seed
+            truth,
+            workforce=options.workforce,
+            completion=options.completion,
+            pace=options.pace,
+            annotator_pace=options.annotator_pace,
+            unreachable=options.unreachable,
+            seed=options.seed,
         )
 
     def annotators(self, n_labels: int, minimum: int) -> list[Annotator]:
@@ -230,9 +262,35 @@ class SimulatedWorkforce:
     ) -> Job:
         if labelers_per_item < 1:
             raise InputError("must be at least 1", field="labelers_per_item")
+        self._reach()
         key = job_key(self.name, items, task, labelers_per_item)
         self._jobs[key] = (list(items), task, labelers_per_item)
         return Job(self.name, key, f"sim-{key}", len(items), labelers_per_item)
+
+    def resume(self, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:
+        """Reattach a job from its ledger record (the simulation keeps nothing between runs)."""
+        self._reach()
+        self._jobs[job.key] = (list(items), task, job.labelers_per_item)
+        return dataclasses.replace(
+            job, items=len(items), external_id=job.external_id or f"sim-{job.key}"
+        )
+
+    def _reach(self) -> None:
+        if self.unreachable:
+            raise ProviderError("simulated workforce unreachable (simulated outage)")
+
+    def _answered(self, job: Job, annotations: list[Annotation]) -> list[Annotation]:
+        """The answers people have given by this collection (see `pace`)."""
+        if self.pace >= 1.0 and not self.annotator_pace:
+            return annotations
+        n = job.collections + 1
+        kept = []
+        for a in annotations:
+            pace = self.annotator_pace.get(a.annotator, self.pace)
+            u = _item_seed(self.seed + 2, f"{job.key}\0{a.item}\0{a.annotator}") / 2.0**64
+            if u < 1.0 - (1.0 - pace) ** n:
+                kept.append(a)
+        return kept
 
     def _labeled_items(self, job: Job) -> list[Item]:
         items, _, _ = self._jobs[job.key]
@@ -245,7 +303,12 @@ class SimulatedWorkforce:
     def progress(self, job: Job) -> Progress:
         if job.key not in self._jobs:
             raise InputError(f"unknown job {job.key}; submit it first")
-        return Progress(len(self._labeled_items(job)), job.items)
+        self._reach()
+        _, _, per_item = self._jobs[job.key]
+        counts: dict[str, int] = {}
+        for a in self.collect(job).annotations:
+            counts[a.item] = counts.get(a.item, 0) + 1
+        return Progress(sum(1 for n in counts.values() if n >= per_item), job.items)
 
     def _truth_of(self, item: str, task: LabelingTask) -> AnnotationValue | None:
         value = self.truth.get(item)
@@ -256,6 +319,7 @@ class SimulatedWorkforce:
     def collect(self, job: Job) -> CollectResult:
         if job.key not in self._jobs:
             raise InputError(f"unknown job {job.key}; submit it first")
+        self._reach()
         _, task, per_item = self._jobs[job.key]
         labels = list(task.labels)
         index = {label: i for i, label in enumerate(labels)}
@@ -273,7 +337,11 @@ class SimulatedWorkforce:
             truths.append(true)  # type: ignore[arg-type]
         if not ok_items:
             return CollectResult([], bad)
-        seeds = _item_seeds(self.seed, ok_items)
+        # An item sent back for more answers (attempt n) draws its annotators afresh.
+        attempts = {i.id: i.attempt for i in self._labeled_items(job) if i.attempt}
+        seeds = _item_seeds(
+            self.seed, [f"{i}#{attempts[i]}" if i in attempts else i for i in ok_items]
+        )
         # Which annotators label each item: the `per_item` smallest of one uniform per annotator.
         draw = uniforms(seeds, len(pool) + 1)
         chosen = np.sort(
@@ -297,7 +365,7 @@ class SimulatedWorkforce:
                 for a in chosen[row]:
                     value = self._structured(true, pool[int(a)], labels, index, rng)
                     annotations.append(Annotation(item_id, pool[int(a)].id, value))
-        return CollectResult(annotations, bad)
+        return CollectResult(self._answered(job, annotations), bad)
 
     @staticmethod
     def _truth_problem(true: Any, task: LabelingTask, index: Mapping[str, int]) -> str:

@@ -12,13 +12,17 @@ stage turns them into JSON nulls.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
 from labelloop.quality.encode import vote_counts
+from labelloop.quality.registry import register_metric
 
+#: The nominal metrics, all computed from one set of per-item sums (`metrics_from_sums`).
 METRICS = ("krippendorff_alpha", "fleiss_kappa", "percent_agreement", "all_agree_rate")
+NOMINAL_FAMILIES = ("single", "multi")
 
 
 def item_statistics(counts: np.ndarray) -> np.ndarray:
@@ -75,6 +79,7 @@ def nominal_metrics(counts: np.ndarray) -> dict[str, float]:
     return {name: float(v[0]) for name, v in values.items()}
 
 
+@register_metric("krippendorff_alpha", families=NOMINAL_FAMILIES)
 def krippendorff_alpha(
     item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int
 ) -> float:
@@ -86,18 +91,21 @@ def krippendorff_alpha(
     return nominal_metrics(counts)["krippendorff_alpha"]
 
 
+@register_metric("fleiss_kappa", families=NOMINAL_FAMILIES)
 def fleiss_kappa(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> float:
     """Fleiss' kappa, generalised to a varying number of ratings per item (mean per-item P_i)."""
     counts = vote_counts(item, label, n_items=n_items, n_labels=n_labels)
     return nominal_metrics(counts)["fleiss_kappa"]
 
 
+@register_metric("percent_agreement", families=NOMINAL_FAMILIES)
 def percent_agreement(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> float:
     """Mean over items (2+ ratings) of the share of annotator pairs that agree."""
     counts = vote_counts(item, label, n_items=n_items, n_labels=n_labels)
     return nominal_metrics(counts)["percent_agreement"]
 
 
+@register_metric("all_agree_rate", families=NOMINAL_FAMILIES)
 def all_agree_rate(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> float:
     """Share of items (with 2+ ratings) on which every annotator gave the same label.
 
@@ -150,18 +158,38 @@ def bootstrap_replicates(
     Returns:
         (n_boot,) replicate values (NaN where undefined); empty with fewer than two items.
     """
+    return bootstrap_all(
+        stats, (metric,), n_labels=n_labels, n_boot=n_boot, seed=seed, batch=batch
+    )[metric]
+
+
+def bootstrap_all(
+    stats: np.ndarray,
+    metrics: Sequence[str],
+    *,
+    n_labels: int,
+    n_boot: int = 200,
+    seed: int = 0,
+    batch: int = 25,
+) -> dict[str, np.ndarray]:
+    """`bootstrap_replicates` of several metrics from one set of resamples (the same draws as
+    one metric at a time with the same seed, computed once)."""
     n = stats.shape[0]
     if n < 2:
-        return np.zeros(0)
+        return {m: np.zeros(0) for m in metrics}
     rng = np.random.default_rng(seed)
-    values = []
+    values: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
     for start in range(0, n_boot, batch):
         size = min(batch, n_boot - start)
         draws = rng.integers(0, n, size=(size, n))
-        rows = np.repeat(np.arange(size), n)
-        weights = np.bincount(rows * n + draws.ravel(), minlength=size * n).reshape(size, n)
-        values.append(metrics_from_sums(weights @ stats, n_labels=n_labels)[metric])
-    return np.concatenate(values)
+        weights = np.empty((size, n))
+        for r in range(size):  # one replicate at a time: no (size * n) index temporaries
+            weights[r] = np.bincount(draws[r], minlength=n)
+        del draws
+        found = metrics_from_sums(weights @ stats, n_labels=n_labels)
+        for m in metrics:
+            values[m].append(found[m])
+    return {m: np.concatenate(v) for m, v in values.items()}
 
 
 def bootstrap_ci(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
@@ -168,6 +169,7 @@ class DawidSkene:
         n_annotators: int,
         gold_item: np.ndarray | None = None,
         gold_label: np.ndarray | None = None,
+        fixed_errors: Mapping[int, np.ndarray] | None = None,
     ) -> DawidSkene:
         """Run EM.
 
@@ -180,8 +182,18 @@ class DawidSkene:
             n_annotators: Annotator count.
             gold_item: Items with a known label; their posteriors are clamped to it.
             gold_label: The known labels, parallel to `gold_item`.
+            fixed_errors: Annotators whose (n_labels, n_labels) confusion P(answer | true) is
+                known (a model calibrated on human-labeled items): held fixed, not estimated.
         """
         g_item, g_label = _gold_arrays(gold_item, gold_label)
+        fixed = dict(fixed_errors or {})
+
+        def m_step(scaled: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            priors, errors = self._m_step(responses_t, scaled, scale, n_annotators, n_labels)
+            for a, table in fixed.items():
+                errors[a] = np.maximum(table, 1e-10)
+            return priors, errors
+
         _check_indices(item, n_items, "item")
         _check_indices(annotator, n_annotators, "annotator")
         _check_indices(label, n_labels, "label")
@@ -211,7 +223,7 @@ class DawidSkene:
 
         scale = np.ones(n_labels)
         clamp(probas, scale)
-        priors, errors = self._m_step(responses_t, probas, scale, n_annotators, n_labels)
+        priors, errors = m_step(probas, scale)
         self.loss_history_: list[float] = []
         n = max(int(item.shape[0]), 1)
         previous = -np.inf
@@ -227,7 +239,7 @@ class DawidSkene:
             del log_norm
             self.loss_history_.append(loss)
             clamp(probas, scale)
-            priors, errors = self._m_step(responses_t, probas, scale, n_annotators, n_labels)
+            priors, errors = m_step(probas, scale)
             if loss - previous < self.tol:
                 break
             previous = loss

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,8 +17,10 @@ from labelloop.schemas import Annotation
 class Encoded:
     """Annotations as parallel int arrays plus the id tables they index into."""
 
-    items: np.ndarray  # (n_items,) item ids, sorted
-    annotators: np.ndarray  # (n_annotators,) annotator ids, sorted
+    # (n_items,) / (n_annotators,) ids, sorted: a numpy array, or an Arrow string array when
+    # read by the columnar engine (no Python object per id).
+    items: Any
+    annotators: Any
     labels: tuple[str, ...]  # the label set, in the caller's order
     item: np.ndarray  # (n,) int64 index into items
     annotator: np.ndarray  # (n,) int64 index into annotators
@@ -25,11 +28,11 @@ class Encoded:
 
     @property
     def n_items(self) -> int:
-        return int(self.items.shape[0])
+        return len(self.items)
 
     @property
     def n_annotators(self) -> int:
-        return int(self.annotators.shape[0])
+        return len(self.annotators)
 
     @property
     def n_labels(self) -> int:

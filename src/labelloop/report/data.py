@@ -8,6 +8,7 @@ instead of failing, because a report that crashes explains nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -17,6 +18,8 @@ import numpy as np
 
 from labelloop import storage
 from labelloop.errors import BadRecord, InputError
+from labelloop.gates import GateDecision
+from labelloop.quality.result import QualityResult
 from labelloop.schemas import Item
 
 log = logging.getLogger(__name__)
@@ -108,6 +111,8 @@ class Gate:
     passed: bool
     evaluated: bool
     ci: tuple[float, float] | None = None
+    rule: str = ""
+    reason: str = ""
 
     @property
     def status(self) -> str:
@@ -137,6 +142,8 @@ class ReportData:
         min_labeled_count: The count gate's threshold.
         min_agreement: The agreement gate's threshold.
         bad_records: Unreadable lines met while reading the inputs.
+        job: The labeling job record (provider, key, progress, the provider's summary);
+            `{}` when not given.
     """
 
     run_id: str
@@ -149,10 +156,16 @@ class ReportData:
     min_labeled_count: int
     min_agreement: float
     bad_records: list[BadRecord] = dataclasses.field(default_factory=list)
+    job: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def result(self) -> QualityResult:
+        """The quality JSON, typed (read once; missing fields take their defaults)."""
+        return QualityResult.from_json(self.quality)
 
     @property
     def label_count(self) -> int:
-        return integer(self.quality.get("label_count")) or 0
+        return self.result.label_count
 
     @property
     def annotations(self) -> int | None:
@@ -160,33 +173,34 @@ class ReportData:
 
     @property
     def annotator_count(self) -> int | None:
-        count = integer(self.quality.get("annotators"))
-        if count is None and isinstance(self.quality.get("annotator_table"), list):
-            count = len(self.quality["annotator_table"])
-        return count
+        if "annotators" not in self.quality and "annotator_table" not in self.quality:
+            return None
+        return self.result.annotators
 
     @property
     def labels(self) -> list[str]:
         """The label set, from the quality JSON, else the model outcome."""
-        for source in (self.quality.get("labels"), self.outcome.get("labels")):
-            if isinstance(source, list) and source:
-                return [str(v) for v in source]
-        return []
+        if self.result.labels:
+            return self.result.labels
+        observed = self.outcome.get("labels")
+        return [str(v) for v in observed] if isinstance(observed, list) else []
 
     @property
     def agreement(self) -> float | None:
-        return number(self.quality.get("agreement"))
+        return self.result.agreement
+
+    @property
+    def agreement_reason(self) -> str:
+        """Why agreement was not measured ("" when it was)."""
+        return self.result.agreement_reason
 
     @property
     def agreement_metric(self) -> str:
-        return str(self.quality.get("agreement_metric") or "agreement")
+        return self.result.agreement_metric
 
     @property
     def agreement_ci(self) -> tuple[float, float] | None:
-        ci = self.quality.get("agreement_ci")
-        if not isinstance(ci, list) or len(ci) != 2:
-            return None
-        lo, hi = number(ci[0]), number(ci[1])
+        lo, hi = self.result.agreement_ci
         return None if lo is None or hi is None else (lo, hi)
 
     @property
@@ -200,7 +214,7 @@ class ReportData:
     @property
     def no_labels(self) -> bool:
         """Nothing was labeled this round (or the quality JSON is missing)."""
-        return not (self.annotations or integer(self.quality.get("labeled_items")))
+        return not (self.result.annotations or self.result.labeled_items)
 
     @property
     def single_annotator(self) -> bool:
@@ -211,24 +225,32 @@ class ReportData:
         """Only one class in the label set, or only one class ever given as an answer."""
         if len(self.labels) == 1:
             return True
-        per_class = self.quality.get("per_class_agreement")
         observed = self.outcome.get("labels")
-        return (isinstance(per_class, dict) and len(per_class) == 1) or (
+        return len(self.result.per_class_agreement) == 1 or (
             isinstance(observed, list) and len(observed) == 1
         )
 
+    @property
+    def decision(self) -> GateDecision | None:
+        """The gates' recorded decision (None in quality files written before it existed)."""
+        return self.result.decision
+
     def gates(self) -> tuple[Gate, Gate]:
-        """The count gate and the agreement gate, in pipeline order."""
-        count_passed = self.label_count >= self.min_labeled_count
-        # The pipeline's gate compares NaN-mapped-to-0 agreement; mirror that.
-        agreement_passed = (self.agreement or 0.0) >= self.min_agreement
-        gate_name = self.outcome.get("gate")
-        if gate_name == "label_count":
-            count_passed = False
-        elif gate_name == "agreement":
-            count_passed, agreement_passed = True, False
-        elif self.trained:
-            count_passed = agreement_passed = True
+        """The count gate and the agreement gate, in pipeline order, as the quality step decided.
+
+        The rule is not evaluated here: the recorded decision is read. Files written before the
+        decision was recorded fall back to the round's outcome (which gate stayed closed).
+        """
+        decision = self.decision
+        if decision is not None:
+            count_passed = decision.count_passed
+            agreement_passed = decision.agreement_passed
+            reached = decision.agreement_evaluated
+        else:
+            gate_name = self.outcome.get("gate")
+            count_passed = gate_name != "label_count"
+            agreement_passed = self.trained
+            reached = count_passed
         count = Gate(
             name="Enough labels",
             metric="label_count",
@@ -243,8 +265,10 @@ class ReportData:
             value=self.agreement,
             threshold=float(self.min_agreement),
             passed=agreement_passed,
-            evaluated=count_passed,
+            evaluated=reached,
             ci=self.agreement_ci,
+            rule=decision.rule if decision else "",
+            reason=decision.reason if decision else "",
         )
         return count, agreement
 
@@ -253,7 +277,7 @@ def load_items(uri: str) -> tuple[dict[str, Item], list[BadRecord]]:
     """Dataset items by id (an import JSONL); `{}` when no URI is given or the file is missing."""
     if not uri or not storage.exists(uri):
         return {}, []
-    from labelloop.stages.generate_import_file import read_import_file
+    from labelloop.items import read_import_file
 
     items, bad = read_import_file(uri)
     return {item.id: item for item in items}, bad

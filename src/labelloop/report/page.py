@@ -20,8 +20,9 @@ from collections.abc import Callable
 from typing import Any
 
 import jinja2
+import markupsafe
 
-from labelloop.report import budget, sections
+from labelloop.report import budget, guidance, model_sections, sections
 from labelloop.report.data import ReportData, number
 from labelloop.report.format import fmt
 
@@ -39,6 +40,8 @@ class Section:
 
 
 SECTIONS: tuple[Section, ...] = (
+    Section("next", "What to do next", "sections/next_steps.html.j2", guidance.next_steps),
+    Section("labeling", "Labeling job", "sections/labeling.html.j2", guidance.labeling),
     Section("gates", "Gates", "sections/gates.html.j2", sections.gates),
     Section("agreement", "Agreement", "sections/agreement.html.j2", sections.agreement),
     Section("annotators", "Annotators", "sections/annotators.html.j2", sections.annotators),
@@ -49,10 +52,10 @@ SECTIONS: tuple[Section, ...] = (
         "active-learning",
         "Active learning",
         "sections/active_learning.html.j2",
-        sections.active_learning,
+        model_sections.active_learning,
     ),
-    Section("model", "Model", "sections/model.html.j2", sections.model),
-    Section("rounds", "Across rounds", "sections/rounds.html.j2", sections.rounds),
+    Section("model", "Model", "sections/model.html.j2", model_sections.model),
+    Section("rounds", "Across rounds", "sections/rounds.html.j2", model_sections.rounds),
     Section("budget", "Budget", "sections/budget.html.j2", budget.budget),
 )
 
@@ -69,7 +72,21 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["fmt"] = fmt
+    env.filters["code_spans"] = code_spans
     return env
+
+
+def code_spans(text: str) -> markupsafe.Markup:
+    """Escape `text`, then show its `backticked` parts (setting names) as code."""
+    parts = str(text).split("`")
+    out = markupsafe.Markup("")
+    for i, part in enumerate(parts):
+        # Odd parts sat between backticks (an unpaired backtick stays as text).
+        if i % 2 and i < len(parts) - 1:
+            out += markupsafe.Markup("<code>{}</code>").format(part)
+        else:
+            out += markupsafe.escape(part if i % 2 == 0 or i < len(parts) - 1 else "`" + part)
+    return out
 
 
 def input_notes(data: ReportData) -> list[str]:

@@ -9,7 +9,6 @@ its section has nothing to show on this run and should be left off the page.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,8 +16,9 @@ import numpy as np
 
 from labelloop.report import plots
 from labelloop.report.data import Gate, ReportData, integer, matrix, number, row_normalize
-from labelloop.report.data import per_class_scores as class_scores
-from labelloop.report.format import Figure, fmt, kpis, pct, plot
+from labelloop.report.format import Figure, fmt, kpis, pct, plot, plural
+from labelloop.report.guidance import csv_data_uri, metric_help, provider_summary
+from labelloop.report.quality_facts import people_and_models
 from labelloop.report.thumbnails import preview
 
 # Caps that keep the page light whatever the run's size; the page says what it left out.
@@ -29,6 +29,13 @@ MAX_CLASSES_PLOTTED = 30
 ANNOTATOR_ROWS_OPEN = 20
 
 Context = dict[str, Any]
+
+# How a cold-start batch was chosen, by the strategy the selection summary names.
+COLD_START_HOW = {
+    "k_center": "spread over the items by k-center diversity sampling (no two picks alike)",
+    "cluster_margin": "spread over the items by k-center diversity sampling (no two picks alike)",
+    "random": "a seeded random sample",
+}
 
 
 # Gates ----------------------------------------------------------------------------------------
@@ -62,15 +69,17 @@ def _gate_card(gate: Gate) -> Context:
         sub = "Consolidated labels that pass the minimum confidence."
         meter = _meter(gate, low=0.0, high=max(gate.threshold * 1.25, gate.value or 0.0, 1.0))
     else:
-        value = fmt(gate.value)
+        value = fmt(gate.value) if gate.value is not None else "null"
         detail = f"{gate.metric}, min {fmt(gate.threshold)}"
         sub = ""
         if gate.ci is not None:
             sub = f"95% bootstrap CI [{fmt(gate.ci[0])}, {fmt(gate.ci[1])}]."
             if gate.ci_straddles:
                 sub += " The threshold lies inside the interval: a close call."
-        if gate.value is None:
-            sub += " Agreement could not be computed; the gate counts it as 0."
+        if gate.reason and gate.evaluated:
+            sub += f" Decided by rule {gate.rule}: {gate.reason}."
+        elif gate.value is None:
+            sub += " Agreement could not be measured."
         if not gate.evaluated:
             sub += " Not reached: the count gate closed first."
         lows = [0.0, gate.threshold] + ([gate.ci[0]] if gate.ci else [])
@@ -83,6 +92,8 @@ def _gate_card(gate: Gate) -> Context:
         "value": value,
         "detail": detail,
         "sub": sub.strip(),
+        "help": "" if gate.metric == "label_count" else metric_help(gate.metric),
+        "metric_name": gate.metric,
         "meter": meter,
     }
 
@@ -102,6 +113,7 @@ def gates(data: ReportData) -> Context:
             ("bad records", fmt(integer(q.get("bad_records")))),
             ("consolidation", str(q.get("consolidation_method") or "n/a")),
             ("min confidence", fmt(q.get("min_confidence"), ".2f")),
+            *people_and_models(data),
         ]
     )
     return {
@@ -190,14 +202,31 @@ def agreement(data: ReportData) -> Context:
     rows: list[Context] = []
     if isinstance(metrics, dict) and metrics:
         rows = [
-            {"name": str(k), "gate": k == data.agreement_metric, "value": fmt(v)}
+            {
+                "name": str(k),
+                "gate": k == data.agreement_metric,
+                "value": fmt(v),
+                "help": metric_help(str(k)),
+            }
             for k, v in metrics.items()
         ]
     else:
-        rows.append({"name": data.agreement_metric, "gate": True, "value": fmt(data.agreement)})
+        rows.append(
+            {
+                "name": data.agreement_metric,
+                "gate": True,
+                "value": fmt(data.agreement),
+                "help": metric_help(data.agreement_metric),
+            }
+        )
         if "all_agree_rate" in q:
             rows.append(
-                {"name": "all_agree_rate", "gate": False, "value": fmt(q.get("all_agree_rate"))}
+                {
+                    "name": "all_agree_rate",
+                    "gate": False,
+                    "value": fmt(q.get("all_agree_rate")),
+                    "help": metric_help("all_agree_rate"),
+                }
             )
     if data.agreement_ci is not None:
         lo, hi = data.agreement_ci
@@ -206,6 +235,7 @@ def agreement(data: ReportData) -> Context:
                 "name": f"{data.agreement_metric} 95% CI",
                 "gate": False,
                 "value": f"[{fmt(lo)}, {fmt(hi)}]",
+                "help": "the range the gate's metric likely lies in (bootstrap over items)",
             }
         )
     per_class = q.get("per_class_agreement")
@@ -231,10 +261,17 @@ def agreement(data: ReportData) -> Context:
 # Annotators -----------------------------------------------------------------------------------
 
 
-def _annotator_row(r: dict[str, Any]) -> Context:
+def _annotator_row(r: dict[str, Any], work: dict[str, Any]) -> Context:
     acc = number(r.get("accuracy"))
     gold = number(r.get("gold_accuracy"))
+    mine = work.get(str(r.get("annotator", "")))
+    stats = mine if isinstance(mine, dict) else {}
+    answers = number(stats.get("answers")) or 0.0
+    seconds = number(stats.get("seconds")) or 0.0
     return {
+        "per_answer": f"{seconds / answers:.1f} s" if answers and seconds else "n/a",
+        "per_hour": f"{3600.0 * answers / seconds:,.0f}" if answers and seconds else "n/a",
+        "skipped": fmt(integer(stats.get("skipped"))) if stats else "n/a",
         "name": str(r.get("annotator", "?")),
         "annotations": fmt(integer(r.get("annotations"))),
         "accuracy": fmt(acc),
@@ -286,14 +323,43 @@ def annotators(data: ReportData) -> Context:
         )
         return {"lead": "Who labeled well.", "empty": msg}
     rows = [e for e in entries if isinstance(e, dict)]
-    table = [_annotator_row(r) for r in rows]
+    work = provider_summary(data.job).get("annotators")
+    work = work if isinstance(work, dict) else {}
+    table = [_annotator_row(r, work) for r in rows]
     flagged = sum(1 for r in table if r["flagged"])
+    has_gold = any(r["gold_items"] is not None for r in table)
+    lead = (
+        f"{plural(len(rows), 'annotator')}, {flagged or 'none'} flagged. Estimated accuracy"
+        " comes from the consolidation model"
+        + ("; the gold score from items with a known answer." if has_gold else ".")
+    )
+    if work:
+        lead += " Time is what the labeling tool measured per answer (Label Studio's lead time)."
+    head = ["annotator", "annotations", "estimated accuracy", "gold score", "gold items"]
+    head += ["seconds per answer", "answers per hour", "skipped", "flagged", "flag reason"]
+    csv_rows = [
+        [
+            r["name"],
+            r["annotations"],
+            r["accuracy"],
+            r["gold"],
+            r["gold_items"],
+            r["per_answer"],
+            r["per_hour"],
+            r["skipped"],
+            "yes" if r["flagged"] else "no",
+            r["flag_reason"],
+        ]
+        for r in table
+    ]
     return {
-        "lead": f"{len(rows)} annotator(s), {flagged} flagged. Estimated accuracy comes from the"
-        " consolidation model; the gold score from items with a known answer.",
+        "lead": lead,
         "empty": "",
         "rows": table[:ANNOTATOR_ROWS_OPEN],
         "folded": table[ANNOTATOR_ROWS_OPEN:],
+        "gold": has_gold,
+        "work": bool(work),
+        "csv": csv_data_uri(head, csv_rows),
         "confusion": _confusion_grid(rows, data.labels),
     }
 
@@ -332,7 +398,11 @@ def _review_card(row: dict[str, Any], data: ReportData) -> Context:
             for k, v in sorted(counts.items(), key=lambda kv: -(number(kv[1]) or 0))
         ]
     confidence = number(row.get("confidence"))
+    label = row.get("label")
+    error = number(row.get("expected_error"))
     return {
+        "label": "" if label is None else f"label {_answer_text({'label': label})}",
+        "error": f" · expected error {fmt(error, '.2f')}" if error is not None else "",
         "item": item_id,
         "name": item_id.rstrip("/").rsplit("/", 1)[-1],
         "image": p.data_uri,
@@ -359,209 +429,23 @@ def disagreements(data: ReportData) -> Context:
     for row in data.review:
         key = str(row.get("reason", "review"))
         reasons[key] = reasons.get(key, 0) + 1
-    summary = ", ".join(f"{n} {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    summary = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
     more = len(data.review) - len(shown)
+    csv_rows = []
+    for row in data.review:
+        raw = row.get("annotations")
+        answers = raw if isinstance(raw, list) else []
+        said = "; ".join(
+            f"{a.get('annotator', '?')}: {_answer_text(a)}" for a in answers if isinstance(a, dict)
+        )
+        confidence = number(row.get("confidence"))
+        csv_rows.append([str(row["item"]), str(row.get("reason", "review")), confidence, said])
     return {
-        "lead": f"{len(data.review)} item(s) sent to review ({summary}),"
+        "lead": f"{plural(len(data.review), 'item')} sent to review ({summary}),"
         " each with every annotator's answer.",
+        "csv": csv_data_uri(["item", "reason", "confidence", "answers"], csv_rows),
         "empty": "",
         "cards": cards[:REVIEW_ITEMS_OPEN],
         "folded": cards[REVIEW_ITEMS_OPEN:],
         "more_note": f"{more} more item(s) are in the review artifact." if more else "",
     }
-
-
-# Active learning ------------------------------------------------------------------------------
-
-
-def _class_mix_figure(mix: dict[str, Any]) -> Figure:
-    names = [str(k) for k in mix]
-    # Counts: anything that is not a finite non-negative number counts as none.
-    given = [number(v) for v in mix.values()]
-    values = np.array([c if c is not None and 0.0 <= c < math.inf else 0.0 for c in given])
-    caption = ""
-    if len(names) > MAX_CLASSES_PLOTTED:
-        keep = np.sort(np.argsort(-values, kind="stable")[:MAX_CLASSES_PLOTTED])
-        caption = f"The {MAX_CLASSES_PLOTTED} most frequent of {len(names)} classes."
-        names, values = [names[i] for i in keep], values[keep]
-    return plot(
-        lambda: plots.column_png(
-            names, values, title="Predicted class of the selected items", ylabel="items"
-        ),
-        "Class mix",
-        caption,
-    )
-
-
-def active_learning(data: ReportData) -> Context:
-    """How the batch was chosen: score histogram and predicted class mix."""
-    s = data.selection
-    if not s:
-        return {
-            "lead": "How this round's batch was chosen.",
-            "facts": [],
-            "warnings": ["The selection summary is missing."],
-            "figures": [],
-        }
-    cold = bool(s.get("cold_start"))
-    facts = kpis(
-        [
-            ("strategy", str(s.get("strategy", "n/a"))),
-            ("pool", fmt(integer(s.get("pool")))),
-            ("selected", fmt(integer(s.get("selected")))),
-            ("bad records", fmt(integer(s.get("bad_records")))),
-        ]
-    )
-    warn = []
-    if cold:
-        warn.append(
-            "Cold start: no model yet, so the batch is a seeded random sample and has no"
-            " uncertainty scores or predicted classes."
-        )
-    figures = []
-    hist = s.get("score_histogram")
-    if isinstance(hist, dict) and not cold:
-        counts = np.array([number(c) or 0.0 for c in hist.get("counts", [])])
-        edges = np.array([number(e) or 0.0 for e in hist.get("edges", [])])
-        if len(counts) and len(edges) == len(counts) + 1:
-            figures.append(
-                plot(
-                    lambda: plots.histogram_png(
-                        counts,
-                        edges,
-                        title="Uncertainty of the selected items",
-                        xlabel="score (higher = the model is less sure)",
-                    ),
-                    "Score histogram",
-                )
-            )
-    mix = s.get("predicted_class_mix")
-    if isinstance(mix, dict) and mix:
-        figures.append(_class_mix_figure(mix))
-    elif not cold:
-        warn.append("The selected batch has no predicted class mix.")
-    return {
-        "lead": "How this round's batch was chosen from the unlabeled pool.",
-        "facts": facts,
-        "warnings": warn,
-        "figures": figures,
-    }
-
-
-# Model ----------------------------------------------------------------------------------------
-
-
-def model(data: ReportData) -> Context:
-    """Held-out metrics, per-class scores and the confusion matrix."""
-    o = data.outcome
-    if not data.trained:
-        return {
-            "lead": "The model trained on every consolidated label so far.",
-            "empty": f"No model this round: {data.reason or 'training did not run'}.",
-        }
-    labels = [str(v) for v in o.get("labels", [])] if isinstance(o.get("labels"), list) else []
-    cm = matrix(o.get("confusion_matrix"))
-    facts = kpis(
-        [
-            ("held-out accuracy", fmt(o.get("accuracy"))),
-            ("train items", fmt(integer(o.get("train_items")))),
-            ("test items", fmt(integer(o.get("test_items")))),
-        ]
-    )
-    out: Context = {
-        "lead": "Evaluated on a held-out split of the consolidated labels.",
-        "empty": "",
-        "facts": facts,
-        "per_class": [],
-        "figure": None,
-    }
-    if cm is None or not labels or cm.shape != (len(labels), len(labels)):
-        out["note"] = "The training outcome carries no confusion matrix."
-        return out
-    scores = class_scores(cm)
-    out["per_class"] = [
-        [name, fmt(p, ".2f"), fmt(r, ".2f"), fmt(f, ".2f"), fmt(integer(n))]
-        for name, p, r, f, n in zip(
-            labels,
-            scores["precision"],
-            scores["recall"],
-            scores["f1"],
-            scores["support"],
-            strict=True,
-        )
-    ]
-    out["figure"] = plot(
-        lambda: plots.heatmap_png(
-            cm,
-            row_labels=labels,
-            col_labels=labels,
-            title="Confusion matrix (held-out)",
-            xlabel="predicted",
-            ylabel="consolidated label",
-            vmax=max(1.0, float(np.nanmax(cm))),
-            fmt=".0f",
-            colorbar="items",
-        ),
-        "Model confusion matrix",
-    )
-    out["note"] = ""
-    return out
-
-
-# Across rounds --------------------------------------------------------------------------------
-
-
-def labels_used(rounds: Sequence[dict[str, Any]]) -> np.ndarray:
-    """Labels behind each round: train+test items when a model was trained, else the last
-    trained round's count plus the labels gathered since (what the next model would use)."""
-    out = []
-    running = 0.0
-    for r in rounds:
-        used = number(r.get("labels_used"))
-        if used is None and number(r.get("train_items")) is not None:
-            used = (number(r.get("train_items")) or 0.0) + (number(r.get("test_items")) or 0.0)
-        if used is not None and r.get("trained"):
-            running = used
-        else:
-            running += number(r.get("label_count")) or 0.0
-        out.append(running)
-    return np.array(out, dtype=float)
-
-
-def rounds(data: ReportData) -> Context:
-    """Labels used against model accuracy, one point per round."""
-    recorded = data.rounds
-    if not recorded:
-        return {"lead": "One point per round.", "empty": "No rounds recorded."}
-    used = labels_used(recorded)
-    accuracy = np.array(
-        [number(r.get("accuracy")) if r.get("trained") else None for r in recorded], dtype=float
-    )
-    names = [f"r{i}" for i in range(1, len(recorded) + 1)]
-    current = next(
-        (i for i, r in enumerate(recorded) if r.get("run_id") == data.run_id), len(recorded) - 1
-    )
-    figure = plot(
-        lambda: plots.rounds_png(used, accuracy, names=names, current=current),
-        "Model accuracy across rounds",
-        "Each point is one round; the circled point is this run.",
-    )
-    rows = [
-        {
-            "name": names[i],
-            "this": i == current,
-            "finished": str(r.get("finished_at", ""))[:19].replace("T", " "),
-            "labels": fmt(integer(r.get("label_count"))),
-            "agreement": fmt(r.get("agreement")),
-            "used": fmt(integer(used[i])),
-            "accuracy": fmt(r.get("accuracy")) if r.get("trained") else "–",
-            "outcome": str(r.get("reason", "")),
-        }
-        for i, r in enumerate(recorded)
-    ]
-    lead = (
-        f"{len(recorded)} round(s) recorded in the loop's state: is more labeling still paying off?"
-    )
-    if len(recorded) == 1:
-        lead += " The first round has no trend yet."
-    return {"lead": lead, "empty": "", "figure": figure, "rows": rows}

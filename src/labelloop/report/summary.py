@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from labelloop.report import guidance
 from labelloop.report.data import ReportData, integer, matrix, number, per_class_scores
 from labelloop.report.format import fmt, pct
 from labelloop.report.page import input_notes
@@ -29,12 +30,30 @@ def render_markdown(data: ReportData) -> str:
     out = [f"# labelloop run report\n\nRun `{data.run_id}`.\n\n"]
     if data.trained:
         acc = number(data.outcome.get("accuracy"))
-        out.append(f"**Model trained**: {data.reason}; held-out accuracy {fmt(acc)}.\n")
+        held = number(data.outcome.get("eval_accuracy"))
+        honest = f"; accuracy on the fixed evaluation set {fmt(held)}" if held is not None else ""
+        out.append(
+            f"**Model trained**: {data.reason}{honest}; held-out accuracy on noisy labels of"
+            f" the selected items {fmt(acc)}.\n"
+        )
     else:
         out.append(f"**No model this round**: gate closed, {data.reason or 'unknown reason'}.\n")
     out += [f"\n> {n}\n" for n in input_notes(data)]
 
+    steps = guidance.next_steps(data)
+    out.append(f"\n## What to do next\n\n{steps['lead']}\n\n")
+    out += [f"{i}. **{s['title']}.** {s['detail']}\n" for i, s in enumerate(steps["steps"], 1)]
+    job = guidance.labeling(data)
+    if job is not None:
+        out.append("\n## Labeling job\n\n" + job["lead"] + "\n\n")
+        if job["title"] or job["url"]:
+            out.append(f"{job['title']} {job['url']}".strip() + "\n\n")
+        facts = job["facts"] + job["gemini"]
+        out.append(_table([k.label for k in facts], [[k.value for k in facts]]))
+
     count, agreement = data.gates()
+    if agreement.reason:
+        out.append(f"\nGate decided by rule `{agreement.rule}`: {agreement.reason}.\n")
     ci = f"[{fmt(agreement.ci[0])}, {fmt(agreement.ci[1])}]" if agreement.ci else "n/a"
     out.append("\n## Gates\n\n")
     out.append(

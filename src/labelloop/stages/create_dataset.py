@@ -1,7 +1,8 @@
 """Stage 3 (local target): validate the selected items and register them as a dataset.
 
 The Vertex target replaces this stage with GCPC's `ImageDatasetCreateOp` / `TextDatasetCreateOp`;
-this stand-in writes the same facts (schema, item count, the import file) to a manifest.
+this stand-in writes the same facts (schema, item count, the import file) to a manifest. It
+may be empty: when the open queue is full, selection tops up nothing.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import logging
 
-from labelloop import state, storage
+from labelloop import storage
 from labelloop.annotations import write_bad_records
 from labelloop.schemas import TaskType
 from labelloop.stages.generate_import_file import read_import_file
@@ -50,7 +51,8 @@ def create_dataset(
         import_uri: The selected items (Vertex import JSONL).
         task_type: A `TaskType` value; decides the import schema recorded in the manifest.
         display_name: The dataset's display name.
-        state_uri: The loop's state; the items are recorded as imported there.
+        state_uri: The loop's state. Nothing is recorded there: the items enter the ledger
+            when the labeling step queues them, so a failed step never consumes the pool.
         manifest_uri: Where to write the manifest (JSON).
         items_uri: Where to write the validated items (Vertex import JSONL).
         rejects_uri: Where to write the rejected lines (JSONL).
@@ -74,11 +76,6 @@ def create_dataset(
         },
     }
     storage.write_text(manifest_uri, json.dumps(manifest, indent=2, sort_keys=True))
-    if state_uri and items:
-        storage.write_jsonl(
-            state.path(state_uri, state.IMPORTED, f"{key}.jsonl"),
-            ({"item": i.id, "dataset": key} for i in items),
-        )
     result = DatasetResult(dataset_key=key, items=len(items), bad_records=len(bad))
     log.info("dataset: %s", result)
     return result

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 
 from labelloop import state, storage
 from labelloop.annotations import write_bad_records
 from labelloop.errors import BadRecord, InputError
+from labelloop.items import read_import_file
+
+__all__ = ["generate_import_file", "list_items", "read_import_file"]
 from labelloop.schemas import Item, TaskType, ml_use_for, text_item_id
 
 log = logging.getLogger(__name__)
@@ -24,11 +28,38 @@ class ImportFileResult:
     bad_records: int
 
 
+#: Bytes read to verify an image: its header (PIL identifies the format and size from it).
+IMAGE_HEAD_BYTES = 64 << 10
+
+
+def image_problem(uri: str) -> str | None:
+    """Why a listed image file cannot be used, or None: verified at import (its header must
+    open as an image) so that no later stage meets a file that is not one."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        head = storage.read_head(uri, IMAGE_HEAD_BYTES)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if not head:
+        return "empty file"
+    try:
+        with Image.open(io.BytesIO(head)) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return "not an image file (its content is no image format PIL reads)"
+    if width < 1 or height < 1:
+        return f"image of size {width}x{height}"
+    return None
+
+
 def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[BadRecord]]:
     """List the items under `source_uri` for this task type.
 
-    Image tasks keep image files. Text tasks keep `.txt` files (one item each, by URI) and read
-    `.jsonl` files whose lines are `{"text": ...}` objects (one inline item per line).
+    Image tasks keep image files whose header opens as an image (others are bad records,
+    counted at import instead of failing a later stage). Text tasks keep `.txt` files (one item
+    each, by URI) and read `.jsonl` files whose lines are `{"text": ...}` objects (one inline
+    item per line).
     """
     items: list[Item] = []
     bad: list[BadRecord] = []
@@ -39,6 +70,10 @@ def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[B
             bad.append(BadRecord(uri, 0, "path", "links outside the source: refused, never read"))
             continue
         if not uri.lower().endswith(".jsonl"):
+            problem = image_problem(uri) if task_type.is_image else None
+            if problem is not None:
+                bad.append(BadRecord(uri, 0, "image", problem))
+                continue
             items.append(Item(id=uri, uri=uri, ml_use=ml_use_for(uri)))
             continue
         with storage.open_read(uri) as fh:
@@ -100,21 +135,3 @@ def generate_import_file(
     )
     log.info("import file: %s", result)
     return result
-
-
-def read_import_file(uri: str) -> tuple[list[Item], list[BadRecord]]:
-    """Read a Vertex import JSONL back into items; malformed lines become bad records."""
-    items: list[Item] = []
-    bad: list[BadRecord] = []
-    with storage.open_read(uri) as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-                items.append(Item.from_import_record(record))
-            except json.JSONDecodeError:
-                bad.append(BadRecord(uri, number, "*", "not valid JSON"))
-            except (KeyError, TypeError, AttributeError):
-                bad.append(BadRecord(uri, number, "imageGcsUri|textGcsUri|textContent", "missing"))
-    return items, bad

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import costs, state, storage
+from labelloop import costs, evaluation, state, storage
+from labelloop.accounting import Plan, plan
 from labelloop.active_learning import strategies
 from labelloop.errors import BadRecord, InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, ml_use_for, parse_labels, text_item_id
@@ -36,7 +37,7 @@ class SelectionResult:
 
 
 def _excluded_ids(state_uri: str) -> set[str]:
-    """Items already labeled or already queued (registered in a dataset) in earlier rounds."""
+    """Items the ledger has queued in an open job or labeled, and earlier consolidated labels."""
     ids = state.imported_ids(state_uri)
     ids.update(str(row["item"]) for row in state.labeled_rows(state_uri) if "item" in row)
     return ids
@@ -128,14 +129,21 @@ def select_for_labeling(
     summary_uri: str,
     predictions_uri: str = "",
     class_balance: bool = False,
+    random_share: float = 0.0,
+    eval_size: int = 0,
+    source_uri: str = "",
+    allowed_roots: Sequence[str] = (),
+    queue_size: int = 0,
     budget: str = "{}",
     labelers_per_item: int = 1,
     provider: str = "",
     provider_options: str = "{}",
-    source_uri: str = "",
-    allowed_roots: Sequence[str] = (),
 ) -> SelectionResult:
-    """Score the pool and keep the `k` items most worth labeling.
+    """Score the pool and keep the items most worth labeling: the open queue is topped up.
+
+    Backpressure: at most `k` items, and no more than the room left in the open queue
+    (`queue_size` minus the items queued in open jobs after this run's reconcile; `queue_size`
+    0 means `k`). A full queue selects nothing, and the run labels nothing new.
 
     With `predictions_uri` the scores come from those predictions (a Vertex batch-prediction
     output folder / prefix, or a predictions JSONL), streamed in bounded memory. Otherwise the
@@ -144,7 +152,8 @@ def select_for_labeling(
     a model (the first round) it is a cold start: k-center diversity sampling on the input
     features for `k_center` / `cluster_margin`, a seeded random sample otherwise.
 
-    Items labeled or registered in earlier rounds (per `state_uri`) are never selected.
+    Items queued or labeled in the ledger (per `state_uri`) are never selected; items returned
+    to the pool (a cancelled, failed or expired job) can be selected again.
 
     Args:
         import_uri: The pool: the import JSONL from stage 1.
@@ -158,15 +167,24 @@ def select_for_labeling(
         summary_uri: Where to write the selection summary (JSON: scores, histogram, class mix).
         predictions_uri: Predictions to score with instead of the local model ("" = local).
         class_balance: Spread an uncertainty strategy's picks evenly over predicted classes.
-        budget: The pipeline's `budget` JSON: with a limit, fewer items are selected rather
-            than overspend, and none once the budget is spent (`stop_reason` says so).
-        labelers_per_item: Human labels per item, for the cost estimate.
-        provider: The labeling provider, for the model's share of the cost estimate.
-        provider_options: Its options (the Gemini model), for the same.
+        random_share: Share of the batch picked at random: the control arm that shows
+            whether active selection helps on this data (`labelloop.evaluation`).
+        eval_size: Size of the fixed evaluation set: a random sample of the pool chosen once,
+            labeled once (on top of the first batch), never trained on.
         source_uri: The source the pool was listed from: a predicted item that is not in the
             pool must lie inside it (or inside `allowed_roots`), else it is refused, counted as
             a bad record of the predictions and never read.
         allowed_roots: Further folders or `gs://` prefixes predicted items may come from.
+        queue_size: The open queue's size in items (0: `k`).
+        budget: The pipeline's `budget` JSON: with a limit, fewer items are selected rather
+            than overspend (evaluation items included), and none once the budget is spent,
+            counting what open jobs have yet to cost (`stop_reason` says so).
+        labelers_per_item: Human labels per item, for the cost estimate.
+        provider: The labeling provider, for the model's share of the cost estimate.
+        provider_options: Its options (the Gemini model), for the same.
+
+    Items the quality step sent back for more answers (`labelloop.relabel`) take a slot of
+    the active arm when their expected error beats the new item they displace.
 
     Raises:
         InputError: Unknown strategy or task type, k < 1, or predictions not found.
@@ -178,30 +196,53 @@ def select_for_labeling(
         )
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}", field="selection_size")
+    if queue_size < 0:
+        raise InputError(f"must be 0 or more, got {queue_size}", field="queue_size")
+    from labelloop.stages.reconcile import queue_room
+
+    room, queued = queue_room(state_uri, queue_size=queue_size, selection_size=k)
     task = TaskType.parse(task_type)
     label_list = parse_labels(labels)
-    wanted = k
-    spending = _budget_check(
-        budget,
-        state_uri=state_uri,
-        k=k,
-        labelers_per_item=labelers_per_item,
-        provider=provider,
-        provider_options=provider_options,
-        is_image=task.is_image,
-    )
-    k = int(spending["affordable"])
-    if k < 1:
-        log.warning("selection: %s", spending["stop_reason"])
-        storage.write_jsonl(output_uri, [])
-        empty = {"strategy": strategy, "cold_start": False, "pool": 0, "selected": 0}
-        empty |= {"items": [], "budget": spending, "stop_reason": spending["stop_reason"]}
-        storage.write_text(summary_uri, json.dumps(empty, indent=1, sort_keys=True))
-        return SelectionResult(0, 0, strategy, False, 0.0, wanted, spending["stop_reason"])
+    money = _budget_plan(
+        budget, state_uri=state_uri, wanted=room, labelers_per_item=labelers_per_item,
+        provider=provider, provider_options=provider_options, is_image=task.is_image,
+    )  # fmt: skip
     items, bad = read_import_file(import_uri)
     if bad:
         log.warning("pool: %s", summarize_bad_records(bad))
     excluded_ids = _excluded_ids(state_uri)
+    _record_pool(state_uri, items)
+    if room == 0 or money.affordable == 0:
+        if money.stop_reason:
+            log.warning("selection: %s", money.stop_reason)
+        else:
+            log.info("the open queue is full (%d item(s) queued): nothing to top up", queued)
+        pool = len(items) - len(excluded_ids & {i.id for i in items})
+        return _write_selection(
+            [],
+            _summary(
+                strategy=strategy, cold_start=False, pool=pool,
+                chosen=[], bad=bad, bad_count=len(bad), labels=label_list,
+                excluded=len(excluded_ids), class_balance=class_balance, source="none",
+                pool_histogram=None,
+            ),
+            task=task, output_uri=output_uri, summary_uri=summary_uri, queued=queued, room=room,
+            cold_start=False, used=strategy, money=money,
+        )  # fmt: skip
+    k = min(room, money.affordable)
+    k_active, k_random = evaluation.split_batch(k, random_share)
+    eval_set = evaluation.ensure_eval_set(
+        state_uri, [i.id for i in items], size=eval_size, seed=seed, excluded=excluded_ids
+    )
+    eval_todo = [i for i in eval_set if i not in excluded_ids]
+    excluded_ids |= set(eval_set)
+    if money.affordable < k + len(eval_todo):
+        # The evaluation items come first (labeled once); the batch shrinks to what is left.
+        eval_todo = eval_todo[: money.affordable]
+        k_active, k_random = evaluation.split_batch(
+            max(money.affordable - len(eval_todo), 0), random_share
+        )
+    k = max(k_active, 0)
 
     if predictions_uri:
         from labelloop.active_learning.predictions import select_from_predictions
@@ -267,7 +308,86 @@ def select_for_labeling(
         )
         cold_start = bool(summary["cold_start"])
         used = str(summary["strategy"])
-    summary["budget"] = spending
+    if k_random or eval_todo or state_uri:
+        batch_pool = list({i.id: i for i in [*items, *selected]}.values())
+        selected, summary["items"], arms = evaluation.compose_batch(
+            state_uri=state_uri,
+            pool=batch_pool,
+            active=summary["items"],
+            k_active=k,
+            k_random=k_random,
+            eval_todo=eval_todo,
+            excluded=excluded_ids,
+            seed=seed,
+        )
+        summary["selected"] = len(selected)
+        summary["arms"] = {a: sum(1 for v in arms.values() if v == a) for a in set(arms.values())}
+        evaluation.record_arms(state_uri, arms)
+    return _write_selection(
+        selected, summary, task=task, output_uri=output_uri, summary_uri=summary_uri,
+        queued=queued, room=room, cold_start=cold_start, used=used, money=money,
+    )  # fmt: skip
+
+
+def _budget_plan(
+    budget: str,
+    *,
+    state_uri: str,
+    wanted: int,
+    labelers_per_item: int,
+    provider: str,
+    provider_options: str,
+    is_image: bool,
+) -> Plan:
+    """How many of `wanted` items the budget affords (`labelloop.accounting.plan`)."""
+    from labelloop.ledger import Ledger
+
+    options = costs.parse_budget(budget)
+    try:
+        provider_opts = json.loads(provider_options or "{}")
+    except json.JSONDecodeError:
+        raise InputError("not a JSON object", field="provider_options") from None
+    model_usd = costs.model_item_estimate(
+        provider, provider_opts if isinstance(provider_opts, dict) else {}, is_image=is_image
+    )
+    return plan(
+        Ledger.load(state_uri),
+        options,
+        wanted=wanted,
+        labelers_per_item=labelers_per_item,
+        model_usd_per_item=model_usd,
+    )
+
+
+def _record_pool(state_uri: str, items: list[Item]) -> None:
+    """Tell the ledger how many source items it has never seen (the never-sent pool)."""
+    if not state_uri:
+        return
+    from labelloop.ledger import Ledger
+
+    ledger = Ledger.load(state_uri)
+    unseen = sum(1 for i in items if i.id not in ledger.state.items)
+    if unseen != ledger.state.unseen:
+        ledger.append("listed", run="", unseen=unseen)
+        ledger.compact()
+
+
+def _write_selection(
+    selected: list[Item],
+    summary: dict[str, Any],
+    *,
+    task: TaskType,
+    output_uri: str,
+    summary_uri: str,
+    queued: int,
+    room: int,
+    cold_start: bool,
+    used: str,
+    money: Plan,
+) -> SelectionResult:
+    summary["queue"] = {"queued_before": queued, "room": room}
+    summary["budget"] = money.to_json()
+    summary["stop_reason"] = money.stop_reason
     storage.write_jsonl(output_uri, (item.to_import_record(task) for item in selected))
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     scores = [c["score"] for c in summary["items"]]
@@ -277,51 +397,11 @@ def select_for_labeling(
         strategy=used,
         cold_start=cold_start,
         mean_score=float(np.mean(scores)) if scores else 0.0,
-        wanted=wanted,
+        wanted=money.wanted,
+        stop_reason=money.stop_reason,
     )
     log.info("selection: %s", result)
     return result
-
-
-def _budget_check(
-    budget: str,
-    *,
-    state_uri: str,
-    k: int,
-    labelers_per_item: int,
-    provider: str,
-    provider_options: str,
-    is_image: bool,
-) -> dict[str, Any]:
-    """How many of the `k` items the budget affords, and why not more (for the summary)."""
-    options = costs.parse_budget(budget)
-    rows = costs.job_costs(state_uri)
-    spent = costs.total(costs.Cost.from_json(r) for r in rows)
-    try:
-        provider_opts = json.loads(provider_options or "{}")
-    except json.JSONDecodeError:
-        raise InputError("not a JSON object", field="provider_options") from None
-    item_usd = costs.estimate_item_cost(
-        options.rates,
-        labelers_per_item=max(labelers_per_item, 1),
-        model_usd_per_item=costs.model_item_estimate(
-            provider, provider_opts if isinstance(provider_opts, dict) else {}, is_image=is_image
-        ),
-        history=[costs.Cost.from_json(r) for r in rows],
-    )
-    affordable = options.budget.affordable_items(k, item_usd=item_usd, spent_total=spent.total_usd)
-    reason = options.budget.stop_reason(item_usd=item_usd, spent_total=spent.total_usd)
-    if 0 < affordable < k:
-        log.info("selection: the budget affords %d of %d items", affordable, k)
-    return {
-        "per_run_usd": options.budget.per_run_usd,
-        "total_usd": options.budget.total_usd,
-        "spent_usd": spent.total_usd,
-        "item_usd": item_usd,
-        "wanted": k,
-        "affordable": affordable,
-        "stop_reason": reason,
-    }
 
 
 def _select_local(
@@ -351,7 +431,7 @@ def _select_local(
         model_labels = model.labels
     features: Any = None
     labeled_features: Any = None
-    if strategy in strategies.NEEDS_FEATURES and items:
+    if strategies.needs_features(strategy) and items:
         from labelloop.training.features import featurize
 
         features = featurize(items, task)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 import numpy as np
 
-from labelloop import state, storage
+from labelloop import evaluation, state, storage
 from labelloop.errors import InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, parse_labels
 from labelloop.training.targets import LOCAL_SHAPES, PORTABLE, trained
@@ -24,6 +25,10 @@ class TrainResult:
     accuracy: float
     labels: list[str]
     confusion_matrix: list[list[int]]
+    eval_items: int = 0
+    eval_accuracy: float | None = None
+    eval_ci: tuple[float | None, float | None] = (None, None)
+    curve: list[dict[str, object]] = dataclasses.field(default_factory=list)
 
 
 def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, object]]:
@@ -40,20 +45,55 @@ def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, 
     return [rows[k] for k in sorted(rows) if rows[k].get("trainable", True)]
 
 
-def _record_lineage(state_uri: str, model_uri: str, items: list[str]) -> None:
-    """Record which labels (item, labeling job) the model was trained on, for `lineage`."""
+def _arm_curve(
+    state_uri: str,
+    rows: list[dict[str, object]],
+    *,
+    x: Any,
+    y: np.ndarray,
+    x_eval: Any,
+    y_eval: np.ndarray,
+    seed: int,
+) -> list[dict[str, object]]:
+    """Random arm vs as many active labels, each model scored on the evaluation set."""
+    from sklearn.linear_model import LogisticRegression
+
+    arms = evaluation.read_arms(state_uri)
+    arm = np.array([arms.get(str(r["item"]), "active") for r in rows])
+    random_idx = np.flatnonzero(arm == "random")
+    active_idx = np.flatnonzero(arm == "active")
+    n = min(random_idx.size, active_idx.size)
+    if n < 2:
+        return []
+    rng = np.random.default_rng(seed)
+    points = []
+    for name, idx in (("random", random_idx), ("active", active_idx)):
+        take = np.sort(rng.choice(idx, size=n, replace=False))
+        if len(set(y[take])) < 2:
+            return []
+        fitted = LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
+        fitted.fit(x[take], y[take])
+        correct = fitted.predict(x_eval) == y_eval
+        points.append(evaluation.curve_point(name, n, correct, seed=seed))
+    return points
+
+
+def _record_use(state_uri: str, model_uri: str, items: list[str]) -> None:
+    """Record what the model was trained on: each label (item, labeling job) for `labelloop
+    lineage`, and a `use` event in the ledger (what training used, beside the gate's)."""
     import hashlib
 
     from labelloop import lineage
+    from labelloop.ledger import Ledger
 
-    job_of: dict[str, tuple[int, str]] = {}
-    for row in lineage.read_labels(state_uri):
-        seen = (int(row.get("round", 0)), str(row["job"]))
-        job_of[str(row["item"])] = max(job_of.get(str(row["item"]), seen), seen)
+    job_of = {item: str(row["job"]) for item, row in lineage.latest_by_item(state_uri).items()}
     round_no = len(state.round_outcomes(state_uri)) + 1
     name = f"round-{round_no}-" + hashlib.sha256(model_uri.encode()).hexdigest()[:8]
-    trained_on = [(item, job_of[item][1]) for item in items if item in job_of]
+    trained_on = [(item, job_of[item]) for item in items if item in job_of]
     lineage.write_model(state_uri, name, trained_on=trained_on, round=round_no, uri=model_uri)
+    ledger = Ledger.load(state_uri)
+    ledger.append("use", run="", stage="train_model", items=len(items), model=name)
+    ledger.compact()
 
 
 def train_model(
@@ -67,7 +107,14 @@ def train_model(
     seed: int,
     model_uri: str,
 ) -> TrainResult:
-    """Fit a logistic regression on this and earlier rounds' labels; evaluate on a held-out split.
+    """Fit a logistic regression on this and earlier rounds' labels; evaluate it twice.
+
+    `accuracy` is on a held-out split of the training labels: noisy labels of mostly actively
+    selected (hard) items, so it under-states the model. `eval_accuracy` is on the fixed
+    evaluation set (`labelloop.evaluation`: a random sample, labeled once, never trained on),
+    comparable across rounds. With a random control arm, `curve` has one point per arm: a
+    model fit on the random arm's labels and one on as many actively chosen labels, both
+    scored on the evaluation set, with 95% bootstrap intervals.
 
     Args:
         consolidated_uri: This round's consolidated labels (JSONL: item, label, confidence).
@@ -98,10 +145,22 @@ def train_model(
         )
     label_list = parse_labels(labels)
     rows = _rows_for_training(consolidated_uri, state_uri)
-    inline = {i.id: i for i in read_import_file(items_uri)[0]}
-    items = [
-        inline.get(str(r["item"])) or Item(id=str(r["item"]), uri=str(r["item"])) for r in rows
-    ]
+    from labelloop.ledger import item_records
+
+    # Earlier rounds' items (inline text lives only there), then this round's.
+    inline = {k: Item.from_import_record(r) for k, r in item_records(state_uri).items()}
+    inline.update({i.id: i for i in read_import_file(items_uri)[0]})
+    held_out = set(evaluation.eval_ids(state_uri))
+    eval_rows = [r for r in rows if str(r["item"]) in held_out]
+    rows = [r for r in rows if str(r["item"]) not in held_out]
+
+    def items_of(chosen: list[dict[str, object]]) -> list[Item]:
+        return [
+            inline.get(str(r["item"])) or Item(id=str(r["item"]), uri=str(r["item"]))
+            for r in chosen
+        ]
+
+    items = items_of(rows)
     y = np.array([str(r["label"]) for r in rows])
     if len(set(y)) < 2:
         raise InputError(f"need labels of at least two classes to train, got {sorted(set(y))}")
@@ -118,17 +177,37 @@ def train_model(
     accuracy = float(np.mean(predicted == y[test_idx]))
     matrix = confusion_matrix(y[test_idx], predicted, labels=label_list)
     model = LocalModel(task, label_list, estimator)
-    extra = {"accuracy": accuracy, "train_items": len(train_idx), "test_items": len(test_idx)}
+    eval_accuracy: float | None = None
+    eval_ci: tuple[float | None, float | None] = (None, None)
+    curve: list[dict[str, object]] = []
+    if eval_rows:
+        x_eval = featurize(items_of(eval_rows), task)
+        y_eval = np.array([str(r["label"]) for r in eval_rows])
+        correct = estimator.predict(x_eval) == y_eval
+        eval_accuracy = float(correct.mean())
+        eval_ci = evaluation.accuracy_interval(correct, seed=seed)
+        curve = _arm_curve(state_uri, rows, x=x, y=y, x_eval=x_eval, y_eval=y_eval, seed=seed)
+    extra = {
+        "accuracy": accuracy,
+        "train_items": len(train_idx),
+        "test_items": len(test_idx),
+        "eval_accuracy": eval_accuracy,
+        "eval_items": len(eval_rows),
+    }
     model.save(model_uri, extra=extra)
     if state_uri:
         model.save(state.path(state_uri, state.MODELS_LATEST), extra=extra)
-        _record_lineage(state_uri, model_uri, [str(rows[i]["item"]) for i in train_idx])
+        _record_use(state_uri, model_uri, [str(rows[i]["item"]) for i in train_idx])
     result = TrainResult(
         train_items=len(train_idx),
         test_items=len(test_idx),
         accuracy=accuracy,
         labels=label_list,
         confusion_matrix=matrix.astype(int).tolist(),
+        eval_items=len(eval_rows),
+        eval_accuracy=eval_accuracy,
+        eval_ci=eval_ci,
+        curve=curve,
     )
     log.info("trained on %d items, held-out accuracy %.3f", len(train_idx), accuracy)
     return result

@@ -11,6 +11,7 @@ from typing import Any
 
 from labelloop import state, storage
 from labelloop.errors import InputError, summarize_bad_records
+from labelloop.quality.result import QualityResult
 from labelloop.report.data import (
     ReportData,
     attach_annotations,
@@ -57,7 +58,7 @@ def _parse_outcome(outcome: str) -> dict[str, Any]:
     return data
 
 
-def _round_record(run_id: str, quality: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+def _round_record(run_id: str, quality: QualityResult, outcome: dict[str, Any]) -> dict[str, Any]:
     train_items = integer(outcome.get("train_items"))
     test_items = integer(outcome.get("test_items"))
     trained = bool(outcome.get("trained"))
@@ -65,12 +66,16 @@ def _round_record(run_id: str, quality: dict[str, Any], outcome: dict[str, Any])
     return {
         "run_id": run_id,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
-        "label_count": integer(quality.get("label_count")) or 0,
-        "labeled_items": integer(quality.get("labeled_items")) or 0,
-        "agreement": number(quality.get("agreement")),
+        "label_count": quality.label_count,
+        "labeled_items": quality.labeled_items,
+        "agreement": quality.agreement,
+        "agreement_reason": quality.agreement_reason,
+        "gate_rule": quality.decision.rule if quality.decision else "",
         "trained": trained,
         "reason": str(outcome.get("reason", "")),
         "accuracy": number(outcome.get("accuracy")),
+        "eval_accuracy": number(outcome.get("eval_accuracy")),
+        "curve": outcome.get("curve") if isinstance(outcome.get("curve"), list) else [],
         "train_items": train_items,
         "test_items": test_items,
         "labels_used": labels_used,
@@ -96,11 +101,8 @@ def _headline_metrics(data: ReportData) -> dict[str, float]:
         )
     if (acc := number(data.outcome.get("accuracy"))) is not None:
         out["accuracy"] = acc
-    flagged = data.quality.get("annotator_table")
-    if isinstance(flagged, list):
-        out["flagged_annotators"] = float(
-            sum(1 for r in flagged if isinstance(r, dict) and r.get("flagged"))
-        )
+    if data.result.annotator_table:
+        out["flagged_annotators"] = float(data.result.flagged_annotators)
     return out
 
 
@@ -118,6 +120,7 @@ def write_report(
     review_uri: str = "",
     items_uri: str = "",
     annotations_uri: str = "",
+    job_uri: str = "",
 ) -> ReportResult:
     """Record this round's outcome under `state_uri/rounds/`, then write the report.
 
@@ -137,6 +140,8 @@ def write_report(
         items_uri: The dataset's items (import JSONL), for text snippets of inline text.
         annotations_uri: Long-format annotations, to list each annotator's answer on review
             rows that do not carry them.
+        job_uri: The labeling job record (provider, job, progress, the provider's summary:
+            project URL, per-annotator time, Gemini's threshold and cost); "" to leave out.
 
     Raises:
         InputError: `outcome` or a JSON input is malformed.
@@ -144,6 +149,7 @@ def write_report(
     start = time.perf_counter()
     quality = read_json_object(quality_uri)
     selection = read_json_object(selection_uri)
+    job = read_json_object(job_uri)
     result_outcome = _parse_outcome(outcome)
     review, bad = read_jsonl_objects(review_uri)
     if annotations_uri and any(not isinstance(r.get("annotations"), list) for r in review):
@@ -155,7 +161,7 @@ def write_report(
     if bad:
         log.warning("report inputs: %s", summarize_bad_records(bad))
 
-    record = _round_record(run_id, quality, result_outcome)
+    record = _round_record(run_id, QualityResult.from_json(quality), result_outcome)
     rounds: list[dict[str, Any]] = []
     if state_uri:
         storage.write_text(
@@ -177,6 +183,7 @@ def write_report(
         min_labeled_count=min_labeled_count,
         min_agreement=min_agreement,
         bad_records=bad,
+        job=job,
     )
     # matplotlib (~1 s to import) is paid only here, by the report stage.
     from labelloop.report.page import render_html
@@ -194,6 +201,13 @@ def write_report(
     ):
         labels = [str(v) for v in result_outcome["labels"]]
         confusion = [[integer(c) or 0 for c in row] for row in matrix_json if isinstance(row, list)]
+    from labelloop.stages.reconcile import finish_run
+
+    finish_run(
+        state_uri,
+        run_id,
+        {k: record[k] for k in ("trained", "reason", "label_count", "accuracy") if k in record},
+    )
     log.info("report written to %s in %.2f s", html_uri, time.perf_counter() - start)
     return ReportResult(
         trained=record["trained"],

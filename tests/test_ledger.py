@@ -1,0 +1,190 @@
+"""The item ledger and the lease: local folders and gs:// (fake-gcs-server) alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labelloop import atomic, lease, ledger, storage
+from labelloop.ledger import LABELED, POOL, QUEUED, ConcurrentWriter, Ledger, LedgerError
+
+
+@pytest.fixture(params=["local", "gcs"])
+def state_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "local":
+        return str(tmp_path / "state")
+    bucket = request.getfixturevalue("gcs_bucket")
+    return f"{bucket}/state"
+
+
+def _queue(led: Ledger, key: str, items: list[str], run: str = "r1") -> None:
+    led.append(
+        "queue",
+        run=run,
+        job=key,
+        provider="simulated",
+        options={},
+        task_type="image_classification",
+        labels=["a", "b"],
+        labelers_per_item=2,
+        items=[{"id": i, "record": {"imageGcsUri": i}} for i in items],
+    )
+
+
+def _collect(led: Ledger, key: str, rows: list[dict], labeled: list[str], run: str = "r1") -> None:
+    merged = led.merge_annotations(key, rows)
+    led.append(
+        "collect",
+        run=run,
+        job=key,
+        labeled=labeled,
+        annotations=len(merged),
+        annotation_keys=ledger.annotation_keys_digest(merged),
+        progress={"labeled": len(labeled), "total": 3},
+    )
+
+
+def _row(item: str, annotator: str, label: str = "a") -> dict:
+    return {"item": item, "annotator": annotator, "label": label, "job": "j1", "provider": "sim"}
+
+
+def test_lifecycle_survives_reload_and_compaction(state_uri: str) -> None:
+    led = Ledger.load(state_uri)
+    _queue(led, "j1", ["x", "y", "z"])
+    _collect(led, "j1", [_row("x", "p"), _row("x", "q"), _row("y", "p")], ["x"])
+    led.compact()
+    led.append("close", run="r2", job="j1", reason="expired", returned=["z"])
+    # Reload: snapshot + the event after it.
+    again = Ledger.load(state_uri)
+    assert again.seq == 3
+    assert {i: e["state"] for i, e in again.state.items.items()} == {
+        "x": LABELED,
+        "y": QUEUED,
+        "z": POOL,
+    }
+    assert again.state.items["z"]["reason"] == "expired"
+    assert again.state.returned == {"expired": 1}
+    assert again.state.jobs["j1"]["status"] == "closed"
+    # y was still queued when the job closed without it being returned: check names it.
+    problems = ledger.check(state_uri)
+    assert problems == ["item y is queued but its job j1 is not open"]
+
+
+def test_check_passes_on_a_consistent_ledger_and_names_a_lost_annotation(state_uri: str) -> None:
+    led = Ledger.load(state_uri)
+    _queue(led, "j1", ["x", "y"])
+    _collect(led, "j1", [_row("x", "p"), _row("x", "q")], ["x"])
+    led.append("close", run="r1", job="j1", reason="done", returned=["y"])
+    led.compact()
+    assert ledger.check(state_uri) == []
+    assert ledger.excluded_ids(state_uri) == {"x"}
+    # Lose an annotation behind the ledger's back.
+    uri = led.annotations_uri("j1")
+    rows = storage.read_text(uri).splitlines()[:1]
+    storage.write_text(uri, "\n".join(rows) + "\n")
+    problems = ledger.check(state_uri)
+    assert problems
+    assert "j1" in problems[0]
+    assert "annotation" in problems[0]
+
+
+def test_an_event_that_does_not_fit_is_refused_before_it_is_written(state_uri: str) -> None:
+    led = Ledger.load(state_uri)
+    _queue(led, "j1", ["x"])
+    with pytest.raises(LedgerError, match="x is queued, expected pool"):
+        _queue(led, "j2", ["x"])
+    assert Ledger.load(state_uri).seq == 1
+    assert "j2" not in Ledger.load(state_uri).state.jobs
+
+
+def test_two_writers_cannot_both_append_the_same_event(state_uri: str) -> None:
+    first, second = Ledger.load(state_uri), Ledger.load(state_uri)
+    _queue(first, "j1", ["x"])
+    with pytest.raises(ConcurrentWriter, match="another run appended event 1"):
+        _queue(second, "j2", ["y"])
+    assert ledger.check(state_uri) == []
+    assert set(Ledger.load(state_uri).state.jobs) == {"j1"}
+
+
+def test_return_items_sends_labeled_items_back_for_relabeling(state_uri: str) -> None:
+    led = Ledger.load(state_uri)
+    _queue(led, "j1", ["x", "y"])
+    _collect(
+        led, "j1", [_row("x", "p"), _row("x", "q"), _row("y", "p"), _row("y", "q")], ["x", "y"]
+    )
+    assert ledger.return_items(state_uri, ["x", "nope"], reason="relabel") == 1
+    state = Ledger.load(state_uri).state
+    assert state.items["x"]["state"] == POOL
+    assert state.items["x"]["reason"] == "relabel"
+    assert state.returned == {"relabel": 1}
+    assert ledger.check(state_uri) == []
+    # Its annotations are kept, but no longer used.
+    assert len(Ledger.load(state_uri).read_annotations("j1")) == 4
+    assert {r["item"] for r in Ledger.load(state_uri).collected_annotations()} == {"y"}
+
+
+def test_merge_keeps_every_annotation_and_takes_an_annotators_edit() -> None:
+    led = Ledger.load("")
+    led.merge_annotations("j", [_row("x", "p", "a")])
+    out = led.merge_annotations("j", [_row("x", "q", "b")])
+    assert len(out) == 2  # a collection that no longer returns p's answer loses nothing
+    out = led.merge_annotations("j", [_row("x", "p", "b")])
+    assert {(r["annotator"], r["label"]) for r in out} == {("p", "b"), ("q", "b")}
+
+
+def test_atomic_create_and_replace_honour_preconditions(state_uri: str) -> None:
+    uri = storage.join(state_uri, "obj.json")
+    assert atomic.create(uri, b"1")
+    assert not atomic.create(uri, b"2")
+    data, generation = atomic.read(uri) or (b"", 0)
+    assert data == b"1"
+    atomic.replace(uri, b"3", generation=generation)
+    with pytest.raises(atomic.PreconditionFailed):
+        atomic.replace(uri, b"4", generation=generation)
+    assert (atomic.read(uri) or (b"",))[0] == b"3"
+
+
+# -- the lease -------------------------------------------------------------------------------
+
+
+def test_lease_is_exclusive_reentrant_and_released(state_uri: str) -> None:
+    me = lease.Holder("run-a", "host-a", os.getpid())
+    other = lease.Holder("run-b", "host-b", 1)
+    lease.acquire(state_uri, me)
+    lease.acquire(state_uri, lease.Holder("run-a", "pod-2", 7))  # a later step of run-a
+    with pytest.raises(lease.LeaseHeld, match="in use by run run-a"):
+        lease.acquire(state_uri, other)
+    slept: list[float] = []
+    with pytest.raises(lease.LeaseHeld):
+        lease.acquire(state_uri, other, wait_seconds=5, poll_seconds=2, sleep=slept.append)
+    assert sum(slept) == pytest.approx(5)
+    assert not lease.release(state_uri, other)
+    assert lease.release(state_uri, me)
+    lease.acquire(state_uri, other)
+    assert (lease.read(state_uri) or {})["run"] == "run-b"
+
+
+def test_an_expired_lease_is_taken_over(state_uri: str) -> None:
+    lease.acquire(state_uri, lease.Holder("old", "elsewhere", 1), ttl_seconds=-1)
+    lease.acquire(state_uri, lease.Holder("new", "here", os.getpid()))
+    assert (lease.read(state_uri) or {})["run"] == "new"
+
+
+def test_a_dead_local_holder_does_not_block(tmp_path: Path) -> None:
+    state_uri = str(tmp_path / "state")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(proc.stdout)
+    here = lease.Holder.here("me")
+    lease.acquire(state_uri, lease.Holder("killed", here.host, dead))
+    lease.acquire(state_uri, here)
+    assert json.loads(storage.read_text(storage.join(state_uri, lease.LEASE)))["run"] == "me"
