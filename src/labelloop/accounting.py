@@ -147,6 +147,8 @@ class Plan:
     per_run_usd: float | None
     total_usd: float | None
     stop_reason: str
+    min_gain_per_100: float = 0.005
+    min_gain_per_usd: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -190,4 +192,6 @@ def plan(
         per_run_usd=limits.per_run_usd,
         total_usd=limits.total_usd,
         stop_reason=reason,
+        min_gain_per_100=options.min_gain_per_100,
+        min_gain_per_usd=options.min_gain_per_usd,
     )

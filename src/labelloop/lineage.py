@@ -76,14 +76,17 @@ def model_sources(job_record: Mapping[str, Any]) -> dict[str, Source]:
     if not model:
         return {}
     annotator = str(summary.get("model_annotator") or f"{MODEL_PREFIX}{model}")
+    # The guarantee's certificate names itself; a plain calibration is named by its content.
+    decision = summary.get("guarantee")
+    certificate = decision.get("certificate") if isinstance(decision, Mapping) else None
     calibration = summary.get("calibration")
-    certificate = summary.get("guarantee")
-    basis = certificate if isinstance(certificate, Mapping) else calibration
-    calibration_id = (
-        "cal-" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
-        if isinstance(basis, Mapping)
-        else ""
-    )
+    if isinstance(certificate, Mapping) and certificate.get("id"):
+        calibration_id = str(certificate["id"])
+    elif isinstance(calibration, Mapping):
+        digest = hashlib.sha256(json.dumps(calibration, sort_keys=True).encode()).hexdigest()
+        calibration_id = "cal-" + digest[:12]
+    else:
+        calibration_id = ""
     source = Source(
         annotator,
         "model",

@@ -350,13 +350,28 @@ def _budget_plan(
     model_usd = costs.model_item_estimate(
         provider, provider_opts if isinstance(provider_opts, dict) else {}, is_image=is_image
     )
-    return plan(
+    money = plan(
         Ledger.load(state_uri),
         options,
         wanted=wanted,
         labelers_per_item=labelers_per_item,
         model_usd_per_item=model_usd,
     )
+    if options.min_gain_per_usd is None or money.affordable == 0:
+        return money
+    from labelloop import stop_rule
+
+    # The stop rule on the fixed evaluation set's learning curve: stop once a dollar buys less
+    # accuracy than the configured floor.
+    advice = stop_rule.advise(
+        stop_rule.curve_from_rounds(state.round_outcomes(state_uri)),
+        min_gain_per_100=options.min_gain_per_100,
+        min_gain_per_usd=options.min_gain_per_usd,
+    )
+    if advice.stop_selection:
+        log.warning("selection: %s", advice.reason)
+        return dataclasses.replace(money, affordable=0, stop_reason=advice.reason)
+    return money
 
 
 def _record_pool(state_uri: str, items: list[Item]) -> None:
