@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from labelloop import accounting, costs
+from labelloop import accounting, costs, storage
 from labelloop.config import PipelineParams
 from labelloop.errors import ConfigError, InputError
 from labelloop.ledger import Ledger
@@ -285,3 +285,80 @@ def test_state_command_prices_the_ledger_with_the_last_runs_rates(
     assert doc["spend"]["runs"]["run-0"]["human_labels"] == labels
     assert main(["state", state_uri, "--budget", '{"usd": 1}']) == 2
     assert "--budget" in capsys.readouterr().err
+
+
+def test_selection_stops_when_a_dollar_buys_too_little_accuracy(
+    digits_sample, tmp_path: Path
+) -> None:
+    """The stop rule reads the recorded rounds (evaluation-set accuracy, labels, spend)."""
+    from labelloop import state
+
+    state_uri = str(tmp_path / "state")
+    for n, (labels, accuracy, usd) in enumerate([(100, 0.80, 10.0), (200, 0.805, 20.0)]):
+        round_uri = state.path(state_uri, state.ROUNDS, f"r{n}.json")
+        record = {"finished_at": f"2026-01-0{n + 1}", "labels_used": labels}
+        record |= {"eval_accuracy": accuracy, "spent_usd": usd}
+        storage.write_text(round_uri, json.dumps(record))
+    pool = tmp_path / "pool.jsonl"
+    generate_import_file(
+        source_uri=digits_sample.source_uri,
+        task_type="image_classification",
+        state_uri=state_uri,
+        output_uri=str(pool),
+        rejects_uri=str(tmp_path / "rejects.jsonl"),
+    )
+
+    def select(floor: float) -> tuple[int, str]:
+        budget = {"human_usd_per_label": 0.1, "min_gain_per_usd": floor}
+        got = select_for_labeling(
+            import_uri=str(pool), state_uri=state_uri, task_type="image_classification",
+            labels="0,1,2,3,4,5,6,7,8,9", strategy="random", k=10, seed=0,
+            output_uri=str(tmp_path / "selected.jsonl"),
+            summary_uri=str(tmp_path / "summary.json"), budget=json.dumps(budget),
+        )  # fmt: skip
+        return got.selected, got.stop_reason
+
+    # Half a point over 100 labels for $10: 0.0007 accuracy per dollar.
+    assert select(0.0001) == (10, "")
+    selected, reason = select(0.01)
+    assert selected == 0
+    assert "selection stops" in reason
+
+
+def test_report_budget_section_shows_cost_verdict_and_guarantee() -> None:
+    from labelloop.report.data import ReportData
+    from labelloop.report.page import render_html
+
+    decision = {
+        "status": "active",
+        "reason": "certified at 0.92 (upper bound 4.1% <= 5%)",
+        "certificate": {"upper_bound": 0.041, "target_error": 0.05, "id": "cal-1"},
+        "trend": [
+            {"round": 1, "accepted": 120, "audited": 20, "errors": 0, "upper_bound": 0.139},
+            {"round": 2, "accepted": 130, "audited": 20, "errors": 1, "upper_bound": 0.216},
+        ],
+    }
+    data = ReportData(
+        run_id="r",
+        quality={},
+        selection={"budget": {"item_usd": 0.2, "wanted": 10, "affordable": 10}},
+        outcome={},
+        review=[],
+        items={},
+        rounds=[
+            {"labels_used": 100, "eval_accuracy": 0.70, "spent_usd": 20.0},
+            {"labels_used": 200, "eval_accuracy": 0.80, "spent_usd": 40.0},
+        ],
+        min_labeled_count=1,
+        min_agreement=0.5,
+        job={
+            "cost": {"run": {"total_usd": 1.25}, "total": {"total_usd": 41.25}},
+            "provider_summary": {"guarantee": decision, "audit": {"audited": 20, "errors": 1}},
+        },
+    )
+    html = render_html(data)
+    assert "$1.25 this round, $41.25 so far" in html
+    assert "labels still paying off" in html
+    assert "Auto-accept audits" in html
+    assert "21.6%" in html  # the trend's second bound
+    assert "certified at 0.92" in html
