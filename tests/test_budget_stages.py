@@ -328,6 +328,7 @@ def test_selection_stops_when_a_dollar_buys_too_little_accuracy(
 def test_report_budget_section_shows_cost_verdict_and_guarantee() -> None:
     from labelloop.report.data import ReportData
     from labelloop.report.page import render_html
+    from labelloop.report.summary import render_markdown
 
     decision = {
         "status": "active",
@@ -357,6 +358,9 @@ def test_report_budget_section_shows_cost_verdict_and_guarantee() -> None:
         },
     )
     html = render_html(data)
+    markdown = render_markdown(data)
+    assert "## Budget" in markdown and "$41.25 so far" in markdown
+    assert "| 2 | 130 | 20 | 1 | 21.6% |" in markdown
     assert "$1.25 this round, $41.25 so far" in html
     assert "labels still paying off" in html
     assert "Auto-accept audits" in html

@@ -319,7 +319,7 @@ def test_text_job_with_overlap_misbehaviour_and_quality_gate(
     assert second.annotations == 11  # 12 posted, one edited by someone else is not trusted
     assert second.skipped == 1
     # People are paid by the hour for the time Label Studio reports (`lead_time`, 3.2 s each).
-    cost = job2["cost"]
+    cost = job2["cost"]["total"]
     assert cost["human_labels"] == 11
     assert cost["estimated_seconds"] == 0
     assert cost["human_seconds"] >= 11 * 3.2 - 1e-9
