@@ -366,3 +366,26 @@ def test_report_budget_section_shows_cost_verdict_and_guarantee() -> None:
     assert "Auto-accept audits" in html
     assert "21.6%" in html  # the trend's second bound
     assert "certified at 0.92" in html
+
+
+def test_budget_covers_the_evaluation_items_first(digits_sample, tmp_path: Path) -> None:
+    state_uri = str(tmp_path / "state")
+    pool = tmp_path / "pool.jsonl"
+    generate_import_file(
+        source_uri=digits_sample.source_uri,
+        task_type="image_classification",
+        state_uri=state_uri,
+        output_uri=str(pool),
+        rejects_uri=str(tmp_path / "rejects.jsonl"),
+    )
+    got = select_for_labeling(
+        import_uri=str(pool), state_uri=state_uri, task_type="image_classification",
+        labels="0,1,2,3,4,5,6,7,8,9", strategy="cluster_margin", k=40, seed=0, eval_size=20,
+        output_uri=str(tmp_path / "selected.jsonl"), summary_uri=str(tmp_path / "summary.json"),
+        budget=json.dumps({"human_usd_per_label": 1, "total_usd": 30}),
+    )  # fmt: skip
+    # $30 at $1 an item: the 20 evaluation items, then 10 of the 40 asked for.
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert got.selected == 30
+    assert summary["arms"]["eval"] == 20
+    assert summary["budget"]["affordable"] == 30

@@ -203,8 +203,9 @@ def select_for_labeling(
     room, queued = queue_room(state_uri, queue_size=queue_size, selection_size=k)
     task = TaskType.parse(task_type)
     label_list = parse_labels(labels)
+    # The evaluation set's items still to label come on top of the batch: the budget covers both.
     money = _budget_plan(
-        budget, state_uri=state_uri, wanted=room, labelers_per_item=labelers_per_item,
+        budget, state_uri=state_uri, wanted=room + max(eval_size, 0), labelers_per_item=labelers_per_item,
         provider=provider, provider_options=provider_options, is_image=task.is_image,
     )  # fmt: skip
     items, bad = read_import_file(import_uri)
@@ -229,18 +230,17 @@ def select_for_labeling(
             task=task, output_uri=output_uri, summary_uri=summary_uri, queued=queued, room=room,
             cold_start=False, used=strategy, money=money,
         )  # fmt: skip
-    k = min(room, money.affordable)
-    k_active, k_random = evaluation.split_batch(k, random_share)
+    k_active, k_random = evaluation.split_batch(room, random_share)
     eval_set = evaluation.ensure_eval_set(
         state_uri, [i.id for i in items], size=eval_size, seed=seed, excluded=excluded_ids
     )
     eval_todo = [i for i in eval_set if i not in excluded_ids]
     excluded_ids |= set(eval_set)
-    if money.affordable < k + len(eval_todo):
+    if money.affordable < room + len(eval_todo):
         # The evaluation items come first (labeled once); the batch shrinks to what is left.
         eval_todo = eval_todo[: money.affordable]
         k_active, k_random = evaluation.split_batch(
-            max(money.affordable - len(eval_todo), 0), random_share
+            min(room, money.affordable - len(eval_todo)), random_share
         )
     k = max(k_active, 0)
 
