@@ -359,7 +359,8 @@ def test_report_budget_section_shows_cost_verdict_and_guarantee() -> None:
     )
     html = render_html(data)
     markdown = render_markdown(data)
-    assert "## Budget" in markdown and "$41.25 so far" in markdown
+    assert "## Budget" in markdown
+    assert "$41.25 so far" in markdown
     assert "| 2 | 130 | 20 | 1 | 21.6% |" in markdown
     assert "$1.25 this round, $41.25 so far" in html
     assert "labels still paying off" in html
