@@ -206,7 +206,8 @@ def select_for_labeling(
     # The evaluation set's items still to label come on top of the batch: the budget covers both.
     money = _budget_plan(
         budget, state_uri=state_uri, wanted=room + max(eval_size, 0),
-        labelers_per_item=labelers_per_item, provider=provider, provider_options=provider_options, is_image=task.is_image,
+        labelers_per_item=labelers_per_item, provider=provider,
+        provider_options=provider_options, is_image=task.is_image,
     )  # fmt: skip
     items, bad = read_import_file(import_uri)
     if bad:
