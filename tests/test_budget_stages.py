@@ -19,16 +19,22 @@ RATE = 0.07
 BUDGET = json.dumps({"human_usd_per_label": RATE, "per_run_usd": 5.0, "total_usd": 9.0})
 
 
-def _round(digits_sample, tmp: Path, state_uri: str, n: int) -> tuple[int, str, float]:
-    """Select (under the budget), label with the simulated workforce; (selected, reason, cost)."""
-    pool = tmp / f"pool-{n}.jsonl"
+def _pool(digits_sample, tmp: Path, state_uri: str, name: str = "") -> Path:
+    """Stage 1 on the digits sample: the import file of items not labeled yet."""
+    pool = tmp / f"pool{name}.jsonl"
     generate_import_file(
         source_uri=digits_sample.source_uri,
         task_type="image_classification",
         state_uri=state_uri,
         output_uri=str(pool),
-        rejects_uri=str(tmp / f"rejects-{n}.jsonl"),
+        rejects_uri=str(tmp / f"rejects{name}.jsonl"),
     )
+    return pool
+
+
+def _round(digits_sample, tmp: Path, state_uri: str, n: int) -> tuple[int, str, float]:
+    """Select (under the budget), label with the simulated workforce; (selected, reason, cost)."""
+    pool = _pool(digits_sample, tmp, state_uri, f"-{n}")
     selected = tmp / f"selected-{n}.jsonl"
     picked = select_for_labeling(
         import_uri=str(pool),
@@ -299,14 +305,7 @@ def test_selection_stops_when_a_dollar_buys_too_little_accuracy(
         record = {"finished_at": f"2026-01-0{n + 1}", "labels_used": labels}
         record |= {"eval_accuracy": accuracy, "spent_usd": usd}
         storage.write_text(round_uri, json.dumps(record))
-    pool = tmp_path / "pool.jsonl"
-    generate_import_file(
-        source_uri=digits_sample.source_uri,
-        task_type="image_classification",
-        state_uri=state_uri,
-        output_uri=str(pool),
-        rejects_uri=str(tmp_path / "rejects.jsonl"),
-    )
+    pool = _pool(digits_sample, tmp_path, state_uri)
 
     def select(floor: float) -> tuple[int, str]:
         budget = {"human_usd_per_label": 0.1, "min_gain_per_usd": floor}
@@ -371,14 +370,7 @@ def test_report_budget_section_shows_cost_verdict_and_guarantee() -> None:
 
 def test_budget_covers_the_evaluation_items_first(digits_sample, tmp_path: Path) -> None:
     state_uri = str(tmp_path / "state")
-    pool = tmp_path / "pool.jsonl"
-    generate_import_file(
-        source_uri=digits_sample.source_uri,
-        task_type="image_classification",
-        state_uri=state_uri,
-        output_uri=str(pool),
-        rejects_uri=str(tmp_path / "rejects.jsonl"),
-    )
+    pool = _pool(digits_sample, tmp_path, state_uri)
     got = select_for_labeling(
         import_uri=str(pool), state_uri=state_uri, task_type="image_classification",
         labels="0,1,2,3,4,5,6,7,8,9", strategy="cluster_margin", k=40, seed=0, eval_size=20,
