@@ -234,17 +234,57 @@ class Span:
 AnnotationValue = str | frozenset[str] | tuple[Box, ...] | tuple[Span, ...]
 
 
+class AnnotatorKind(enum.StrEnum):
+    """Who gave an answer, carried with every annotation (`annotator_kind`).
+
+    `human`: a labeler (their agreement is what the gate measures); `model`: a model's answer
+    (Gemini's auto-accepted label; judged by its calibration, never counted as agreement);
+    `expert`: a reviewer's correction (trusted: it decides its item, like gold).
+    """
+
+    HUMAN = "human"
+    MODEL = "model"
+    EXPERT = "expert"
+
+
+#: Annotator-name prefixes that marked model answers before `annotator_kind` existed.
+LEGACY_MODEL_PREFIXES = ("gemini:", "model:")
+
+
+def legacy_annotator_kind(annotator: str) -> AnnotatorKind:
+    """The kind of an answer from a file written before `annotator_kind`: by the name prefix.
+
+    The only place a name decides the kind; readers count the rows it decided (a fallback).
+    """
+    return (
+        AnnotatorKind.MODEL if annotator.startswith(LEGACY_MODEL_PREFIXES) else AnnotatorKind.HUMAN
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Annotation:
-    """One annotator's answer for one item: the long format's row."""
+    """One annotator's answer for one item: the long format's row.
+
+    `annotator_kind` says whether a person, a model or a reviewer gave it (`AnnotatorKind`).
+    """
 
     item: str
     annotator: str
     value: AnnotationValue
+    annotator_kind: AnnotatorKind = AnnotatorKind.HUMAN
+
+    @property
+    def is_model(self) -> bool:
+        return self.annotator_kind is AnnotatorKind.MODEL
 
     def to_json(self, task_type: TaskType) -> dict[str, Any]:
-        """JSONL row: `label` (str), `labels` (list), `boxes` or `spans` (lists of objects)."""
-        row: dict[str, Any] = {"item": self.item, "annotator": self.annotator}
+        """JSONL row: `label` (str), `labels` (list), `boxes` or `spans` (lists of objects),
+        with `annotator_kind`."""
+        row: dict[str, Any] = {
+            "item": self.item,
+            "annotator": self.annotator,
+            "annotator_kind": self.annotator_kind.value,
+        }
         value = self.value
         if isinstance(value, str):
             row["label"] = value

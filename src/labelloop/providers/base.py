@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from labelloop.errors import BadRecord, ProviderError
@@ -97,6 +97,38 @@ class LabelingProvider(Protocol):
     def cancel(self, job: Job) -> None:
         """Stop the job; collected annotations stay."""
         ...
+
+
+class ReviewProvider(Protocol):
+    """A provider that hosts review projects: people check the items the quality step flagged.
+
+    A review task shows the consolidated label (pre-filled as a prediction), its confidence,
+    every answer and why the item needs a person; one reviewer answers it. Implementations
+    register like any provider; `registry.get_reviewer` checks for these methods.
+    """
+
+    name: str
+
+    def submit_review(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        items: Sequence[Item],
+        task: LabelingTask,
+        *,
+        key: str,
+    ) -> Job:
+        """Create (or find, by `key`) the review project and add the rows it lacks."""
+        ...
+
+    def collect_review(self, job: Job, items: Sequence[str]) -> CollectResult:
+        """The reviewers' answers so far on `items` (one per item and reviewer), with
+        `annotator_kind` `expert`."""
+        ...
+
+
+def hosts_review(provider: object) -> bool:
+    """Whether a provider implements `ReviewProvider`."""
+    return all(callable(getattr(provider, m, None)) for m in ("submit_review", "collect_review"))
 
 
 def resume(provider: LabelingProvider, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:

@@ -50,7 +50,7 @@ from labelloop.providers.gemini_models import (
     token_cost,
 )
 from labelloop.providers.registry import register
-from labelloop.schemas import Annotation, Item, Shape
+from labelloop.schemas import Annotation, AnnotatorKind, Item, Shape
 
 if TYPE_CHECKING:
     from google import genai
@@ -554,7 +554,7 @@ class GeminiProvider:
                     BadRecord(f"gemini:{self.labeler.model}", 0, "response", f"{p.item}: {p.error}")
                 )
             elif p.confidence >= self.threshold:
-                annotations.append(Annotation(p.item, self.annotator, p.label))
+                annotations.append(Annotation(p.item, self.annotator, p.label, AnnotatorKind.MODEL))
         return CollectResult(annotations, bad)
 
     def cancel(self, job: Job) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from labelloop import storage
 from labelloop.errors import InputError, ProviderError
+from labelloop.providers import label_studio_review
 from labelloop.providers.base import (
     CollectResult,
     Job,
@@ -550,6 +551,16 @@ class LabelStudioProvider:
         if read.skipped:
             log.info("%d cancelled (skipped) annotation(s) not used", read.skipped)
         return CollectResult(read.annotations, read.bad, skipped=read.skipped)
+
+    def submit_review(
+        self, rows: Sequence[Any], items: Sequence[Item], task: LabelingTask, *, key: str
+    ) -> Job:
+        """A review project for the quality step's review rows (`label_studio_review`)."""
+        return label_studio_review.submit_review(self, rows, items, task, key=key)
+
+    def collect_review(self, job: Job, items: Sequence[str]) -> CollectResult:
+        """The reviewers' answers, as `expert` annotations (the project has just `items`)."""
+        return label_studio_review.collect_review(self, job)
 
     def cancel(self, job: Job) -> None:
         """Delete the tasks nobody has annotated yet; annotated tasks (and labels) stay."""

@@ -45,7 +45,7 @@ from labelloop.providers.gemini import (
 )
 from labelloop.providers.label_studio import LabelStudioProvider
 from labelloop.providers.registry import check_options, get_provider, register
-from labelloop.schemas import Annotation, Item, text_item_id
+from labelloop.schemas import Annotation, AnnotatorKind, Item, text_item_id
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,8 @@ class RoutingProvider:
         _, human_job, _ = self._state(job)
         got = self.human.collect(dataclasses.replace(human_job, collections=job.collections))
         auto = [
-            Annotation(p.item, self.gemini.annotator, str(p.label)) for p in self._accepted(job)
+            Annotation(p.item, self.gemini.annotator, str(p.label), AnnotatorKind.MODEL)
+            for p in self._accepted(job)
         ]
         return CollectResult(auto + got.annotations, got.bad, skipped=got.skipped)
 
