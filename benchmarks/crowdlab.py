@@ -164,9 +164,11 @@ def simulated_model(truth: np.ndarray, n_labels: int, accuracy: float, seed: int
     with probability c, the rest spread evenly), so the model is neither over- nor
     under-confident."""
     rng = np.random.default_rng(seed)
+    # c ~ U(lo, hi) with mean `accuracy`, within [1/K, 1].
     lo = 1.0 / n_labels
-    # c ~ U(lo, hi) with mean `accuracy`.
-    hi = min(1.0, 2 * accuracy - lo)
+    hi = 2 * accuracy - lo
+    if hi > 1.0:
+        lo, hi = 2 * accuracy - 1.0, 1.0
     conf = rng.uniform(lo, hi, size=truth.size)
     right = rng.random(truth.size) < conf
     wrong = (truth + rng.integers(1, n_labels, size=truth.size)) % n_labels
