@@ -133,7 +133,7 @@ def measure(
 def to_ratios(needed: dict[str, list[float]]) -> dict[str, float]:
     """Mean labels over random's mean labels (same seeds), per strategy."""
     base = float(np.mean(needed["random"]))
-    return {s: float(np.mean(v)) / base for s, v in needed.items()}
+    return {s: float(np.mean(v)) / base for s, v in needed.items() if s in STRATEGIES}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=int, default=300)
     p.add_argument(
         "--out", default=str(ROOT / "benchmarks" / "results" / "strategy_suite.json"),
-        help="every seed's labels-needed figures, as JSON",
+        help="every seed's labels-needed figures, as JSON (written after each dataset)",
     )  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="keep the datasets --out already has")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     names = [d for d in args.datasets.split(",") if d]
@@ -155,19 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     if "random" not in strategies:
         strategies.insert(0, "random")
     started = time.perf_counter()
-    raw: dict[str, dict[str, list[float]]] = {}
-    table: dict[str, dict[str, float]] = {}
-    for name in names:
-        raw[name] = measure(
-            name, seeds=args.seeds, initial=args.initial, batch=args.batch,
-            budget=args.budget, strategies=strategies,
-        )  # fmt: skip
-        table[name] = to_ratios(raw[name])
-        log.info("%s: done (%.0f s)", name, time.perf_counter() - started)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings = {k: getattr(args, k) for k in ("seeds", "initial", "batch", "budget")}
-    out.write_text(json.dumps({"settings": settings, "labels_needed": raw}, indent=1))
+    raw: dict[str, dict[str, list[float]]] = {}
+    if args.resume and out.exists():
+        # Datasets measured by an earlier, interrupted run with the same settings.
+        saved = json.loads(out.read_text())
+        if saved.get("settings") == settings:
+            raw = {n: v for n, v in saved["labels_needed"].items() if n in names}
+            log.info("resumed: %s", ", ".join(raw) or "nothing")
+    table: dict[str, dict[str, float]] = {}
+    for name in names:
+        if name not in raw or set(strategies) - set(raw[name]):
+            raw[name] = measure(
+                name, seeds=args.seeds, initial=args.initial, batch=args.batch,
+                budget=args.budget, strategies=strategies,
+            )  # fmt: skip
+            # Saved after every dataset, so an interrupted run resumes (--resume).
+            out.write_text(json.dumps({"settings": settings, "labels_needed": raw}, indent=1))
+        table[name] = to_ratios(raw[name])
+        log.info("%s: done (%.0f s)", name, time.perf_counter() - started)
     width = max(len(n) for n in names) + 2
     print(
         f"\nlabels to reach 95% of full-pool accuracy, as a multiple of random's "
