@@ -31,7 +31,7 @@ from typing import Any
 from labelloop import state, storage
 from labelloop.errors import BadRecord, InputError, summarize_bad_records
 from labelloop.providers.base import Job, LabelingTask, ReviewProvider
-from labelloop.schemas import Annotation, AnnotatorKind, Item, TaskType, legacy_annotator_kind
+from labelloop.schemas import Annotation, AnnotatorKind, Item, TaskType, annotator_kind_of
 
 log = logging.getLogger(__name__)
 
@@ -308,17 +308,8 @@ def answers_for_round(
         out.append(Annotation(item, str(row["annotator"]), label, AnnotatorKind.EXPERT))
         if item not in round_items:
             for a in row["earlier"]:
-                kind = str(a.get("annotator_kind") or "")
-                name = str(a["annotator"])
                 out.append(
-                    Annotation(
-                        item,
-                        name,
-                        str(a["label"]),
-                        AnnotatorKind(kind)
-                        if kind in set(AnnotatorKind)
-                        else legacy_annotator_kind(name),
-                    )
+                    Annotation(item, str(a["annotator"]), str(a["label"]), annotator_kind_of(a))
                 )
     # One answer per (item, annotator): the first (a reviewer's correction comes first).
     seen: set[tuple[str, str]] = set()

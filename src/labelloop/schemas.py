@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 VERTEX_SCHEMA_BASE = "gs://google-cloud-aiplatform/schema/dataset/ioformat"
@@ -259,6 +260,15 @@ def legacy_annotator_kind(annotator: str) -> AnnotatorKind:
     return (
         AnnotatorKind.MODEL if annotator.startswith(LEGACY_MODEL_PREFIXES) else AnnotatorKind.HUMAN
     )
+
+
+def annotator_kind_of(row: Mapping[str, Any]) -> AnnotatorKind:
+    """The kind of a stored annotation row (annotations file, ledger): its `annotator_kind`,
+    or, in rows written before the field existed, `legacy_annotator_kind` of its annotator."""
+    value = row.get("annotator_kind")
+    if isinstance(value, str) and value in set(AnnotatorKind):
+        return AnnotatorKind(value)
+    return legacy_annotator_kind(str(row.get("annotator", "")))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

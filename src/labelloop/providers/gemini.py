@@ -46,6 +46,7 @@ from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress,
 from labelloop.providers.gemini_cache import CacheWriter, Prediction, read_cache
 from labelloop.providers.gemini_models import (
     DEFAULT_MODEL,
+    annotator_id,
     has_price,
     token_cost,
 )
@@ -473,6 +474,7 @@ class GeminiProvider:
         self.cache_uri = cache_uri
         self.cache = read_cache(cache_uri)
         self._jobs: dict[str, list[Prediction]] = {}
+        self.prompt_hash = ""
 
     @classmethod
     def from_options(cls, options: GeminiOptions) -> GeminiProvider:
@@ -493,13 +495,19 @@ class GeminiProvider:
 
     @property
     def annotator(self) -> str:
-        return f"gemini:{self.labeler.model}"
+        return annotator_id(self.labeler.model)
 
     def predict(
         self, items: Sequence[Item], task: LabelingTask, instructions: str = ""
     ) -> list[Prediction]:
         """Answers for the items (cached ones reused); each new answer is cached as it arrives,
         so a failure part-way does not pay for the answers already received again."""
+        from labelloop.lineage import prompt_hash
+
+        # The prompt as the model sees it, for the lineage of every label it answers.
+        self.prompt_hash = prompt_hash(
+            system_instruction(task, instructions), ",".join(task.labels), self.labeler.model
+        )
         if not self.cache_uri:
             return self.labeler.predict(items, task, instructions, cache=self.cache)
         writer = CacheWriter(self.cache_uri, self.cache)
@@ -519,6 +527,7 @@ class GeminiProvider:
         known = not math.isnan(cost)
         return {
             "model": model,
+            "prompt_hash": self.prompt_hash,
             **usage,
             "cost_usd": round(cost, 6) if known else None,
             "cost": f"{cost:.6f} USD" if known else f"unknown: no price for {model} in PRICES",
@@ -551,7 +560,9 @@ class GeminiProvider:
         for p in self._predictions(job):
             if p.label is None:
                 bad.append(
-                    BadRecord(f"gemini:{self.labeler.model}", 0, "response", f"{p.item}: {p.error}")
+                    BadRecord(
+                        annotator_id(self.labeler.model), 0, "response", f"{p.item}: {p.error}"
+                    )
                 )
             elif p.confidence >= self.threshold:
                 annotations.append(Annotation(p.item, self.annotator, p.label, AnnotatorKind.MODEL))
