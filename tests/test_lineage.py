@@ -162,7 +162,7 @@ def test_labeled_import_file_carries_each_labels_lineage(tmp_path) -> None:
     items = ["gs://b/a.png", "gs://b/b.png"]
     annotations = [
         Annotation(items[0], "ann@example.com", "cat"),
-        Annotation(items[0], "gemini:gemini-2.5-flash", "cat"),
+        Annotation(items[0], "gemini:gemini-2.5-flash", "cat", AnnotatorKind.MODEL),
         Annotation(items[1], "other", "dog"),
     ]
     consolidated = [{"item": items[0], "label": "cat"}, {"item": items[1], "label": "dog"}]

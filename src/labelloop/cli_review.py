@@ -15,7 +15,6 @@ import json
 from typing import Any
 
 from labelloop import review, storage
-from labelloop.cli_label import _options
 from labelloop.errors import InputError
 from labelloop.providers import LabelingTask
 from labelloop.providers.registry import JOB_OPTIONS, get_reviewer
@@ -23,7 +22,15 @@ from labelloop.schemas import TaskType, parse_labels
 
 
 def _provider_options(value: str) -> dict[str, Any]:
-    return {k: v for k, v in _options(value).items() if k not in JOB_OPTIONS}
+    """`--options`: a JSON object, or `@file.json`; the labeling step's own keys are dropped."""
+    text = storage.read_text(value[1:]) if value.startswith("@") else value
+    try:
+        options = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg})", field="--options") from None
+    if not isinstance(options, dict):
+        raise InputError("must be a JSON object", field="--options")
+    return {k: v for k, v in options.items() if k not in JOB_OPTIONS}
 
 
 def cmd_push(args: argparse.Namespace) -> int:

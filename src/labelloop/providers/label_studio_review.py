@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from labelloop.errors import ProviderError
 from labelloop.providers.base import CollectResult, Job, LabelingTask
-from labelloop.providers.label_studio_format import instructions_html, labeling_config
+from labelloop.providers.label_studio_format import (
+    KEY_IN_TITLE,
+    TITLE_MAX,
+    dataset_name,
+    instructions_html,
+    labeling_config,
+)
 from labelloop.schemas import AnnotationValue, AnnotatorKind, Item, Shape
 
 if TYPE_CHECKING:
@@ -32,8 +38,6 @@ NOTE_FIELD = "review"
 
 def review_title(dataset: str, day: str, key: str) -> str:
     """`review · digits/images · 2026-11-29 · 3f9a2c1b`, shortened to Label Studio's limit."""
-    from labelloop.providers.label_studio import KEY_IN_TITLE, TITLE_MAX
-
     tail = f" · {day} · {key[:KEY_IN_TITLE]}"
     head = f"review · {dataset}"
     room = TITLE_MAX - len(tail)
@@ -82,7 +86,6 @@ def submit_review(
     key: str,
 ) -> Job:
     """Create (or find) the review project and import the review rows it lacks."""
-    from labelloop.providers.label_studio import dataset_name
     from labelloop.review import note
 
     found = provider._find_project(key)
