@@ -190,11 +190,13 @@ class Loaded:
     valid: np.ndarray
     _rejected_lines: list[int] = dataclasses.field(default_factory=list)
     _line_map: np.ndarray | None = None
+    #: Rows parsed when `data` was streamed (not kept); -1: `data` holds every row.
+    n_rows: int = -1
 
     @property
     def rows(self) -> int:
         """Rows parsed (bad ones included)."""
-        return int(self.data.num_rows)
+        return self.n_rows if self.n_rows >= 0 else int(self.data.num_rows)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -306,6 +308,89 @@ def load(
 
     Rows the engine cannot split into fields (too many or too few columns, a line that is not a
     JSON object) become bad records. Missing columns in a CSV header are an error up front.
+    For large files prefer `stream`, which never holds the whole table.
+
+    Raises:
+        InputError: The file is missing, unreadable, not UTF-8, or lacks a required column.
+    """
+    import pyarrow as pa
+
+    with stream(
+        uri,
+        columns,
+        json_columns=json_columns,
+        optional=optional,
+        aliases=aliases,
+        default_format=default_format,
+    ) as scan:
+        data = pa.Table.from_batches(list(scan), schema=scan.schema)
+        return scan.finish(data)
+
+
+class Stream:
+    """Record batches of a file being read (iterate once), then `finish` for its bad records.
+
+    Batches come in file order; `finish()` must be called after the last batch: only then does
+    the engine know which lines it rejected.
+    """
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, src: Source, reader: pa.RecordBatchReader
+    ) -> None:
+        self.source = src
+        self.schema = reader.schema
+        self.rows = 0
+        self._con = con
+        self._reader = reader
+        self._nulled: list[np.ndarray] = []  # JSONL rows the engine nulled (not an object)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        try:
+            for batch in self._reader:
+                if self.source.format == "jsonl" and batch.num_rows:
+                    nulled = _all_null(batch)
+                    if nulled.any():
+                        self._nulled.append(self.rows + np.flatnonzero(nulled))
+                self.rows += batch.num_rows
+                yield batch
+        except duckdb.Error as exc:  # the engine's own errors: one line naming the file
+            raise _engine_error(exc, self.source.uri) from None
+
+    def finish(self, data: pa.Table | None = None) -> Loaded:
+        """The read's `Loaded` (with `data`, or an empty table of the schema when streamed)."""
+        import duckdb
+        import pyarrow as pa
+
+        bad: list[BadRecord] = []
+        rejected: list[int] = []
+        if self.source.format in ("csv", "tsv"):
+            try:
+                rejected, bad = _csv_rejects(self._con, self.source)
+            except duckdb.Error as exc:
+                raise _engine_error(exc, self.source.uri) from None
+        if data is None:
+            data = pa.Table.from_batches([], schema=self.schema)
+        loaded = Loaded(data, self.source, bad, np.ones(self.rows, dtype=bool), rejected)
+        loaded.n_rows = self.rows
+        if self._nulled:
+            _json_unparsed(loaded, np.concatenate(self._nulled))
+        return loaded
+
+
+@contextlib.contextmanager
+def stream(
+    uri: str,
+    columns: Sequence[str],
+    *,
+    json_columns: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
+    default_format: str | None = None,
+    batch_rows: int = 1 << 20,
+) -> Iterator[Stream]:
+    """`load`, batch by batch: memory stays near one batch whatever the file's size.
 
     Raises:
         InputError: The file is missing, unreadable, not UTF-8, or lacks a required column.
@@ -313,55 +398,64 @@ def load(
     import duckdb
 
     con = connect()
-    with local_source(uri, default_format=default_format) as src:
-        path = _sql_str(src.path)
-        comp = f", compression={_sql_str(src.compression)}" if src.compression else ""
-        bad: list[BadRecord] = []
-        rejected: list[int] = []
-        names = list(columns)
-        try:
-            aliases = dict(aliases or {})
-            if src.format in ("csv", "tsv"):
-                header = _header(con, src)
-                names = _resolve(names, header, aliases, src)
-                names += [c for c in optional if c in header]
-                delim = "\\t" if src.format == "tsv" else ","
-                data = con.sql(
-                    f"SELECT {_select(names)} FROM read_csv({path}, header=true, "
-                    f"all_varchar=true, delim=E'{delim}', quote='\"', escape='\"', "
-                    f"store_rejects=true{comp})"
-                ).to_arrow_table()
-                rejected, bad = _csv_rejects(con, src)
-            elif src.format == "jsonl":
-                names += list(optional)
-                read = [*names, *(a for a in aliases.values() if a not in names)]
-                spec = ", ".join(
-                    f"'{c}': '{'JSON' if c in json_columns else 'VARCHAR'}'" for c in read
+    try:
+        with local_source(uri, default_format=default_format) as src:
+            try:
+                query = _query(
+                    con,
+                    src,
+                    columns,
+                    json_columns=json_columns,
+                    optional=optional,
+                    aliases=dict(aliases or {}),
                 )
-                picked = ", ".join(
-                    f'coalesce("{c}", "{aliases[c]}") AS "{c}"' if c in aliases else f'"{c}"'
-                    for c in names
-                )
-                data = con.sql(
-                    f"SELECT {picked} FROM read_json({path}, "
-                    f"format='newline_delimited', ignore_errors=true, columns={{{spec}}}{comp})"
-                ).to_arrow_table()
-            else:
-                described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()
-                found = [str(r[0]) for r in described]
-                names = _resolve(names, found, aliases, src)
-                names += [c for c in optional if c in found]
-                data = con.sql(
-                    f"SELECT {_select(names, json_columns)} FROM read_parquet({path})"
-                ).to_arrow_table()
-        except duckdb.Error as exc:  # the engine's own errors: one line naming the file
-            raise _engine_error(exc, uri) from None
-        finally:
-            con.close()
-        loaded = Loaded(data, src, bad, np.ones(data.num_rows, dtype=bool), rejected)
-        if src.format == "jsonl" and data.num_rows:
-            _json_unparsed(loaded)
-        return loaded
+                reader = con.sql(query).to_arrow_reader(batch_rows)
+            except duckdb.Error as exc:  # the engine's own errors: one line naming the file
+                raise _engine_error(exc, uri) from None
+            yield Stream(con, src, reader)
+    finally:
+        con.close()
+
+
+def _query(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    columns: Sequence[str],
+    *,
+    json_columns: Sequence[str],
+    optional: Sequence[str],
+    aliases: dict[str, str],
+) -> str:
+    """The engine's query reading `columns` of `src` (see `load`)."""
+    path = _sql_str(src.path)
+    comp = f", compression={_sql_str(src.compression)}" if src.compression else ""
+    names = list(columns)
+    if src.format in ("csv", "tsv"):
+        header = _header(con, src)
+        names = _resolve(names, header, aliases, src)
+        names += [c for c in optional if c in header]
+        delim = "\\t" if src.format == "tsv" else ","
+        return (
+            f"SELECT {_select(names)} FROM read_csv({path}, header=true, "
+            f"all_varchar=true, delim=E'{delim}', quote='\"', escape='\"', "
+            f"store_rejects=true{comp})"
+        )
+    if src.format == "jsonl":
+        names += list(optional)
+        read = [*names, *(a for a in aliases.values() if a not in names)]
+        spec = ", ".join(f"'{c}': '{'JSON' if c in json_columns else 'VARCHAR'}'" for c in read)
+        picked = ", ".join(
+            f'coalesce("{c}", "{aliases[c]}") AS "{c}"' if c in aliases else f'"{c}"' for c in names
+        )
+        return (
+            f"SELECT {picked} FROM read_json({path}, "
+            f"format='newline_delimited', ignore_errors=true, columns={{{spec}}}{comp})"
+        )
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()
+    found = [str(r[0]) for r in described]
+    names = _resolve(names, found, aliases, src)
+    names += [c for c in optional if c in found]
+    return f"SELECT {_select(names, json_columns)} FROM read_parquet({path})"
 
 
 def _select(names: Sequence[str], cast_json: Sequence[str] | None = None) -> str:
@@ -450,18 +544,20 @@ def _csv_rejects(con: duckdb.DuckDBPyConnection, src: Source) -> tuple[list[int]
     return rejected, bad
 
 
-def _json_unparsed(loaded: Loaded) -> None:
+def _all_null(batch: pa.RecordBatch) -> np.ndarray:
+    """Rows of a batch whose every column is null (a JSON line the engine could not use)."""
+    import pyarrow.compute as pc
+
+    nulled = np.ones(batch.num_rows, dtype=bool)
+    for column in batch.columns:
+        nulled &= to_numpy(pc.is_null(column)).astype(bool)
+    return nulled
+
+
+def _json_unparsed(loaded: Loaded, rn: np.ndarray) -> None:
     """JSON lines the engine nulled (not an object, not JSON): bad records with the reason."""
     import json
 
-    import pyarrow.compute as pc
-
-    nulled = np.ones(loaded.rows, dtype=bool)
-    for column in loaded.data.columns:
-        nulled &= to_numpy(pc.is_null(column)).astype(bool)
-    rn = np.flatnonzero(nulled)
-    if not rn.size:
-        return
     loaded.valid[rn] = False
     for line in loaded.line_numbers(rn).tolist():
         raw = loaded.raw_line(int(line))
@@ -476,16 +572,59 @@ def _json_unparsed(loaded: Loaded) -> None:
 
 def missing_mask(values: pa.Array) -> np.ndarray:
     """Boolean mask: null, or (trimmed, any case) one of `MISSING_SPELLINGS`."""
+    import pyarrow.compute as pc
+
+    spelled = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), strings(MISSING_SPELLINGS))
+    return filled(spelled, 1).astype(bool) | filled(pc.is_null(values), 1).astype(bool)
+
+
+def filled(values: Any, fill: int) -> np.ndarray:
+    """An integer or boolean Arrow array as numpy, nulls replaced by `fill`.
+
+    Not `fill_null`: its Python scalar goes through `pa.scalar`, which imports pandas (half a
+    second of a command's start-up).
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    spelled = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), pa.array(MISSING_SPELLINGS))
-    mask = pc.or_kleene(pc.is_null(values), spelled).fill_null(True)
-    return to_numpy(mask).astype(bool)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    data = to_numpy(values, nulls=True)
+    if not values.null_count:
+        return data
+    valid = to_numpy(pc.is_valid(values)).astype(bool)
+    return np.where(valid, data, np.asarray(fill, dtype=data.dtype))
 
 
-def to_numpy(values: Any) -> np.ndarray:
-    """A numeric or boolean Arrow array (no nulls) as numpy, without pandas' converters."""
+def arrow(values: np.ndarray, *, valid: np.ndarray | None = None) -> pa.Array:
+    """A numeric or boolean numpy array as Arrow, sharing its memory, null where `valid` is
+    false (`pa.array` would import pandas to check what it was given)."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values)
+    mask = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    if values.dtype == np.bool_:
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), values.shape[0], [mask, pa.py_buffer(bits)])
+    kind = {"f": "float", "i": "int", "u": "uint"}[values.dtype.kind]
+    arrow_type = pa.type_for_alias(f"{kind}{values.dtype.itemsize * 8}")
+    return pa.Array.from_buffers(arrow_type, values.shape[0], [mask, pa.py_buffer(values)])
+
+
+def strings(values: Sequence[str]) -> pa.Array:
+    """Python strings as an Arrow string array (without `pa.array`, see `arrow`)."""
+    import pyarrow as pa
+
+    encoded = [v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    data = pa.py_buffer(b"".join(encoded))
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
+
+
+def to_numpy(values: Any, *, nulls: bool = False) -> np.ndarray:
+    """A numeric or boolean Arrow array (no nulls, unless `nulls`: then their slots hold
+    garbage) as numpy, read from its buffer: pyarrow's own `to_numpy` imports pandas."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -493,7 +632,15 @@ def to_numpy(values: Any) -> np.ndarray:
         values = values.combine_chunks()
     if pa.types.is_boolean(values.type):
         values = pc.cast(values, pa.uint8())
-    return np.asarray(values.to_numpy(zero_copy_only=True))
+    if values.null_count and not nulls:
+        raise ValueError("to_numpy: the array has nulls")
+    kind = "f" if pa.types.is_floating(values.type) else "i"
+    kind = "u" if pa.types.is_unsigned_integer(values.type) else kind
+    dtype = np.dtype(f"{kind}{values.type.bit_width // 8}")
+    buffer = values.buffers()[1]
+    if buffer is None:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(buffer, dtype=dtype)[values.offset :][: len(values)]
 
 
 # --------------------------------------------------------------------------- writing

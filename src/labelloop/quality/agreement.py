@@ -15,7 +15,6 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
 
 from labelloop.quality.encode import vote_counts
 from labelloop.quality.registry import register_metric
@@ -267,6 +266,8 @@ def pairwise_agreement(
     Marginals are each annotator's label shares on the items the two share, as in Cohen's
     original two-rater definition. Computed with sparse products, one per class.
     """
+    import scipy.sparse as sp  # here, not at import: the CLI's agreement does without
+
     shape = (n_annotators, n_items)
     ones = np.ones(item.shape[0])
     seen = sp.csr_matrix((ones, (annotator, item)), shape=shape)
