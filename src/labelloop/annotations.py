@@ -374,8 +374,9 @@ def _encode(
     label_col = cols["label"]
     label_list = list(labels) if labels is not None else label_col.values()
     to_label = pc.index_in(label_col.sorted, value_set=tables.strings(label_list))
-    label = lookup(tables.filled(to_label, -1).astype(CODE), label_col.codes)
-    item, annotator = cols["item"].codes, cols["annotator"].codes
+    label: np.ndarray = lookup(tables.filled(to_label, -1).astype(CODE), label_col.codes)
+    item: np.ndarray = cols["item"].codes
+    annotator: np.ndarray = cols["annotator"].codes
     ok = loaded.valid.copy()
     shown = ", ".join(label_list[:10]) + (", ..." if len(label_list) > 10 else "")
     problems: list[tuple[np.ndarray, str, Callable[[Any], str]]] = [

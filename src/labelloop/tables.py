@@ -224,11 +224,22 @@ class Loaded:
 
     def raw_line(self, line: int) -> bytes:
         """The bytes of one physical line (for a precise reason on a row the engine nulled)."""
+        return self.raw_lines([line]).get(line, b"")
+
+    def raw_lines(self, lines: Sequence[int]) -> dict[int, bytes]:
+        """The bytes of some physical lines, read in one pass over the file."""
+        wanted = set(lines)
+        found: dict[int, bytes] = {}
+        if not wanted:
+            return found
+        last = max(wanted)
         with _open_plain(self.source) as fh:
             for number, raw in enumerate(fh, start=1):
-                if number == line:
-                    return bytes(raw)
-        return b""
+                if number in wanted:
+                    found[number] = bytes(raw)
+                if number >= last:
+                    break
+        return found
 
 
 @contextlib.contextmanager
@@ -376,6 +387,8 @@ class Stream:
         loaded.n_rows = self.rows
         if self._nulled:
             _json_unparsed(loaded, np.concatenate(self._nulled))
+        if storage.is_gcs(self.source.uri) and self.source.compression != "zstd":
+            loaded.line_numbers(np.zeros(0, dtype=np.int64))  # before the local copy goes
         return loaded
 
 
@@ -559,8 +572,10 @@ def _json_unparsed(loaded: Loaded, rn: np.ndarray) -> None:
     import json
 
     loaded.valid[rn] = False
-    for line in loaded.line_numbers(rn).tolist():
-        raw = loaded.raw_line(int(line))
+    lines = [int(n) for n in loaded.line_numbers(rn).tolist()]
+    raws = loaded.raw_lines(lines)
+    for line in lines:
+        raw = raws.get(line, b"")
         try:
             obj = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
