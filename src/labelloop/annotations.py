@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import storage, tables
+from labelloop import arrays, storage, tables
 from labelloop.codes import CODE, ColumnCodes, encode_column, lookup
 from labelloop.errors import BadRecord, InputError
 from labelloop.quality.encode import Encoded
@@ -373,8 +373,8 @@ def _encode(
     uri = loaded.source.uri
     label_col = cols["label"]
     label_list = list(labels) if labels is not None else label_col.values()
-    to_label = pc.index_in(label_col.sorted, value_set=tables.strings(label_list))
-    label: np.ndarray = lookup(tables.filled(to_label, -1).astype(CODE), label_col.codes)
+    to_label = pc.index_in(label_col.sorted, value_set=arrays.strings(label_list))
+    label: np.ndarray = lookup(arrays.filled(to_label, -1).astype(CODE), label_col.codes)
     item: np.ndarray = cols["item"].codes
     annotator: np.ndarray = cols["annotator"].codes
     ok = loaded.valid.copy()
@@ -455,4 +455,4 @@ def _used(values: Any, codes: np.ndarray) -> tuple[Any, np.ndarray]:
         return values, codes
 
     renumber = (np.cumsum(used) - 1).astype(CODE)
-    return values.filter(tables.arrow(used)), renumber[codes]
+    return values.filter(arrays.arrow(used)), renumber[codes]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import tables
+from labelloop import arrays, tables
 from labelloop.annotations import read_gold, read_label_table, write_bad_records
 from labelloop.errors import BadRecord, summarize_bad_records
 from labelloop.quality import agreement as agr
@@ -63,8 +63,8 @@ def _gold_codes(uri: str, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
     if bad:
         log.warning("gold: %s", summarize_bad_records(bad))
     names = list(gold)
-    position = pc.index_in(tables.strings(names), value_set=enc.items)
-    found = tables.filled(position, -1).astype(np.int64)
+    position = pc.index_in(arrays.strings(names), value_set=enc.items)
+    found = arrays.filled(position, -1).astype(np.int64)
     used = found >= 0
     unused = int((~used).sum())
     if unused:
@@ -103,13 +103,13 @@ def consolidate_command(args: argparse.Namespace) -> int:
             enc.item, enc.annotator, enc.label, gold_item=g_item, gold_label=g_label, **kwargs
         )
     decided = model.labels_ >= 0
-    label_names = tables.strings(enc.labels)
+    label_names = arrays.strings(enc.labels)
     out = pa.Table.from_arrays(
         [
             enc.items,
             # Ties (and items without a label) are missing values, never a class.
-            label_names.take(tables.arrow(np.maximum(model.labels_, 0), valid=decided)),
-            tables.arrow(np.round(model.confidence_, 6)),
+            label_names.take(arrays.arrow(np.maximum(model.labels_, 0), valid=decided)),
+            arrays.arrow(np.round(model.confidence_, 6)),
         ],
         names=["item", "label", "confidence"],
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import tables
+from labelloop import arrays, tables
 
 CODE = np.int32
 
@@ -51,7 +51,7 @@ class ColumnCodes:
             return
         encoded = pc.dictionary_encode(column)
         self._dictionaries.append(encoded.dictionary)
-        self._indices.append(tables.filled(encoded.indices, -1).astype(CODE))
+        self._indices.append(arrays.filled(encoded.indices, -1).astype(CODE))
 
     def finish(self) -> ColumnCodes:
         """Unify the batches' dictionaries, then trim, drop missing spellings and sort."""
@@ -59,18 +59,18 @@ class ColumnCodes:
         import pyarrow.compute as pc
 
         if not self._dictionaries:
-            self.add(tables.strings([]))
+            self.add(arrays.strings([]))
         # Sorting the batches' dictionaries unifies them and orders the values in one go
         # (cheaper than hashing them again and sorting after).
         together = pa.concat_arrays(self._dictionaries)
-        order = tables.to_numpy(pc.sort_indices(together)).astype(np.int64)
-        ordered = together.take(tables.arrow(order))
+        order = arrays.to_numpy(pc.sort_indices(together)).astype(np.int64)
+        ordered = together.take(arrays.arrow(order))
         first = np.ones(order.shape[0], dtype=bool)
         if order.shape[0] > 1:
-            first[1:] = ~tables.to_numpy(pc.equal(ordered[1:], ordered[:-1])).astype(bool)
+            first[1:] = ~arrays.to_numpy(pc.equal(ordered[1:], ordered[:-1])).astype(bool)
         to_raw = np.empty(order.shape[0], dtype=CODE)
         to_raw[order] = np.cumsum(first, dtype=np.int64) - 1
-        raw = ordered.filter(tables.arrow(first))  # the distinct cells as written, sorted
+        raw = ordered.filter(arrays.arrow(first))  # the distinct cells as written, sorted
         del together, ordered, order, first
         parts, offset = [], 0
         for dictionary, index in zip(self._dictionaries, self._indices, strict=True):
@@ -83,18 +83,18 @@ class ColumnCodes:
         trimmed = pc.utf8_trim_whitespace(raw)
         if pc.all(pc.equal(trimmed, raw)).as_py() is not False:
             # Already trimmed, distinct and sorted: only the missing spellings drop out.
-            self.sorted = raw.filter(tables.arrow(~missing))
+            self.sorted = raw.filter(arrays.arrow(~missing))
             remap = (np.cumsum(~missing, dtype=np.int64) - 1).astype(CODE)
         else:  # " cat" and "cat" are one value
             again = pc.dictionary_encode(trimmed)
-            clean, to_clean = again.dictionary, tables.to_numpy(again.indices).astype(CODE)
+            clean, to_clean = again.dictionary, arrays.to_numpy(again.indices).astype(CODE)
             present = np.zeros(len(clean), dtype=bool)
             present[to_clean[~missing]] = True
-            rank_order = tables.to_numpy(pc.sort_indices(clean)).astype(CODE)
+            rank_order = arrays.to_numpy(pc.sort_indices(clean)).astype(CODE)
             rank_order = rank_order[present[rank_order]]
             rank = np.full(len(clean), -1, dtype=CODE)
             rank[rank_order] = np.arange(rank_order.shape[0], dtype=CODE)
-            self.sorted = clean.take(tables.arrow(rank_order))
+            self.sorted = clean.take(arrays.arrow(rank_order))
             remap = rank[to_clean]
         remap[missing] = -1
         self.codes = lookup(remap, raw_codes)

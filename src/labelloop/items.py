@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import tables
+from labelloop import arrays, tables
 from labelloop.errors import BadRecord
 from labelloop.schemas import ATTEMPT_KEY, ML_USE_KEY, Item
 
@@ -85,7 +85,7 @@ def read_import_file(uri: str) -> tuple[list[Item], list[BadRecord]]:
     rn = np.flatnonzero(loaded.valid)
     if rn.size:
         lines = loaded.line_numbers(rn).tolist()
-        data = loaded.data.take(tables.arrow(rn)).to_pylist()
+        data = loaded.data.take(arrays.arrow(rn)).to_pylist()
         for line, row in zip(lines, data, strict=True):
             try:
                 items.append(_item(row))

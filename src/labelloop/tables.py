@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labelloop import storage
+from labelloop import lines, storage
+from labelloop.arrays import (
+    filled,
+    strings,
+    to_numpy,  # noqa: F401 - where readers have long found it
+)
 from labelloop.errors import BadRecord, InputError, LabelloopError
 
 if TYPE_CHECKING:
@@ -56,7 +60,6 @@ _MAGIC = (
 )
 #: Values that mean "no value" in exported tables; never a label, item or annotator.
 MISSING_SPELLINGS = ("", "na", "n/a", "nan", "null", "none", "nil", "-", "?", "#n/a", "<na>")
-_BLOCK = 16 << 20
 
 
 class WriteError(LabelloopError):
@@ -209,12 +212,12 @@ class Loaded:
             return rn + 1
         if self._line_map is None:
             is_csv = self.source.format in ("csv", "tsv")
-            line_map = _data_lines(self.source, header=is_csv)
+            line_map = lines.data_lines(self.source, header=is_csv)
             rejected = np.asarray(self._rejected_lines, dtype=np.int64)
             if is_csv:
                 line_map = np.setdiff1d(line_map, rejected)
                 if line_map.shape[0] != self.rows:  # a quoted field spans lines: count records
-                    line_map = _csv_record_lines(self.source, rejected)
+                    line_map = lines.csv_record_lines(self.source, rejected)
             self._line_map = line_map
         line_map = self._line_map
         if not line_map.shape[0]:
@@ -226,75 +229,20 @@ class Loaded:
         """The bytes of one physical line (for a precise reason on a row the engine nulled)."""
         return self.raw_lines([line]).get(line, b"")
 
-    def raw_lines(self, lines: Sequence[int]) -> dict[int, bytes]:
+    def raw_lines(self, numbers: Sequence[int]) -> dict[int, bytes]:
         """The bytes of some physical lines, read in one pass over the file."""
-        wanted = set(lines)
+        wanted = set(numbers)
         found: dict[int, bytes] = {}
         if not wanted:
             return found
         last = max(wanted)
-        with _open_plain(self.source) as fh:
+        with lines.open_plain(self.source) as fh:
             for number, raw in enumerate(fh, start=1):
                 if number in wanted:
                     found[number] = bytes(raw)
                 if number >= last:
                     break
         return found
-
-
-@contextlib.contextmanager
-def _open_plain(source: Source) -> Iterator[Any]:
-    if source.compression == "gzip":
-        with gzip.open(source.path, "rb") as fh:
-            yield fh
-    elif source.compression == "zstd":
-        raise InputError("line numbers of zstd files need the file decompressed", source=source.uri)
-    else:
-        with open(source.path, "rb") as fh:
-            yield fh
-
-
-def _data_lines(source: Source, *, header: bool) -> np.ndarray:
-    """1-based numbers of the non-blank lines (after the header), in file order."""
-    out: list[np.ndarray] = []
-    base = 0  # lines completed before this block
-    carry = 0  # non-space bytes seen on the unfinished line
-    with _open_plain(source) as fh:
-        while block := fh.read(_BLOCK):
-            buf = np.frombuffer(block, dtype=np.uint8)
-            ends = np.flatnonzero(buf == 10)
-            seen = np.cumsum(~np.isin(buf, (9, 10, 13, 32)), dtype=np.int64)
-            if not ends.size:
-                carry += int(seen[-1])
-                continue
-            per_line = np.diff(np.r_[0, seen[ends]])
-            per_line[0] += carry
-            out.append(base + 1 + np.flatnonzero(per_line > 0))
-            base += int(ends.size)
-            carry = int(seen[-1] - seen[ends[-1]])
-    if carry:
-        out.append(np.asarray([base + 1], dtype=np.int64))
-    lines = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-    return lines[1:] if header and lines.size else lines
-
-
-def _csv_record_lines(source: Source, rejected: np.ndarray) -> np.ndarray:
-    """First physical line of each data record, counted as the engine counts records."""
-    import csv
-    import io
-
-    out: list[int] = []
-    skip = set(rejected.tolist())
-    with _open_plain(source) as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text, delimiter="\t" if source.format == "tsv" else ",")
-        previous = 0
-        for record, row in enumerate(reader, start=1):
-            start = previous + 1
-            previous = reader.line_num
-            if record > 1 and record not in skip and any(v.strip() for v in row):
-                out.append(start)
-    return np.asarray(out, dtype=np.int64)
 
 
 def from_arrow(data: pa.Table, *, name: str = "<table>") -> Loaded:
@@ -361,7 +309,7 @@ class Stream:
         try:
             for batch in self._reader:
                 if self.source.format == "jsonl" and batch.num_rows:
-                    nulled = _all_null(batch)
+                    nulled = lines.all_null(batch)
                     if nulled.any():
                         self._nulled.append(self.rows + np.flatnonzero(nulled))
                 self.rows += batch.num_rows
@@ -378,7 +326,7 @@ class Stream:
         rejected: list[int] = []
         if self.source.format in ("csv", "tsv"):
             try:
-                rejected, bad = _csv_rejects(self._con, self.source)
+                rejected, bad = lines.csv_rejects(self._con, self.source)
             except duckdb.Error as exc:
                 raise _engine_error(exc, self.source.uri) from None
         if data is None:
@@ -386,7 +334,7 @@ class Stream:
         loaded = Loaded(data, self.source, bad, np.ones(self.rows, dtype=bool), rejected)
         loaded.n_rows = self.rows
         if self._nulled:
-            _json_unparsed(loaded, np.concatenate(self._nulled))
+            lines.json_unparsed(loaded, np.concatenate(self._nulled))
         if storage.is_gcs(self.source.uri) and self.source.compression != "zstd":
             loaded.line_numbers(np.zeros(0, dtype=np.int64))  # before the local copy goes
         return loaded
@@ -530,132 +478,12 @@ def _resolve(
     return out
 
 
-def _csv_rejects(con: duckdb.DuckDBPyConnection, src: Source) -> tuple[list[int], list[BadRecord]]:
-    """The CSV lines the engine rejected: blank lines are skipped, the rest are bad records."""
-    rows = con.execute(
-        "SELECT line, any_value(column_name), any_value(error_type), any_value(csv_line) "
-        "FROM reject_errors GROUP BY line ORDER BY line"
-    ).fetchall()
-    rejected: list[int] = []
-    bad: list[BadRecord] = []
-    for line, column, kind, text in rows:
-        rejected.append(int(line))
-        if not str(text or "").strip():
-            continue  # a whitespace-only line: nothing was on it
-        if kind == "INVALID ENCODING":
-            raise InputError(
-                "the file is not UTF-8 encoded; save it as UTF-8 (e.g. iconv -f latin1 -t UTF-8)",
-                source=src.uri,
-                line=int(line),
-            )
-        reason = {
-            "MISSING COLUMNS": "too few fields on the line",
-            "TOO MANY COLUMNS": "too many fields on the line (an unquoted separator?)",
-            "UNQUOTED VALUE": "a quote inside an unquoted value",
-        }.get(str(kind), str(kind).lower())
-        bad.append(BadRecord(src.uri, int(line), str(column or "*"), reason))
-    return rejected, bad
-
-
-def _all_null(batch: pa.RecordBatch) -> np.ndarray:
-    """Rows of a batch whose every column is null (a JSON line the engine could not use)."""
-    import pyarrow.compute as pc
-
-    nulled = np.ones(batch.num_rows, dtype=bool)
-    for column in batch.columns:
-        nulled &= to_numpy(pc.is_null(column)).astype(bool)
-    return nulled
-
-
-def _json_unparsed(loaded: Loaded, rn: np.ndarray) -> None:
-    """JSON lines the engine nulled (not an object, not JSON): bad records with the reason."""
-    import json
-
-    loaded.valid[rn] = False
-    lines = [int(n) for n in loaded.line_numbers(rn).tolist()]
-    raws = loaded.raw_lines(lines)
-    for line in lines:
-        raw = raws.get(line, b"")
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = f"not valid JSON ({getattr(exc, 'msg', 'not UTF-8')})"
-        else:
-            reason = "expected a JSON object" if not isinstance(obj, dict) else "no known field"
-        loaded.bad.append(BadRecord(loaded.source.uri, int(line), "*", reason))
-
-
 def missing_mask(values: pa.Array) -> np.ndarray:
     """Boolean mask: null, or (trimmed, any case) one of `MISSING_SPELLINGS`."""
     import pyarrow.compute as pc
 
     spelled = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), strings(MISSING_SPELLINGS))
     return filled(spelled, 1).astype(bool) | filled(pc.is_null(values), 1).astype(bool)
-
-
-def filled(values: Any, fill: int) -> np.ndarray:
-    """An integer or boolean Arrow array as numpy, nulls replaced by `fill`.
-
-    Not `fill_null`: its Python scalar goes through `pa.scalar`, which imports pandas (half a
-    second of a command's start-up).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    data = to_numpy(values, nulls=True)
-    if not values.null_count:
-        return data
-    valid = to_numpy(pc.is_valid(values)).astype(bool)
-    return np.where(valid, data, np.asarray(fill, dtype=data.dtype))
-
-
-def arrow(values: np.ndarray, *, valid: np.ndarray | None = None) -> pa.Array:
-    """A numeric or boolean numpy array as Arrow, sharing its memory, null where `valid` is
-    false (`pa.array` would import pandas to check what it was given)."""
-    import pyarrow as pa
-
-    values = np.ascontiguousarray(values)
-    mask = None if valid is None else pa.py_buffer(np.packbits(valid, bitorder="little"))
-    if values.dtype == np.bool_:
-        bits = np.packbits(values, bitorder="little")
-        return pa.Array.from_buffers(pa.bool_(), values.shape[0], [mask, pa.py_buffer(bits)])
-    kind = {"f": "float", "i": "int", "u": "uint"}[values.dtype.kind]
-    arrow_type = pa.type_for_alias(f"{kind}{values.dtype.itemsize * 8}")
-    return pa.Array.from_buffers(arrow_type, values.shape[0], [mask, pa.py_buffer(values)])
-
-
-def strings(values: Sequence[str]) -> pa.Array:
-    """Python strings as an Arrow string array (without `pa.array`, see `arrow`)."""
-    import pyarrow as pa
-
-    encoded = [v.encode() for v in values]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    data = pa.py_buffer(b"".join(encoded))
-    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), data])
-
-
-def to_numpy(values: Any, *, nulls: bool = False) -> np.ndarray:
-    """A numeric or boolean Arrow array (no nulls, unless `nulls`: then their slots hold
-    garbage) as numpy, read from its buffer: pyarrow's own `to_numpy` imports pandas."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if pa.types.is_boolean(values.type):
-        values = pc.cast(values, pa.uint8())
-    if values.null_count and not nulls:
-        raise ValueError("to_numpy: the array has nulls")
-    kind = "f" if pa.types.is_floating(values.type) else "i"
-    kind = "u" if pa.types.is_unsigned_integer(values.type) else kind
-    dtype = np.dtype(f"{kind}{values.type.bit_width // 8}")
-    buffer = values.buffers()[1]
-    if buffer is None:
-        return np.zeros(0, dtype=dtype)
-    return np.frombuffer(buffer, dtype=dtype)[values.offset :][: len(values)]
 
 
 # --------------------------------------------------------------------------- writing
