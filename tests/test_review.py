@@ -75,6 +75,15 @@ def test_review_push_pull_and_the_corrections_decide_the_next_round(
     # Nobody answered yet: the pending relabel requests still stand.
     assert {"i1", "i5"} <= {r["item"] for r in relabel.pending(stt)}
 
+    # The next run's reconcile step collects the reviewers' answers by itself ...
+    from labelloop.stages.reconcile import reconcile
+
+    pulled = reconcile(
+        state_uri=stt, provider="simulated", provider_options=options, max_job_age_hours=0,
+        run_id="run-2", summary_uri=str(tmp_path / "reconcile.json"),
+    )  # fmt: skip
+    assert pulled.review_answers == len(queued)
+    # ... and `review pull` does the same by hand (here also writing them out).
     assert main(["review", "pull", "--state", stt, "--out", str(tmp_path / "expert.jsonl")]) == 0
     expert = [json.loads(x) for x in (tmp_path / "expert.jsonl").read_text().splitlines()]
     assert {(r["annotator"], r["annotator_kind"]) for r in expert} == {(REVIEWER, "expert")}

@@ -39,5 +39,8 @@ def curve_points(rounds: list[dict[str, Any]]) -> list[list[Any]]:
             if labels is None or accuracy is None:
                 continue
             low, high = number(p["ci"][0]), number(p["ci"][-1])
-            rows.append([number_, str(p.get("arm")), labels, accuracy, low, high])
+            rows.append(
+                [number_, str(p.get("arm")), labels, round(accuracy, 4)]
+                + [None if v is None else round(v, 4) for v in (low, high)]
+            )
     return rows
