@@ -24,8 +24,7 @@ import numpy as np
 
 from labelloop import storage, tables
 from labelloop.errors import BadRecord, InputError
-from labelloop.quality.encode import Encoded
-from labelloop.schemas import Annotation, AnnotationValue, Box, Shape, Span, TaskType
+from labelloop.schemas import Annotation, AnnotationValue, Box, Encoded, Shape, Span, TaskType
 
 #: crowd-kit's column names, accepted for ours.
 CROWDKIT_NAMES = {"item": "task", "annotator": "worker"}

@@ -262,12 +262,14 @@ def write_text(uri: str, text: str) -> None:
 
 
 def read_jsonl_objects(
-    uri: str, *, required: str = "item"
+    uri: str, *, required: str | None = "item"
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[BadRecord]]:
-    """Read a JSONL file of objects, each with a `required` key, with their line numbers.
+    """Read a JSONL file of objects (each with a `required` key, if named) with line numbers.
 
-    A missing file reads as empty. Unreadable lines and objects without `required` become bad
-    records (file, line, field): counted by the caller, never silently dropped.
+    The project's one line-by-line JSONL reader for small files (state, caches, exports; large
+    tables go through `labelloop.tables`). A missing file reads as empty. Blank lines are
+    skipped; a line that is not JSON, not an object, or lacks `required` becomes a bad record
+    (file, line, field, reason): counted by the caller, never silently dropped.
     """
     import json
 
@@ -281,10 +283,13 @@ def read_jsonl_objects(
                 continue
             try:
                 row = json.loads(raw)
-            except json.JSONDecodeError:
-                bad.append(BadRecord(uri, number, "*", "not valid JSON"))
+            except json.JSONDecodeError as exc:
+                bad.append(BadRecord(uri, number, "*", f"not valid JSON ({exc.msg})"))
                 continue
-            if not isinstance(row, dict) or required not in row:
+            if not isinstance(row, dict):
+                bad.append(BadRecord(uri, number, "*", "expected a JSON object"))
+                continue
+            if required is not None and required not in row:
                 bad.append(BadRecord(uri, number, required, "missing"))
                 continue
             rows.append((number, row))
