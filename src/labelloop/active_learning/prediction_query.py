@@ -7,8 +7,9 @@ line), the first bad records and the rows it cannot vouch for (left to the exact
 
 Strict types: the engine would turn `"0.5"` or `true` inside a `DOUBLE[]` into numbers, so
 `confidences` is read as JSON text, refused unless it is a list of plain JSON numbers, and only
-then cast. Row positions (`WITH ORDINALITY`) are counted over the non-blank lines of the files
-in order; `predictions.py` turns them into file lines when it reports one.
+then cast. A clean input takes one parallel pass; only when a line is bad, repeated or left to
+the exact reader does a second pass number the rows (`WITH ORDINALITY`, counted over the
+non-blank lines of the files in order; `predictions.py` turns them into file lines).
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class Pass:
 
     candidates: list[dict[str, Any]]  # f, o, content, cj, names, s; best first
     bad_count: int
+    slow_count: int
     bad: list[tuple[int, int, str]]  # (file index, position, "field|reason"), file order
     slow: list[tuple[int, int]]  # (file index, position) of rows the exact reader decides
 
@@ -147,9 +149,15 @@ def build(
     exclude_text_ids: bool,
     skip_rows: bool,
     common: Spelling,
+    positions: bool = False,
     exact_ties: bool = False,
 ) -> str:
-    """The one-pass query (see the module docstring); `excl` and `skip` are registered tables."""
+    """The one-pass query (see the module docstring); `excl` and `skip` are registered tables.
+
+    Without `positions` the scan runs on every core and gives counts only for bad lines;
+    `positions` numbers the rows (`WITH ORDINALITY`, one thread: the engine numbers rows in
+    order) to name each bad line, duplicate and line left to the exact reader.
+    """
     files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
     uri_like = " OR ".join(f"starts_with(content, {_sql_str(p)})" for p in URI_PREFIXES)
     item = (
@@ -159,11 +167,21 @@ def build(
     )
     bins = " + ".join(f"(s >= {float(e)!r})::INT" for e in edges[1:-1])
     dup = "(f, o) IN (SELECT f, o FROM skip)" if skip_rows else "false"
+    top = "arg_min" if exact_ties else "arg_max"
+    first_rows = bad_list = slow_list = "NULL"
+    if positions:
+        first_rows = "[" + ", ".join(f"min(o) FILTER (WHERE f = {i})" for i in range(len(paths)))
+        first_rows += "]"
+        bad_list = (
+            f"arg_min({{'f': f, 'o': o, 'why': why}}, o, {int(max_bad)}) "
+            f"FILTER (WHERE NOT ok AND why <> '{SLOW}')"
+        )
+        slow_list = f"list({{'f': f, 'o': o}}) FILTER (WHERE why = '{SLOW}')"
     return f"""
 WITH src AS (
-  SELECT file_index AS f, ordinality AS o, instance, prediction
+  SELECT file_index AS f, {"ordinality" if positions else "0"} AS o, instance, prediction
   FROM read_json({files}, format='newline_delimited', ignore_errors=true,
-                 columns={_COLUMNS}) WITH ORDINALITY
+                 columns={_COLUMNS}) {"WITH ORDINALITY" if positions else ""}
 ), typed AS (
   SELECT f, o, instance.content AS content,
     prediction.confidences AS cj, prediction.displayNames AS names, prediction.ids AS ids,
@@ -218,16 +236,16 @@ SELECT
   count(*) AS rows,
   count(*) FILTER (WHERE excluded) AS excluded,
   [{", ".join(f"count(*) FILTER (WHERE b = {i})" for i in range(len(edges) - 1))}] AS bins,
-  [{", ".join(f"min(o) FILTER (WHERE f = {i})" for i in range(len(paths)))}] AS first_rows,
+  {first_rows} AS first_rows,
   list(hash(content)) FILTER (WHERE ok) AS hashes,
-  -- The key is the score alone (fast); `exact_ties` adds the position for a tied cut.
-  arg_max({{'f': f, 'o': o, 'content': content, 'cj': cj, 'names': names, 's': s}},
-          {"{'s': s, 'o': -o}" if exact_ties else "s"}, {int(n)})
+  -- The key is the score alone (fast); `exact_ties` orders a tied cut by the item.
+  {top}({{'f': f, 'o': o, 'content': content, 'cj': cj, 'names': names, 's': s}},
+        {"{'s': -s, 'c': content}" if exact_ties else "s"}, {int(n)})
     FILTER (WHERE s IS NOT NULL) AS top,
   count(*) FILTER (WHERE NOT ok AND why <> '{SLOW}') AS bad_count,
-  arg_min({{'f': f, 'o': o, 'why': why}}, o, {int(max_bad)})
-    FILTER (WHERE NOT ok AND why <> '{SLOW}') AS bad,
-  list({{'f': f, 'o': o}}) FILTER (WHERE why = '{SLOW}') AS slow
+  count(*) FILTER (WHERE why = '{SLOW}') AS slow_count,
+  {bad_list} AS bad,
+  {slow_list} AS slow
 FROM binned
 """
 
@@ -243,16 +261,17 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> Pass:
     repeated = _repeated(hashes)
     row = table.drop_columns(["hashes"]).to_pylist()[0]
     candidates = list(row["top"] or [])
-    candidates.sort(key=lambda c: (-c["s"], c["o"]))
+    candidates.sort(key=lambda c: (-c["s"], c["content"]))
     return Pass(
         pool=int(row["pool"]),
         rows=int(row["rows"]),
         excluded=int(row["excluded"]),
         repeated=repeated,
         histogram=[int(c) for c in row["bins"]],
-        first_rows=[int(o) if o is not None else 0 for o in row["first_rows"]],
+        first_rows=[int(o) if o is not None else 0 for o in row["first_rows"] or []],
         candidates=candidates,
         bad_count=int(row["bad_count"]),
+        slow_count=int(row["slow_count"]),
         bad=[(int(r["f"]), int(r["o"]), str(r["why"])) for r in (row["bad"] or [])],
         slow=[(int(r["f"]), int(r["o"])) for r in (row["slow"] or [])],
     )
@@ -260,7 +279,8 @@ def run(con: duckdb.DuckDBPyConnection, sql: str) -> Pass:
 
 def tied_cut(passed: Pass, k: int) -> bool:
     """Whether rows tied with the `k`-th candidate may have been left out (ask again with
-    `exact_ties`): the score alone keys the candidates, so ties at the last place are arbitrary."""
+    `exact_ties`): the score alone keys the candidates, so ties at the last place are arbitrary
+    (ties go to the smaller item, `instance.content`)."""
     top = passed.candidates
     return len(top) > k and top[min(k, len(top)) - 1]["s"] == top[-1]["s"]
 

@@ -234,10 +234,11 @@ def item_id(content: str) -> str:
     return text_item_id(content)
 
 
-def _top(scores: np.ndarray, order_key: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores; ties by smaller order_key."""
-    order = np.lexsort((order_key, -scores))
-    return order[: max(0, k)].astype(np.int64)
+def _top(scores: np.ndarray, items: Sequence[str], k: int) -> np.ndarray:
+    """Indices of the k best scores; ties by the smaller item."""
+    values = scores.tolist()
+    order = sorted(range(len(values)), key=lambda i: (-values[i], items[i]))
+    return np.asarray(order[: max(0, k)], dtype=np.int64)
 
 
 def _exact_scores(rows: list[list[float]], *, strategy: str) -> np.ndarray:
@@ -254,7 +255,6 @@ def _exact_scores(rows: list[list[float]], *, strategy: str) -> np.ndarray:
 
 @dataclasses.dataclass
 class _Candidate:
-    order: int  # the engine's position: file order, then line
     file: int
     content: str
     conf: list[float]
@@ -363,7 +363,8 @@ def _engine_pass(
     excluded_ids: set[str],
     max_bad: int,
 ) -> tuple[prediction_query.Pass, list[tuple[int, int]]]:
-    """The engine's pass; again without the duplicates when it found any."""
+    """The engine's pass: a parallel one; numbered again to name bad lines and duplicates (and
+    without the duplicates) when there are any; keyed by item too when the cut is tied."""
     prediction_query.table(con, "excl", id=("VARCHAR", sorted(excluded_ids)))
     options: dict[str, Any] = {
         "strategy": strategy,
@@ -376,8 +377,13 @@ def _engine_pass(
     }
     paths = [s.path for s in sources]
     options["common"] = prediction_query.spelling(con, paths[0])
+    passed = prediction_query.run(con, prediction_query.build(paths, **options, skip_rows=False))
+    options["positions"] = needs_lines = bool(
+        passed.bad_count or passed.slow_count or passed.repeated
+    )
     sql = prediction_query.build(paths, **options, skip_rows=False)
-    passed = prediction_query.run(con, sql)
+    if needs_lines:
+        passed = prediction_query.run(con, sql)
     dups: list[tuple[int, int]] = []
     if passed.repeated:
         dups = prediction_query.duplicates(con, sql, passed.repeated)
@@ -427,7 +433,7 @@ def _resolve(
         for f, o, field, reason in reasons
     ]
     candidates = [
-        _Candidate(int(c["o"]), int(c["f"]), c["content"], [float(x) for x in json.loads(c["cj"])],
+        _Candidate(int(c["f"]), c["content"], [float(x) for x in json.loads(c["cj"])],
                    _names(c["names"]), float(c["s"]))
         for c in passed.candidates
     ]  # fmt: skip
@@ -437,7 +443,7 @@ def _resolve(
         slow.setdefault(f, set()).add(o - spans[f][0])
     seen = {c.content for c in candidates}
     for f, records in sorted(slow.items()):
-        for record, (line, raw) in sorted(_records(sources[f], records).items()):
+        for _, (line, raw) in sorted(_records(sources[f], records).items()):
             try:
                 content, conf, names = parse_line(raw, labels=labels)
             except ValueError as exc:
@@ -459,7 +465,7 @@ def _resolve(
             else:
                 score = float(_exact_scores([conf], strategy=strategy)[0])
             extra.histogram += np.histogram(np.clip([score], 0, 1), bins=HISTOGRAM_EDGES)[0]
-            candidates.append(_Candidate(spans[f][0] + record, f, content, conf, names, score))
+            candidates.append(_Candidate(f, content, conf, names, score))
     return bad, candidates, extra
 
 
@@ -490,7 +496,8 @@ def _finish(
         scores = np.asarray([c.score for c in candidates])
     else:
         scores = _exact_scores([c.conf for c in candidates], strategy=strategy)
-    best = _top(scores, np.asarray([c.order for c in candidates], dtype=np.int64), keep)
+    # Ties go to the smaller item (as in the engine): the same answer however files are split.
+    best = _top(scores, [c.content for c in candidates], keep)
     candidates = [candidates[int(i)] for i in best]
     scores = scores[best]
     if labels is None:
