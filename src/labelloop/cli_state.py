@@ -1,4 +1,5 @@
-"""`labelloop state STATE_URI [--json] [--check]`: the item ledger at a glance, and its checks."""
+"""`labelloop state STATE_URI [--json] [--check] [--budget JSON]`: the item ledger at a glance
+(items, open jobs, runs, spend), and its checks."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from labelloop import lease
+from labelloop import accounting, costs, lease
 from labelloop.ledger import LEDGER, Ledger, age_hours, check
 
 
@@ -25,13 +26,31 @@ def register(sub: Any) -> None:
     p.add_argument("state_uri", metavar="STATE_URI", help="the pipeline's state_uri")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--check", action="store_true", help="verify the invariants (exit 1 if broken)")
+    p.add_argument(
+        "--budget",
+        default=None,
+        metavar="JSON",
+        help="rates to price the ledger with, as the pipeline's budget parameter "
+        "(default: the rates of the last run that labeled)",
+    )
     p.set_defaults(func=_state)
 
 
-def summary(state_uri: str) -> dict[str, Any]:
+def _rates(state: Any, budget: str | None) -> costs.Rates:
+    """The rates given, else those the last labeling run recorded, else none."""
+    if budget is not None:
+        return costs.parse_budget(budget, field="--budget").rates
+    for run in reversed(state.runs):
+        if isinstance(run.get("budget"), dict):
+            return costs.parse_budget(json.dumps(run["budget"])).rates
+    return costs.Rates()
+
+
+def summary(state_uri: str, *, budget: str | None = None) -> dict[str, Any]:
     """The `--json` document."""
     ledger = Ledger.load(state_uri)
     state = ledger.state
+    paid = accounting.spend(ledger, _rates(state, budget))
     jobs = [
         {
             "key": j["key"],
@@ -67,6 +86,15 @@ def summary(state_uri: str) -> dict[str, Any]:
         "runs": state.runs[-10:],
         "events": ledger.seq,
         "lease": lease.read(state_uri),
+        "spend": {
+            "total": paid.total.to_json(),
+            "runs": {
+                r["run"]: paid.runs[r["run"]].to_json()
+                for r in state.runs[-10:]
+                if r["run"] in paid.runs
+            },
+            "priced": paid.priced,
+        },
     }
 
 
@@ -113,13 +141,22 @@ def _table(doc: dict[str, Any]) -> str:
                 f"unreachable {rec.get('unreachable', 0)}"
                 + (f"; {outcome.get('reason', '')}" if outcome else "; unfinished")
             )
+    spend = doc["spend"]["total"]
+    lines.append(
+        f"spent: ${spend['total_usd']:.2f} (people ${spend['human_usd']:.2f} for "
+        f"{spend['human_labels']} labels, models ${spend['model_usd']:.2f} for "
+        f"{spend['model_labels']} labels"
+        + (f", {spend['unpriced']} unpriced" if spend["unpriced"] else "")
+        + ")"
+        + ("" if doc["spend"]["priced"] else "; no rates set (--budget)")
+    )
     held = doc["lease"]
     lines.append(f"lease: {lease.describe(held) if held else 'free'}")
     return "\n".join(lines)
 
 
 def _state(args: argparse.Namespace) -> int:
-    doc = summary(args.state_uri)
+    doc = summary(args.state_uri, budget=args.budget)
     problems = check(args.state_uri) if args.check else []
     if args.check:
         doc["check"] = {"ok": not problems, "problems": problems}
