@@ -254,3 +254,23 @@ def test_code_dispatches_on_the_shape_not_the_task_type(path: Path) -> None:
             f"{path.relative_to(ROOT)}:{number}: dispatch on `task.shape` / `task.modality` "
             f"instead of a task type's name: {line.strip()}"
         )
+
+
+# A JSONL file is read by `storage.read_jsonl_objects` / `parse_jsonl_objects` (small files) or
+# the columnar engine (`tables`, `lines`; `predictions.parse_line` is the exact reader behind
+# the engine): a `json.loads` of a line anywhere else is a second reader.
+_LINE_LOOP = re.compile(r"json\.loads\((line|raw|x|text_line)\b")
+_JSONL_READERS = {"storage.py", "tables.py", "lines.py"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SOURCES if p.name not in _JSONL_READERS and "labelloop" in p.parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_jsonl_is_read_by_one_reader(path: Path) -> None:
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        assert not _LINE_LOOP.search(line), (
+            f"{path.relative_to(ROOT)}:{number}: read JSONL with storage.read_jsonl_objects "
+            f"(or the engine) instead of json.loads per line: {line.strip()}"
+        )
