@@ -26,13 +26,13 @@ import numpy as np
 from labelloop import arrays, storage, tables
 from labelloop.codes import CODE, ColumnCodes, encode_column, lookup
 from labelloop.errors import BadRecord, InputError
-from labelloop.quality.encode import Encoded
 from labelloop.schemas import (
     LEGACY_MODEL_PREFIXES,
     Annotation,
     AnnotationValue,
     AnnotatorKind,
     Box,
+    Encoded,
     Shape,
     Span,
     TaskType,
