@@ -14,6 +14,7 @@ from labelloop import relabel, review, state, storage
 from labelloop.cli import main
 from labelloop.errors import InputError
 from labelloop.gates import GatePolicy
+from labelloop.providers.base import review_note
 from labelloop.providers.registry import get_reviewer
 from labelloop.providers.simulated import REVIEWER
 from labelloop.stages.quality_gate import quality_gate
@@ -122,7 +123,7 @@ def test_review_note_says_what_to_check() -> None:
             {"annotator": "ann9", "label": "dog", "flagged": True},
         ],
     }  # fmt: skip
-    assert review.note(row) == (
+    assert review_note(row) == (
         "Consolidated: dog (confidence 0.52) · Answers: ann1: dog; gemini:flash: cat (model);"
         " ann9: dog (flagged) · Why: disagreement"
     )

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from labelloop import __version__, storage
-from labelloop.schemas import Annotation, AnnotatorKind
+from labelloop.schemas import Annotation, AnnotatorKind, gemini_annotator
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,7 @@ def model_sources(job_record: Mapping[str, Any]) -> dict[str, Source]:
     model = str(gemini.get("model") or "")
     if not model:
         return {}
-    from labelloop.providers.gemini_models import annotator_id
-
-    annotator = str(summary.get("model_annotator") or annotator_id(model))
+    annotator = str(summary.get("model_annotator") or gemini_annotator(model))
     # The guarantee's certificate names itself; a plain calibration is named by its content.
     decision = summary.get("guarantee")
     certificate = decision.get("certificate") if isinstance(decision, Mapping) else None

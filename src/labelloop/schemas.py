@@ -274,6 +274,12 @@ def annotator_kind_of(row: Mapping[str, Any]) -> AnnotatorKind:
     return legacy_annotator_kind(str(row.get("annotator", "")))
 
 
+def gemini_annotator(model: str) -> str:
+    """The annotator id of a Gemini model's answers (`gemini:<model>`): a name only; whether an
+    answer is a model's is its `annotator_kind`."""
+    return f"gemini:{model}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Annotation:
     """One annotator's answer for one item: the long format's row.

@@ -126,6 +126,37 @@ class ReviewProvider(Protocol):
         ...
 
 
+def review_note(row: Mapping[str, Any]) -> str:
+    """What a reviewer reads above the item: the consolidated label, the answers and why."""
+    label = row.get("label")
+    confidence = row.get("confidence")
+    head = (
+        f"Consolidated: {label} (confidence {float(confidence):.2f})"
+        if label is not None and isinstance(confidence, int | float)
+        else "Consolidated: none (a tie or no usable answer)"
+    )
+    answers = []
+    for a in row.get("annotations") or []:
+        if not isinstance(a, Mapping):
+            continue
+        tags = [t for t in (_kind_word(a), "flagged" if a.get("flagged") else "") if t]
+        answers.append(
+            f"{a.get('annotator')}: {a.get('label')}" + (f" ({', '.join(tags)})" if tags else "")
+        )
+    reasons = row.get("reasons") or ([row["reason"]] if row.get("reason") else [])
+    parts = [head]
+    if answers:
+        parts.append("Answers: " + "; ".join(answers))
+    if reasons:
+        parts.append("Why: " + "; ".join(str(r) for r in reasons))
+    return " · ".join(parts)
+
+
+def _kind_word(answer: Mapping[str, Any]) -> str:
+    kind = answer.get("annotator_kind") or answer.get("source")
+    return "" if kind in (None, "human", "person") else str(kind)
+
+
 def hosts_review(provider: object) -> bool:
     """Whether a provider implements `ReviewProvider`."""
     return all(callable(getattr(provider, m, None)) for m in ("submit_review", "collect_review"))

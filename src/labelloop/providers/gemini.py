@@ -46,12 +46,11 @@ from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress,
 from labelloop.providers.gemini_cache import CacheWriter, Prediction, read_cache
 from labelloop.providers.gemini_models import (
     DEFAULT_MODEL,
-    annotator_id,
     has_price,
     token_cost,
 )
 from labelloop.providers.registry import register
-from labelloop.schemas import Annotation, AnnotatorKind, Item, Shape
+from labelloop.schemas import Annotation, AnnotatorKind, Item, Shape, gemini_annotator
 
 if TYPE_CHECKING:
     from google import genai
@@ -495,7 +494,7 @@ class GeminiProvider:
 
     @property
     def annotator(self) -> str:
-        return annotator_id(self.labeler.model)
+        return gemini_annotator(self.labeler.model)
 
     def predict(
         self, items: Sequence[Item], task: LabelingTask, instructions: str = ""
@@ -561,7 +560,7 @@ class GeminiProvider:
             if p.label is None:
                 bad.append(
                     BadRecord(
-                        annotator_id(self.labeler.model), 0, "response", f"{p.item}: {p.error}"
+                        gemini_annotator(self.labeler.model), 0, "response", f"{p.item}: {p.error}"
                     )
                 )
             elif p.confidence >= self.threshold:

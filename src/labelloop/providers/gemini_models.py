@@ -12,12 +12,6 @@ import math
 DEFAULT_MODEL = "gemini-3.7-flash"
 
 
-def annotator_id(model: str) -> str:
-    """The annotator id of a Gemini model's answers (`gemini:<model>`): a name only; whether an
-    answer is a model's is its `annotator_kind`."""
-    return f"gemini:{model}"
-
-
 # USD per million tokens (input, output) on Vertex AI, standard tier, prompts under 200k tokens,
 # thinking tokens billed as output; checked 2026-11. Images count as input tokens (258 per image
 # up to 384 px a side). The longest matching prefix wins; a model not here gets a warning and an

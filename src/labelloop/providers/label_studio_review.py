@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from labelloop.errors import ProviderError
-from labelloop.providers.base import CollectResult, Job, LabelingTask
+from labelloop.providers.base import CollectResult, Job, LabelingTask, review_note
 from labelloop.providers.label_studio_format import (
     KEY_IN_TITLE,
     TITLE_MAX,
@@ -86,8 +86,6 @@ def submit_review(
     key: str,
 ) -> Job:
     """Create (or find) the review project and import the review rows it lacks."""
-    from labelloop.review import note
-
     found = provider._find_project(key)
     if found is None:
         provider._check_files(items, task.task_type)
@@ -121,7 +119,7 @@ def submit_review(
             record = provider._task_record(item, task, {item.id: predicted} if predicted else None)
             for prediction in record.get("predictions", []):
                 prediction["model_version"] = MODEL_VERSION
-            record["data"][NOTE_FIELD] = note(row)
+            record["data"][NOTE_FIELD] = review_note(row)
             record["data"]["consolidated_label"] = row.get("label")
             record["data"]["confidence"] = row.get("confidence")
             record["data"]["expected_error"] = row.get("expected_error")
