@@ -16,21 +16,15 @@ from typing import Any
 
 from labelloop import review, storage
 from labelloop.errors import InputError
+from labelloop.options import options_argument
 from labelloop.providers import LabelingTask
 from labelloop.providers.registry import JOB_OPTIONS, get_reviewer
 from labelloop.schemas import TaskType, parse_labels
 
 
 def _provider_options(value: str) -> dict[str, Any]:
-    """`--options`: a JSON object, or `@file.json`; the labeling step's own keys are dropped."""
-    text = storage.read_text(value[1:]) if value.startswith("@") else value
-    try:
-        options = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON ({exc.msg})", field="--options") from None
-    if not isinstance(options, dict):
-        raise InputError("must be a JSON object", field="--options")
-    return {k: v for k, v in options.items() if k not in JOB_OPTIONS}
+    """`--options` without the labeling step's own keys."""
+    return {k: v for k, v in options_argument(value).items() if k not in JOB_OPTIONS}
 
 
 def cmd_push(args: argparse.Namespace) -> int:
