@@ -13,9 +13,12 @@ instead of duplicating):
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from labelloop import storage
+
+log = logging.getLogger(__name__)
 
 LABELS = "labels"
 MODELS_LATEST = "models/latest"
@@ -46,8 +49,10 @@ def labeled_rows(state_uri: str, *, exclude: str | None = None) -> list[dict[str
     for file_uri in storage.iter_files(folder, suffixes=(".jsonl",)):
         if exclude is not None and storage.basename(file_uri) == exclude:
             continue
-        with storage.open_read(file_uri) as fh:
-            rows.extend(json.loads(line) for line in fh if line.strip())
+        got, bad = storage.read_jsonl_objects(file_uri, required=None)
+        for record in bad:  # our own atomic writes: a bad line means the file was damaged
+            log.warning("label file line skipped: %s", record)
+        rows.extend(row for _, row in got)
     return rows
 
 
