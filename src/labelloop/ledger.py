@@ -380,10 +380,14 @@ class Ledger:
         """Every annotation row collected from a job (empty when none yet)."""
         if not self.state_uri:
             return list(self._memory_annotations.get(job_key, []))
-        got = atomic.read(self.annotations_uri(job_key))
+        uri = self.annotations_uri(job_key)
+        got = atomic.read(uri)
         if got is None:
             return []
-        return [json.loads(line) for line in got[0].decode("utf-8").splitlines() if line.strip()]
+        rows, bad = storage.parse_jsonl_objects(got[0].splitlines(), source=uri, required=None)
+        if bad:  # written whole by atomic writes: a bad line means the file was damaged
+            raise LedgerError(f"{bad[0]}: the job's annotation file is damaged")
+        return [row for _, row in rows]
 
     @property
     def _memory_annotations(self) -> dict[str, list[dict[str, Any]]]:

@@ -13,9 +13,12 @@ instead of duplicating):
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from labelloop import storage
+
+log = logging.getLogger(__name__)
 
 LABELS = "labels"
 MODELS_LATEST = "models/latest"
@@ -46,9 +49,25 @@ def labeled_rows(state_uri: str, *, exclude: str | None = None) -> list[dict[str
     for file_uri in storage.iter_files(folder, suffixes=(".jsonl",)):
         if exclude is not None and storage.basename(file_uri) == exclude:
             continue
-        with storage.open_read(file_uri) as fh:
-            rows.extend(json.loads(line) for line in fh if line.strip())
+        got, bad = storage.read_jsonl_objects(file_uri, required=None)
+        for record in bad:  # our own atomic writes: a bad line means the file was damaged
+            log.warning("label file line skipped: %s", record)
+        rows.extend(row for _, row in got)
     return rows
+
+
+def latest_labels(state_uri: str) -> dict[str, dict[str, Any]]:
+    """The latest consolidated row of every labeled item (an item consolidated again, e.g.
+    after review or relabeling, has its newest row: by `consolidated_at`, rows without one
+    being the oldest)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in labeled_rows(state_uri):
+        item = str(row.get("item"))
+        if item not in latest or str(row.get("consolidated_at", "")) >= str(
+            latest[item].get("consolidated_at", "")
+        ):
+            latest[item] = row
+    return latest
 
 
 def round_outcomes(state_uri: str) -> list[dict[str, Any]]:

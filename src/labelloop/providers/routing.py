@@ -46,7 +46,7 @@ from labelloop.providers.gemini import (
 )
 from labelloop.providers.label_studio import LabelStudioProvider
 from labelloop.providers.registry import check_options, get_provider, register
-from labelloop.schemas import Annotation, Item, text_item_id
+from labelloop.schemas import Annotation, AnnotatorKind, Item, text_item_id
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,17 @@ class Calibration:
 
 def read_human_labels(uri: str) -> tuple[dict[str, str], dict[str, Item]]:
     """Human labels by item (majority over annotators) and the items they can be rebuilt from."""
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     if uri.lower().endswith(".csv"):
-        rows = list(csv.DictReader(storage.read_text(uri).splitlines()))
+        reader = csv.DictReader(storage.read_text(uri).splitlines())
+        rows = [(reader.line_num, row) for row in reader]
     else:
-        rows = [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
+        rows, bad = storage.read_jsonl_objects(uri, required=None)
+        if bad:
+            raise InputError(bad[0].reason, source=uri, line=bad[0].line, field=bad[0].field)
     votes: dict[str, Counter[str]] = {}
     items: dict[str, Item] = {}
-    for number, row in enumerate(rows, start=1):
+    for number, row in rows:
         label = row.get("label")
         item = row.get("item")
         if not isinstance(label, str) or not item:
@@ -381,7 +384,8 @@ class RoutingProvider:
         _, human_job, _ = self._state(job)
         got = self.human.collect(dataclasses.replace(human_job, collections=job.collections))
         auto = [
-            Annotation(p.item, self.gemini.annotator, str(p.label)) for p in self._accepted(job)
+            Annotation(p.item, self.gemini.annotator, str(p.label), AnnotatorKind.MODEL)
+            for p in self._accepted(job)
         ]
         if self.policy is not None:
             self._score_audit(job, got.annotations)

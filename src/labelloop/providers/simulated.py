@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ from labelloop.errors import BadRecord, InputError, ProviderError
 from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.registry import register
-from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Shape, Span
+from labelloop.schemas import Annotation, AnnotationValue, AnnotatorKind, Box, Item, Shape, Span
 
 # Accuracy of each annotator in a workforce profile; "random" entries are chance level.
 PROFILES: dict[str, tuple[float | str, ...]] = {
@@ -43,6 +42,8 @@ PROFILES: dict[str, tuple[float | str, ...]] = {
 }
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: The simulated reviewer of review projects (answers with the truth).
+REVIEWER = "sim-reviewer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,11 +111,13 @@ def uniforms(seeds: np.ndarray, streams: int) -> np.ndarray:
 def read_structured_truth(uri: str) -> dict[str, AnnotationValue]:
     """Truth from JSONL rows `{"item", "label"|"labels"|"boxes"|"spans"}`."""
     truth: dict[str, AnnotationValue] = {}
-    for number, raw in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not raw.strip():
-            continue
+    rows, bad = storage.read_jsonl_objects(uri)
+    if bad:
+        raise InputError(
+            f"bad truth row ({bad[0].field}: {bad[0].reason})", source=uri, line=bad[0].line
+        )
+    for number, row in rows:
         try:
-            row = json.loads(raw)
             item = str(row["item"])
             if "boxes" in row:
                 truth[item] = tuple(Box(**b) for b in row["boxes"])
@@ -124,7 +127,7 @@ def read_structured_truth(uri: str) -> dict[str, AnnotationValue]:
                 truth[item] = frozenset(str(v) for v in row["labels"])
             else:
                 truth[item] = str(row["label"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise InputError(f"bad truth row ({exc})", source=uri, line=number) from None
     return truth
 
@@ -467,6 +470,23 @@ class SimulatedWorkforce:
             if out_boxes or isinstance(next(iter(true), None), Box)
             else tuple(out_spans)
         )
+
+    def submit_review(
+        self, rows: Sequence[Any], items: Sequence[Item], task: LabelingTask, *, key: str
+    ) -> Job:
+        """A simulated review: one expert who answers with the truth (for tests and demos)."""
+        self._reach()
+        return Job(self.name, key, f"sim-review-{key}", len(rows), 1)
+
+    def collect_review(self, job: Job, items: Sequence[str]) -> CollectResult:
+        """The simulated expert's answers (`REVIEWER`): the truth of every pushed item."""
+        self._reach()
+        answers = [
+            Annotation(i, REVIEWER, self.truth[i], AnnotatorKind.EXPERT)
+            for i in items
+            if isinstance(self.truth.get(i), str)
+        ]
+        return CollectResult(answers, [])
 
     def cancel(self, job: Job) -> None:
         self._jobs.pop(job.key, None)
