@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from labelloop import storage
-from labelloop.active_learning.strategies import strategy_names
+from labelloop.active_learning.strategies import DEFAULT_STRATEGY, strategy_names
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("predictions", help="predictions JSONL, or a folder / gs:// prefix of them")
     p.add_argument("--k", type=int, required=True, help="how many items to select")
     p.add_argument(
-        "--strategy", choices=strategy_names(), default="margin", help="selection strategy"
+        "--strategy", choices=strategy_names(), default=DEFAULT_STRATEGY, help="selection strategy"
     )
     p.add_argument("--out", required=True, help="output Vertex import JSONL")
     p.add_argument(

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from labelloop import storage
-from labelloop.active_learning.strategies import strategy_names
+from labelloop.active_learning.strategies import DEFAULT_STRATEGY, strategy_names
 from labelloop.costs import parse_budget
 from labelloop.errors import ConfigError, InputError
 from labelloop.gates import UNMEASURABLE_POLICIES
@@ -88,9 +88,7 @@ class PipelineParams:
         "back to the pool (0 = never).",
     )
     selection_strategy: str = _param(
-        # Chosen by its worst case against random over seven datasets, not tuned on one
-        # (benchmarks/strategy_suite.py; docs/active_learning.md).
-        "margin",
+        DEFAULT_STRATEGY,
         f"Active-learning strategy: {_one_of(strategy_names())}. The default, margin, held "
         "best on data it was not tuned on; k_center and cluster_margin are batch-aware, with "
         "k-center diversity on a cold start.",

@@ -75,6 +75,9 @@ class Strategy:
     score: Score | None = None
 
 
+#: The default strategy: chosen by its worst case against random over seven datasets, not
+#: tuned on one (benchmarks/strategy_suite.py; docs/active_learning.md).
+DEFAULT_STRATEGY = "margin"
 #: Every strategy, by name, in registration order (`register_strategy`, `register_uncertainty`).
 STRATEGIES: dict[str, Strategy] = {}
 #: The uncertainty scores by name (the strategies that rank rows by a per-row score alone).
