@@ -89,7 +89,8 @@ class PipelineParams:
     )
     selection_strategy: str = _param(
         DEFAULT_STRATEGY,
-        f"Active-learning strategy: {_one_of(strategy_names())}. The default, margin, held "
+        f"Active-learning strategy: {_one_of(strategy_names())}. The default, "
+        f"{DEFAULT_STRATEGY}, held "
         "best on data it was not tuned on; k_center and cluster_margin are batch-aware, with "
         "k-center diversity on a cold start.",
     )
