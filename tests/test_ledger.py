@@ -223,7 +223,8 @@ def test_break_lease_names_the_holder_asks_and_removes_only_what_it_showed(
     # No terminal and no --yes: refused, nothing removed.
     assert main(["state", state_uri, "--break-lease"]) == 5
     got = capsys.readouterr()
-    assert "held by run job-7 (pid 1 on pod-x)" in got.out and ", for 0 min" in got.out
+    assert "held by run job-7 (pid 1 on pod-x)" in got.out
+    assert ", for 0 min" in got.out
     assert "confirm with --yes" in got.err
     assert (lease.read(state_uri) or {})["run"] == "job-7"
     # Asked on a terminal: "n" keeps it, "y" breaks it.
