@@ -119,6 +119,52 @@ def job_line(run_dir: Path) -> str:
     return line
 
 
+def _age(hours: float) -> str:
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def labelloop_command() -> str:
+    """How to type the `labelloop` command from here: the virtualenv's own script (relative when
+    under the current folder, so it works in a fresh shell), else the bare name."""
+    script = Path(sys.executable).parent / "labelloop"
+    if not script.is_file():
+        return "labelloop"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+def open_job_lines(run_dir: Path, *, most: int = 5) -> list[str]:
+    """The ledger's open jobs after the labeling step (every round's), one line each, and the
+    command that shows the whole ledger; [] when the step kept no ledger record."""
+    path = run_dir / "run-labeling-job" / "job"
+    try:
+        ledger = json.loads(path.read_text(encoding="utf-8")).get("ledger") or {}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return []
+    jobs = [j for j in ledger.get("open_jobs") or [] if isinstance(j, dict)]
+    items = ledger.get("items") or {}
+    state_uri = ledger.get("state_uri") or ""
+    if not ledger:
+        return []
+    lines = [
+        f"ledger: {len(jobs)} open job(s), {items.get('queued', 0)} item(s) queued,"
+        f" {items.get('labeled', 0)} labeled, {items.get('pool', 0)} in the pool"
+    ]
+    for j in jobs[:most]:
+        progress = j.get("progress") or {}
+        lines.append(
+            f"  {j.get('provider', '?')} {j.get('key', '?')}  round {j.get('round', '?')}"
+            f"  {_age(float(j.get('age_hours') or 0.0))} old  {j.get('queued', '?')} queued"
+            f"  {progress.get('labeled', 0)}/{progress.get('total', j.get('items', '?'))} labeled"
+        )
+    if len(jobs) > most:
+        lines.append(f"  ... {len(jobs) - most} more")
+    if state_uri:
+        lines.append(f"  see: {labelloop_command()} state {state_uri}")
+    return lines
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -190,8 +236,9 @@ class StageLines(io.TextIOBase):
                 self.reasons[task] = reason
                 for text in reason.splitlines():
                     self.console.write(f"       {text}\n")
-            elif task == "run-labeling-job" and run_dir is not None and (job := job_line(run_dir)):
-                self.console.write(f"       {job}\n")
+            elif task == "run-labeling-job" and run_dir is not None:
+                for text in filter(None, [job_line(run_dir), *open_job_lines(run_dir)]):
+                    self.console.write(f"       {text}\n")
             self.console.flush()
         else:
             self._task_lines.append(line)
@@ -527,5 +574,9 @@ def _run_rounds(
         console.write(f"{name:<10}{row.report}\n")
     if summaries and summaries[-1].failure_report:
         console.write(f"\nfailure report: {summaries[-1].failure_report}\n")
+    console.write(
+        f"{'state:':<10}{labelloop_command()} state {params['state_uri']}"
+        "   (items per state, open jobs, last runs)\n"
+    )
     console.write(f"{'logs:':<10}{log_path}\n")
     return run_root, summaries

@@ -11,7 +11,7 @@ from typing import Any
 
 from labelloop import lease
 from labelloop.errors import EXIT_REFUSED
-from labelloop.ledger import LEDGER, Ledger, age_hours, check
+from labelloop.ledger import LEDGER, Ledger, check, open_job_rows
 
 
 def register(sub: Any) -> None:
@@ -45,26 +45,7 @@ def summary(state_uri: str) -> dict[str, Any]:
     """The `--json` document."""
     ledger = Ledger.load(state_uri)
     state = ledger.state
-    jobs = [
-        {
-            "key": j["key"],
-            "provider": j["provider"],
-            "external_id": j.get("external_id"),
-            "round": j["round"],
-            "created_at": j["created_at"],
-            "age_hours": round(age_hours(j["created_at"]), 2),
-            "items": len(j["items"]),
-            "labeled": j.get("labeled", 0),
-            "progress": j.get("progress", {}),
-            "annotations": j.get("annotations", 0),
-            "collections": j.get("collections", 0),
-            "last_collected_at": j.get("last_collected_at"),
-            "errors": j.get("errors", 0),
-            "last_error": j.get("last_error", ""),
-            "cancel_requested": bool(j.get("cancel_requested")),
-        }
-        for j in state.open_jobs()
-    ]
+    jobs = open_job_rows(state)
     closed: dict[str, int] = {}
     for j in state.jobs.values():
         if j["status"] != "open":
@@ -95,12 +76,17 @@ def _table(doc: dict[str, Any]) -> str:
         lines.append(f"returned to the pool so far: {parts}")
     lines.append(f"open jobs: {doc['open_jobs']}")
     if doc["jobs"]:
-        head = ("provider", "key", "age", "progress", "annotations", "last collected", "note")
+        head = (
+            "provider", "key", "round", "age", "queued", "progress", "annotations",
+            "last collected", "note",
+        )  # fmt: skip
         rows = [
             (
                 j["provider"],
                 j["key"],
+                str(j["round"]),
                 f"{j['age_hours']:.1f} h",
+                str(j["queued"]),
                 f"{j['progress'].get('labeled', 0)}/{j['items']}",
                 str(j["annotations"]),
                 str(j["last_collected_at"] or "-"),

@@ -472,6 +472,41 @@ def request_cancel(state_uri: str, job_key: str, *, run: str = "") -> None:
     ledger.compact()
 
 
+def open_job_rows(state: State) -> list[dict[str, Any]]:
+    """One row per open job, oldest first: provider, key, round, age, items queued and labeled,
+    progress at the provider, collections and errors (what `labelloop state`, the console and
+    the report show)."""
+    rows = []
+    for j in state.open_jobs():
+        queued = sum(
+            1
+            for i in j["items"]
+            if state.items.get(i, {}).get("state") == QUEUED
+            and state.items.get(i, {}).get("job") == j["key"]
+        )
+        rows.append(
+            {
+                "key": j["key"],
+                "provider": j["provider"],
+                "external_id": j.get("external_id"),
+                "round": j["round"],
+                "created_at": j["created_at"],
+                "age_hours": round(age_hours(j["created_at"]), 2),
+                "items": len(j["items"]),
+                "queued": queued,
+                "labeled": j.get("labeled", 0),
+                "progress": j.get("progress", {}),
+                "annotations": j.get("annotations", 0),
+                "collections": j.get("collections", 0),
+                "last_collected_at": j.get("last_collected_at"),
+                "errors": j.get("errors", 0),
+                "last_error": j.get("last_error", ""),
+                "cancel_requested": bool(j.get("cancel_requested")),
+            }
+        )
+    return rows
+
+
 def excluded_ids(state_uri: str) -> set[str]:
     """Items a selection must not pick: queued in an open job or labeled."""
     if not state_uri:
