@@ -1180,12 +1180,14 @@ addEventListener("load", () => {
     const apart = (a, b) => !a || !b || a.bottom <= b.top || b.bottom <= a.top ||
                             a.right <= b.left || b.right <= a.left;
     const fill = g.querySelector(".fill");
-    return {name: g.querySelector(".name").textContent, status: g.querySelector(".pill").textContent,
+    return {name: g.querySelector(".name").textContent,
+            status: g.querySelector(".pill").textContent,
             fill: getComputedStyle(fill).backgroundColor, label_clear_of_ci: apart(label, ci),
             label_clear_of_mark: apart(label, mark),
             label_inside_card: label.left >= box(g).left && label.right <= box(g).right};
   });
-  document.body.insertAdjacentHTML("beforeend", "<pre id=geometry>" + JSON.stringify(out) + "</pre>");
+  const pre = "<pre id=geometry>" + JSON.stringify(out) + "</pre>";
+  document.body.insertAdjacentHTML("beforeend", pre);
 });
 </script>"""
 
