@@ -245,3 +245,46 @@ def test_break_lease_names_the_holder_asks_and_removes_only_what_it_showed(
     assert (lease.read(state_uri) or {})["run"] == "job-9"
     assert main(["state", state_uri, "--break-lease", "--yes"]) == 0
     assert lease.read(state_uri) is None
+
+
+# -- consolidated labels kept in the state ------------------------------------------------------
+
+
+def _label_files(state_uri: str) -> list[str]:
+    from labelloop import state
+
+    folder = state.path(state_uri, state.LABELS)
+    if not storage.is_gcs(folder) and not Path(folder).is_dir():
+        return []
+    return [storage.basename(u) for u in storage.iter_files(folder, suffixes=(".jsonl",))]
+
+
+def test_labels_are_written_once_per_content_and_never_lost(state_uri: str) -> None:
+    from labelloop import state
+
+    def lab(item: str, label: str) -> dict:
+        return {"item": item, "label": label, "confidence": 0.9, "trainable": True}
+
+    # A file of the old layout (one per round) is folded in, not lost.
+    storage.write_text(state.path(state_uri, state.LABELS, "0123abcd.jsonl"),
+                       json.dumps(lab("legacy", "b")) + "\n")  # fmt: skip
+    first = state.record_labels(state_uri, [lab("i1", "a"), lab("i2", "b")])
+    assert _label_files(state_uri) == [storage.basename(first)]
+    generation = atomic.read(first)
+    # The same labels again (a retried step, a run with nothing new): not written again.
+    assert state.record_labels(state_uri, [lab("i2", "b"), lab("i1", "a")]) == first
+    assert atomic.read(first) == generation
+    # The next round's consolidation lacks i1 (sent back for relabeling) and changes i2.
+    second = state.record_labels(state_uri, [lab("i2", "a"), lab("i3", "c")])
+    assert _label_files(state_uri) == [storage.basename(second)]  # no pile of files
+    rows = {r["item"]: r["label"] for r in state.labeled_rows(state_uri)}
+    assert rows == {"legacy": "b", "i1": "a", "i2": "a", "i3": "c"}
+    # Killed between writing the new file and removing the old one: both are read, the
+    # newer wins, and the next round folds them into one again.
+    stale = state.path(state_uri, state.LABELS, "20000101T000000000000Z-0000000000000000.jsonl")
+    storage.write_text(stale, json.dumps(lab("i2", "z")) + "\n")
+    assert {r["item"]: r["label"] for r in state.labeled_rows(state_uri)}["i2"] == "a"
+    third = state.record_labels(state_uri, [lab("i4", "d")])
+    assert _label_files(state_uri) == [storage.basename(third)]
+    rows = {r["item"]: r["label"] for r in state.labeled_rows(state_uri)}
+    assert rows == {"legacy": "b", "i1": "a", "i2": "a", "i3": "c", "i4": "d"}
