@@ -766,7 +766,8 @@ def test_hotkeys_and_crisp_images_in_the_labeling_ui(
         assert (image["w"], image["h"]) == (320, 320)
         checked_js = (
             "(() => { const c = [...document.querySelectorAll('.lsf-choice__item input:checked')];"
-            " return c.length && c.map(e => e.closest('label').innerText.replace(/\\s+/g, '')); })()"
+            " return c.length"
+            " && c.map(e => e.closest('label').innerText.replace(/\\s+/g, '')); })()"
         )
         # The editor binds its keys a moment after it draws: press again if nothing happened
         # (a second press only comes when the first one was not taken).
