@@ -15,6 +15,7 @@ def run_labeling_job(
     provider: str,
     provider_options: str,
     labelers_per_item: int,
+    budget: str,
     state_uri: str,
     run_id: str,
     annotations: dsl.Output[dsl.Dataset],
@@ -26,6 +27,7 @@ def run_labeling_job(
         ("labeled_items", int),
         ("annotation_count", int),
         ("annotator_count", int),
+        ("cost_usd", float),
         ("queued", int),
         ("open_jobs", int),
     ],
@@ -40,6 +42,7 @@ def run_labeling_job(
         provider: `simulated`, `label_studio`, `gemini`, `gemini_then_human` or `import`.
         provider_options: Provider options as JSON (never secrets).
         labelers_per_item: Different annotators per item.
+        budget: Rates as JSON (they price the job).
         state_uri: The loop's state (the item ledger).
         run_id: This run's id.
 
@@ -52,6 +55,7 @@ def run_labeling_job(
         labeled_items: Items with at least one annotation so far.
         annotation_count: Their annotations.
         annotator_count: Distinct annotators.
+        cost_usd: What the job cost, people and model (see the job record's `cost`).
         queued: Items waiting in open jobs (people label them between runs).
         open_jobs: Open labeling jobs.
     """
@@ -69,6 +73,7 @@ def run_labeling_job(
             annotations_uri=annotations.path,
             job_uri=job.path,
             rejects_uri=rejects.path,
+            budget=budget,
             state_uri=state_uri,
             run_id=run_id,
         )
@@ -80,6 +85,7 @@ def run_labeling_job(
         result.labeled_items,
         result.annotations,
         result.annotators,
+        result.cost_usd,
         result.queued,
         result.open_jobs,
     )

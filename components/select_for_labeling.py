@@ -20,12 +20,17 @@ def select_for_labeling(
     class_balance: bool,
     random_share: float,
     eval_size: int,
+    budget: str,
+    labelers_per_item: int,
+    provider: str,
+    provider_options: str,
     source_uri: str,
     queue_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
 ) -> NamedTuple(
-    "SelectOutputs", [("pool_size", int), ("selected_count", int), ("strategy_used", str)]
+    "SelectOutputs",
+    [("pool_size", int), ("selected_count", int), ("strategy_used", str), ("stop_reason", str)],
 ):
     """Pick the `k` items the previous round's model is least sure of (random on a cold start),
     no more than the room left in the open queue (backpressure).
@@ -44,6 +49,10 @@ def select_for_labeling(
         random_share: Share of the batch picked at random (the control arm).
         eval_size: Items of the fixed evaluation set (chosen once at random, labeled once,
             never trained on); 0 for none.
+        budget: Rates and limits as JSON: fewer items rather than overspend.
+        labelers_per_item: Human labels per item (for the cost estimate).
+        provider: The labeling provider (its model's price enters the estimate).
+        provider_options: Its options as JSON.
         source_uri: The source: a predicted item outside it is refused, never read.
         queue_size: The open queue's size in items (0 = `k`); a full queue selects nothing.
 
@@ -53,6 +62,7 @@ def select_for_labeling(
         pool_size: Items scored.
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
+        stop_reason: Why nothing more was selected (the budget is spent), or "".
     """
     from labelloop.failures import recorded
     from labelloop.stages.select_for_labeling import select_for_labeling as step
@@ -74,6 +84,10 @@ def select_for_labeling(
             random_share=random_share,
             eval_size=eval_size,
             queue_size=queue_size,
+            budget=budget,
+            labelers_per_item=labelers_per_item,
+            provider=provider,
+            provider_options=provider_options,
         )
     selected.metadata["items"] = result.selected
-    return (result.pool, result.selected, result.strategy)
+    return (result.pool, result.selected, result.strategy, result.stop_reason)

@@ -104,6 +104,10 @@ def label_round(
         class_balance=params.class_balance,
         random_share=params.random_share,
         eval_size=params.eval_size,
+        budget=params.budget,
+        labelers_per_item=params.labelers_per_item,
+        provider=params.provider,
+        provider_options=params.provider_options,
         source_uri=params.source_uri,
         queue_size=params.queue_size,
     ).set_display_name("Select items to label (active learning)")
@@ -121,6 +125,7 @@ def label_round(
         provider=params.provider,
         provider_options=params.provider_options,
         labelers_per_item=params.labelers_per_item,
+        budget=params.budget,
         state_uri=params.state_uri,
         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
     ).set_display_name("Run labeling job")

@@ -41,9 +41,9 @@ _WAITING = re.compile(r"labeling: (\d+)/(\d+) items done; waiting (\d+) s")
 KEY_OUTPUTS: dict[str, tuple[str, ...]] = {
     "generate-import-file": ("listed", "new_items", "already_imported", "bad_records"),
     "reconcile-jobs": ("open_jobs", "collected", "returned", "unreachable", "queued"),
-    "select-for-labeling": ("pool_size", "selected_count", "strategy_used"),
+    "select-for-labeling": ("pool_size", "selected_count", "strategy_used", "stop_reason"),
     "create-dataset": ("dataset_items",),
-    "run-labeling-job": ("labeled_items", "annotation_count", "queued", "open_jobs"),
+    "run-labeling-job": ("labeled_items", "annotation_count", "queued", "open_jobs", "cost_usd"),
     "quality-gate": ("label_count", "agreement", "decision", "bad_records"),
     "train-model": ("accuracy",),
     "record-gate-decision": ("Output",),
@@ -72,7 +72,10 @@ class RoundSummary:
     eval_accuracy: float | None = None
     true_accuracy: float | None = None
     labels_used: int | None = None
+    cost_usd: float | None = None
+    spent_usd: float | None = None
     report: str = ""
+    stop_reason: str = ""
     failure_report: str = ""
 
 
@@ -368,6 +371,8 @@ def summarize_round(
     summary.imported = imp.get("new_items")
     summary.selected = sel.get("selected_count")
     summary.labeled = lab.get("labeled_items")
+    summary.cost_usd = lab.get("cost_usd")
+    summary.stop_reason = str(sel.get("stop_reason") or "")
     quality = read_quality(run_dir)
     summary.agreement = quality.agreement
     summary.agreement_reason = quality.agreement_reason
@@ -396,6 +401,8 @@ def summarize_round(
         summary.reason = str(outcome["reason"]) + (
             f" ({decision.reason})" if by_policy and decision else ""
         )
+    if summary.stop_reason:
+        summary.reason = summary.stop_reason
     exit_outputs = task_outputs(run_dir, "write-failure-report")
     failure_page = run_dir / "write-failure-report" / "report"
     if exit_outputs.get("final_state") not in (None, "SUCCEEDED") and failure_page.is_file():
@@ -409,6 +416,17 @@ def summarize_round(
         shutil.copyfile(report, page)
         summary.report = str(page)
     return summary
+
+
+def _spent(params: dict[str, Any]) -> float | None:
+    """What the loop has spent so far, priced from the ledger at the budget's rates."""
+    from labelloop import accounting, costs
+    from labelloop.ledger import Ledger
+
+    if not params.get("state_uri"):
+        return None
+    rates = costs.parse_budget(str(params.get("budget") or "{}")).rates
+    return accounting.spend(Ledger.load(str(params["state_uri"])), rates).total.total_usd
 
 
 def format_table(rows: Sequence[RoundSummary]) -> str:
@@ -426,6 +444,8 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
         "model acc",
         "eval acc",
         "true acc",
+        "cost $",
+        "spent $",
         "reason",
         "secs",
     )
@@ -449,6 +469,8 @@ def format_table(rows: Sequence[RoundSummary]) -> str:
             cell(r.model_accuracy),
             cell(r.eval_accuracy),
             cell(r.true_accuracy),
+            "-" if r.cost_usd is None else f"{r.cost_usd:.2f}",
+            "-" if r.spent_usd is None else f"{r.spent_usd:.2f}",
             r.reason or r.status,
             f"{r.seconds:.1f}",
         )
@@ -558,9 +580,13 @@ def _run_rounds(
                     state_uri=params["state_uri"],
                 )
             )
+            summaries[-1].spent_usd = _spent(params)
             if summaries[-1].report:
                 console.write(f"  report: {summaries[-1].report}\n")
             if status != "ok":
+                break
+            if summaries[-1].stop_reason:
+                console.write(f"  stopping: {summaries[-1].stop_reason}\n")
                 break
     (run_root / "summary.json").write_text(
         json.dumps([dataclasses.asdict(s) for s in summaries], indent=2), encoding="utf-8"

@@ -146,3 +146,45 @@ def test_lineage_command(tmp_path, capsys) -> None:
     assert "trained_on" not in data["models"][0]
     assert main(["lineage", state, "--annotator", "nobody"]) == 1
     assert main(["lineage", state]) == 2
+
+
+def test_labeled_import_file_carries_each_labels_lineage(tmp_path) -> None:
+    from labelloop import storage
+    from labelloop.vertex_labels import write_labeled_import_file
+
+    state = str(tmp_path / "state")
+    items = ["gs://b/a.png", "gs://b/b.png"]
+    annotations = [
+        Annotation(items[0], "ann@example.com", "cat"),
+        Annotation(items[0], "gemini:gemini-2.5-flash", "cat"),
+        Annotation(items[1], "other", "dog"),
+    ]
+    consolidated = [{"item": items[0], "label": "cat"}, {"item": items[1], "label": "dog"}]
+    rows = lineage.label_rows(
+        consolidated, annotations, job="3f2a9c0e1b7d4a65", round=2, method="ds"
+    )
+    lineage.write_labels(state, "3f2a9c0e1b7d4a65", rows)
+    storage.write_jsonl(str(tmp_path / "cons.jsonl"), consolidated)
+    storage.write_jsonl(
+        str(tmp_path / "items.jsonl"),
+        [Item(i, uri=i).to_import_record(TaskType.IMAGE_CLASSIFICATION) for i in items],
+    )
+    write_labeled_import_file(
+        consolidated_uri=str(tmp_path / "cons.jsonl"),
+        items_uri=str(tmp_path / "items.jsonl"),
+        task_type="image_classification",
+        state_uri=state,
+        output_uri=str(tmp_path / "labeled.jsonl"),
+        rejects_uri=str(tmp_path / "rejects.jsonl"),
+    )
+    records = [json.loads(x) for x in (tmp_path / "labeled.jsonl").read_text().splitlines()]
+    first = records[0]["classificationAnnotation"]["annotationResourceLabels"]
+    assert first == {
+        "labelloop_job": "3f2a9c0e1b7d4a65",
+        "labelloop_round": "2",
+        "labelloop_method": "ds",
+        "labelloop_sources": "2",
+        "labelloop_model": "gemini-2-5-flash",
+    }
+    second = records[1]["classificationAnnotation"]["annotationResourceLabels"]
+    assert second["labelloop_model"] == "none"

@@ -261,6 +261,7 @@ def test_text_job_with_overlap_misbehaviour_and_quality_gate(
             annotations_uri=str(tmp_path / f"ann-{run}.jsonl"),
             job_uri=str(tmp_path / f"job-{run}.json"),
             rejects_uri=str(tmp_path / f"rej-{run}.jsonl"),
+            budget=json.dumps({"human_usd_per_hour": 36.0}),
         )
 
     before = _project_count(server)
@@ -319,6 +320,12 @@ def test_text_job_with_overlap_misbehaviour_and_quality_gate(
     assert len(tasks) == 6
     assert second.annotations == 11  # 12 posted, one edited by someone else is not trusted
     assert second.skipped == 1
+    # People are paid by the hour for the time Label Studio reports (`lead_time`, 3.2 s each).
+    cost = job2["cost"]["total"]
+    assert cost["human_labels"] == 11
+    assert cost["estimated_seconds"] == 0
+    assert cost["human_seconds"] >= 11 * 3.2 - 1e-9
+    assert cost["human_usd"] == pytest.approx(cost["human_seconds"] / 3600 * 36.0)
     assert second.bad_records == 2  # the double post (resolved) and the edit
     rejects = [json.loads(line) for line in Path(tmp_path / "rej-2.jsonl").read_text().splitlines()]
     assert {r["field"] for r in rejects} == {"completed_by", "updated_by"}

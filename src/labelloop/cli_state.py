@@ -1,5 +1,6 @@
-"""`labelloop state STATE_URI [--json] [--check] [--break-lease [--yes]]`: the item ledger at a
-glance, its checks, and the way out of a lease nobody will give back."""
+"""`labelloop state STATE_URI [--json] [--check] [--budget JSON] [--break-lease [--yes]]`: the
+item ledger at a glance (items, open jobs, runs, spend), its checks, and the way out of a lease
+nobody will give back."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import socket
 import sys
 from typing import Any
 
-from labelloop import lease
+from labelloop import accounting, costs, lease
 from labelloop.errors import EXIT_REFUSED
 from labelloop.ledger import LEDGER, Ledger, check, open_job_rows
 
@@ -38,13 +39,31 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--yes", action="store_true", help="with --break-lease: do not ask (scripts, no terminal)"
     )
+    p.add_argument(
+        "--budget",
+        default=None,
+        metavar="JSON",
+        help="rates to price the ledger with, as the pipeline's budget parameter "
+        "(default: the rates of the last run that labeled)",
+    )
     p.set_defaults(func=_state)
 
 
-def summary(state_uri: str) -> dict[str, Any]:
+def _rates(state: Any, budget: str | None) -> costs.Rates:
+    """The rates given, else those the last labeling run recorded, else none."""
+    if budget is not None:
+        return costs.parse_budget(budget, field="--budget").rates
+    for run in reversed(state.runs):
+        if isinstance(run.get("budget"), dict):
+            return costs.parse_budget(json.dumps(run["budget"])).rates
+    return costs.Rates()
+
+
+def summary(state_uri: str, *, budget: str | None = None) -> dict[str, Any]:
     """The `--json` document."""
     ledger = Ledger.load(state_uri)
     state = ledger.state
+    paid = accounting.spend(ledger, _rates(state, budget))
     jobs = open_job_rows(state)
     closed: dict[str, int] = {}
     for j in state.jobs.values():
@@ -61,6 +80,15 @@ def summary(state_uri: str) -> dict[str, Any]:
         "runs": state.runs[-10:],
         "events": ledger.seq,
         "lease": lease.read(state_uri),
+        "spend": {
+            "total": paid.total.to_json(),
+            "runs": {
+                r["run"]: paid.runs[r["run"]].to_json()
+                for r in state.runs[-10:]
+                if r["run"] in paid.runs
+            },
+            "priced": paid.priced,
+        },
     }
 
 
@@ -112,6 +140,15 @@ def _table(doc: dict[str, Any]) -> str:
                 f"unreachable {rec.get('unreachable', 0)}"
                 + (f"; {outcome.get('reason', '')}" if outcome else "; unfinished")
             )
+    spend = doc["spend"]["total"]
+    lines.append(
+        f"spent: ${spend['total_usd']:.2f} (people ${spend['human_usd']:.2f} for "
+        f"{spend['human_labels']} labels, models ${spend['model_usd']:.2f} for "
+        f"{spend['model_labels']} labels"
+        + (f", {spend['unpriced']} unpriced" if spend["unpriced"] else "")
+        + ")"
+        + ("" if doc["spend"]["priced"] else "; no rates set (--budget)")
+    )
     held = doc["lease"]
     lines.append(f"lease: {lease.describe(held) if held else 'free'}")
     return "\n".join(lines)
@@ -156,7 +193,7 @@ def _break_lease(args: argparse.Namespace) -> int:
 def _state(args: argparse.Namespace) -> int:
     if args.break_lease:
         return _break_lease(args)
-    doc = summary(args.state_uri)
+    doc = summary(args.state_uri, budget=args.budget)
     problems = check(args.state_uri) if args.check else []
     if args.check:
         doc["check"] = {"ok": not problems, "problems": problems}

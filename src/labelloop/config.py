@@ -19,6 +19,7 @@ import yaml
 
 from labelloop import storage
 from labelloop.active_learning.strategies import strategy_names
+from labelloop.costs import parse_budget
 from labelloop.errors import ConfigError, InputError
 from labelloop.gates import UNMEASURABLE_POLICIES
 from labelloop.providers import check_options, provider_names
@@ -147,6 +148,12 @@ class PipelineParams:
         'each annotator ("" for none).',
     )
     holdout_fraction: float = _param(0.2, "Share of labels held out to evaluate the model.")
+    budget: str = _param(
+        "{}",
+        "Costs and limits as a JSON object: human_usd_per_label, human_usd_per_hour, "
+        "compute_usd_per_hour, per_run_usd, total_usd, min_gain_per_100, min_gain_per_usd "
+        "(docs/budget.md); selection picks fewer items rather than overspend.",
+    )
     seed: int = _param(0, "Seed for selection, splits and training.")
 
     def validate(
@@ -229,6 +236,10 @@ class PipelineParams:
             fail("eval_size", "must be 0 or more")
         if not 0.0 < self.holdout_fraction < 1.0:
             fail("holdout_fraction", "must lie strictly between 0 and 1")
+        try:
+            parse_budget(self.budget)
+        except InputError as exc:
+            raise located(exc) from None
         # Last: the provider's own options, once every top-level field is known good.
         try:
             check_options(
@@ -361,10 +372,10 @@ _SCALARS: dict[type, tuple[type | tuple[type, ...], str]] = {
 def _coerce(value: Any, kind: Any, *, field: str) -> Any:
     """Coerce a YAML value to a dataclass field's type, or raise ValueError."""
     if kind is str:
-        # Friendlier YAML for two pipeline parameters that travel as strings.
+        # Friendlier YAML for the pipeline parameters that travel as strings.
         if isinstance(value, list | tuple) and field == "labels":
             return ",".join(str(v) for v in value)
-        if isinstance(value, dict) and field == "provider_options":
+        if isinstance(value, dict) and field in ("provider_options", "budget"):
             return json.dumps(value, sort_keys=True)
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise ValueError("expected a string")

@@ -21,6 +21,7 @@ errs towards spending less.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -291,3 +292,84 @@ class Budget:
             f"budget exhausted: ${left:.2f} left of the {which}, "
             f"one more item costs about ${item_usd:.4f}"
         )
+
+
+STOP_RULE_KEYS = ("min_gain_per_100", "min_gain_per_usd")
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetOptions:
+    """The pipeline's `budget` parameter: rates, limits and the stop rule's floors."""
+
+    rates: Rates = dataclasses.field(default_factory=Rates)
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    min_gain_per_100: float = 0.005
+    min_gain_per_usd: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The `budget` JSON object this parses back from (`parse_budget`)."""
+        out: dict[str, Any] = dataclasses.asdict(self.rates)
+        out |= {k: v for k, v in dataclasses.asdict(self.budget).items() if v is not None}
+        out["min_gain_per_100"] = self.min_gain_per_100
+        if self.min_gain_per_usd is not None:
+            out["min_gain_per_usd"] = self.min_gain_per_usd
+        return out
+
+
+def parse_budget(text: str, *, field: str = "budget") -> BudgetOptions:
+    """Parse the `budget` parameter, a JSON object (`{}`: nothing priced, no limit).
+
+    Keys: the `Rates` fields (`human_usd_per_label`, `human_usd_per_hour`, `seconds_per_label`,
+    `compute_usd_per_hour`), the `Budget` limits (`per_run_usd`, `total_usd`) and the stop
+    rule's floors (`min_gain_per_100`, `min_gain_per_usd`). Errors name `field.key`.
+    """
+    try:
+        options = json.loads(text or "{}")
+    except json.JSONDecodeError:
+        raise InputError("must be a JSON object", field=field) from None
+    if not isinstance(options, dict):
+        raise InputError("must be a JSON object", field=field)
+    rate_keys = {f.name for f in dataclasses.fields(Rates)}
+    limit_keys = {"per_run_usd", "total_usd"}
+    unknown = sorted(set(options) - rate_keys - limit_keys - set(STOP_RULE_KEYS))
+    if unknown:
+        known = ", ".join(sorted(rate_keys | limit_keys | set(STOP_RULE_KEYS)))
+        raise InputError(f"unknown key {unknown[0]!r}; expected {known}", field=field)
+    try:
+        rates = Rates.from_options({k: v for k, v in options.items() if k in rate_keys})
+        budget = Budget.from_options({k: v for k, v in options.items() if k in limit_keys})
+    except InputError as exc:
+        key = (exc.field or "").rsplit(".", 1)[-1]
+        raise InputError(exc.message, field=f"{field}.{key}") from None
+    floors: dict[str, float | None] = {}
+    for key in STOP_RULE_KEYS:
+        value = options.get(key)
+        if value is None:
+            continue
+        try:
+            floors[key] = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"not a number: {value!r}", field=f"{field}.{key}") from None
+        if floors[key] < 0:  # type: ignore[operator]
+            raise InputError("must be >= 0", field=f"{field}.{key}")
+    return BudgetOptions(
+        rates,
+        budget,
+        float(floors.get("min_gain_per_100") or 0.005),
+        floors.get("min_gain_per_usd"),
+    )
+
+
+def model_item_estimate(provider: str, options: Mapping[str, Any], *, is_image: bool) -> float:
+    """A priori model cost of one item for the Gemini providers (0 for the others)."""
+    if provider not in ("gemini", "gemini_then_human"):
+        return 0.0
+    from labelloop.providers.gemini_models import DEFAULT_MODEL, estimate_cost
+
+    gemini = options.get("gemini") if provider == "gemini_then_human" else options
+    gemini = gemini if isinstance(gemini, Mapping) else {}
+    samples = int(gemini.get("samples", 5)) if gemini.get("confidence") == "samples" else 1
+    usd = estimate_cost(
+        str(gemini.get("model", DEFAULT_MODEL)), items=1, is_image=is_image, samples=samples
+    )
+    return 0.0 if math.isnan(usd) else usd

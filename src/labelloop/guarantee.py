@@ -355,3 +355,70 @@ def decide(
     if n:
         reason += f"; audits {k}/{n} wrong, upper bound {ucb:.1%}"
     return decision("active", certificate.threshold, reason)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Policy:
+    """How `gemini_then_human` auto-accepts under a guarantee (its `guarantee` option).
+
+    Args:
+        target_error: The error rate accepted labels may have at most.
+        confidence: Probability that the certified bound holds.
+        audit_share: Share of auto-accepted items people label too, every round.
+        audit_minimum: Fewest audited items a round (all of them when fewer are accepted).
+        audits_uri: JSONL where audits and renewed certificates are kept across rounds
+            (default: `audits.jsonl` in the loop's state).
+    """
+
+    target_error: float = 0.05
+    confidence: float = 0.95
+    audit_share: float = 0.05
+    audit_minimum: int = 20
+    audits_uri: str = ""
+
+    def validate(self, field: str) -> None:
+        """Range checks, naming the bad option."""
+        if not 0.0 < self.target_error < 1.0:
+            raise InputError("must lie in (0, 1)", field=f"{field}.target_error")
+        if not 0.0 < self.confidence < 1.0:
+            raise InputError("must lie in (0, 1)", field=f"{field}.confidence")
+        if not 0.0 <= self.audit_share <= 1.0:
+            raise InputError("must lie in [0, 1]", field=f"{field}.audit_share")
+        if self.audit_minimum < 0:
+            raise InputError("must be >= 0", field=f"{field}.audit_minimum")
+
+
+def read_history(uri: str) -> tuple[list[AuditRound], Certificate | None]:
+    """Audits (one per job, oldest first) and the newest renewed certificate kept at `uri`."""
+    from labelloop import storage
+
+    if not uri or not storage.exists(uri):
+        return [], None
+    audits: list[AuditRound] = []
+    latest: Certificate | None = None
+    for line in storage.read_text(uri).splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "certificate" in row:
+            latest = Certificate.from_json(row["certificate"])
+        else:
+            audits.append(AuditRound.from_json(row))
+    return audits, latest
+
+
+def write_history(
+    uri: str, *, job: str, audit: AuditRound | None, certificate: Certificate | None
+) -> None:
+    """Record a job's audit (and a renewed certificate) at `uri`; a retried job replaces its own."""
+    from labelloop import storage
+
+    rows: list[dict[str, Any]] = []
+    if storage.exists(uri):
+        rows = [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
+    rows = [r for r in rows if r.get("job") != job]
+    if audit is not None:
+        rows.append({**audit.to_json(), "job": job})
+    if certificate is not None:
+        rows.append({"certificate": certificate.to_json(), "job": job})
+    storage.write_jsonl(uri, rows)

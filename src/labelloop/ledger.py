@@ -249,12 +249,19 @@ class State:
         self.runs.append({"run": event["run"], "at": event["at"], **event.get("summary", {})})
         del self.runs[:-RUNS_KEPT]
 
+    def _on_spend(self, event: Mapping[str, Any]) -> None:
+        # A model call's tokens (priced when read, by `labelloop.accounting`).
+        self._job(event).setdefault("spend", []).append(
+            {k: event[k] for k in ("run", "at", "model", "prompt_tokens", "output_tokens")}
+        )
+
     def _on_use(self, event: Mapping[str, Any]) -> None:
         self.used[event["stage"]] = {
             "run": event["run"],
             "at": event["at"],
             "items": event["items"],
             "annotations": event.get("annotations"),
+            **({"model": event["model"]} if "model" in event else {}),
         }
 
 

@@ -63,6 +63,41 @@ def source_for(
     return Source(annotator, "human", provider)
 
 
+def model_sources(job_record: Mapping[str, Any]) -> dict[str, Source]:
+    """Model sources by annotator id from a labeling job record's provider summary (Gemini
+    alone, or routed with people: model name, prompt hash and the calibration behind it)."""
+    summary = job_record.get("provider_summary")
+    if not isinstance(summary, Mapping):
+        return {}
+    provider = str(job_record.get("provider", ""))
+    nested = summary.get("gemini")
+    gemini: Mapping[str, Any] = nested if isinstance(nested, Mapping) else summary
+    model = str(gemini.get("model") or "")
+    if not model:
+        return {}
+    annotator = str(summary.get("model_annotator") or f"{MODEL_PREFIX}{model}")
+    # The guarantee's certificate names itself; a plain calibration is named by its content.
+    decision = summary.get("guarantee")
+    certificate = decision.get("certificate") if isinstance(decision, Mapping) else None
+    calibration = summary.get("calibration")
+    if isinstance(certificate, Mapping) and certificate.get("id"):
+        calibration_id = str(certificate["id"])
+    elif isinstance(calibration, Mapping):
+        digest = hashlib.sha256(json.dumps(calibration, sort_keys=True).encode()).hexdigest()
+        calibration_id = "cal-" + digest[:12]
+    else:
+        calibration_id = ""
+    source = Source(
+        annotator,
+        "model",
+        provider,
+        model=model,
+        prompt_hash=str(gemini.get("prompt_hash") or ""),
+        calibration_id=calibration_id,
+    )
+    return {annotator: source}
+
+
 def label_rows(
     consolidated: Iterable[Mapping[str, Any]],
     annotations: Sequence[Annotation],
@@ -73,6 +108,7 @@ def label_rows(
     provider: str = "",
     models: Mapping[str, Source] | None = None,
     run: str = "",
+    jobs: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One lineage row per consolidated label: its sources, consolidation, round and job.
 
@@ -85,6 +121,7 @@ def label_rows(
         provider: The provider that returned the annotations.
         models: Model sources by annotator id (model name, prompt hash, calibration id).
         run: The pipeline run's id.
+        jobs: Each item's own labeling job (the ledger's), where it differs from `job`.
     """
     by_item: dict[str, list[str]] = {}
     for a in annotations:
@@ -103,7 +140,7 @@ def label_rows(
                 "item": item,
                 "label": row.get("label"),
                 "round": round,
-                "job": job,
+                "job": (jobs or {}).get(item, job),
                 "run": run,
                 "consolidation": {"method": method, "version": __version__},
                 "sources": sources,
@@ -216,7 +253,7 @@ def query(
         raise InputError("name an annotator, a model or a prompt hash", field="lineage")
     labels = [
         row
-        for row in read_labels(state_uri)
+        for row in latest_by_item(state_uri).values()
         if any(
             _matches(s, annotator=annotator, model=model, prompt=prompt)
             for s in row.get("sources", [])
@@ -236,3 +273,35 @@ def query(
     labels.sort(key=lambda r: (int(r.get("round", 0)), str(r["job"]), str(r["item"])))
     models.sort(key=lambda m: (int(m.get("round", 0)), str(m["model"])))
     return Hits(labels, models)
+
+
+def resource_labels(row: Mapping[str, Any]) -> dict[str, str]:
+    """A label's lineage as Vertex AI resource labels (lowercase keys and values, <= 63 chars),
+    attached to its annotation in the labeled import file; `job` and `round` find its full row.
+    """
+    sources = row.get("sources") or []
+    models = sorted({str(s.get("model", "")) for s in sources if s.get("kind") == "model"})
+    labels = {
+        "labelloop_job": str(row.get("job", "")),
+        "labelloop_round": str(row.get("round", "")),
+        "labelloop_method": str((row.get("consolidation") or {}).get("method", "")),
+        "labelloop_sources": str(len(sources)),
+        "labelloop_model": _label_value(models[0]) if models else "none",
+    }
+    return {k: _label_value(v) for k, v in labels.items() if v}
+
+
+def _label_value(value: str) -> str:
+    """A resource label value: lowercase letters, digits, `-` and `_`, at most 63 characters."""
+    out = "".join(c if c.isalnum() or c in "-_" else "-" for c in value.lower())
+    return out[:63]
+
+
+def latest_by_item(state_uri: str) -> dict[str, dict[str, Any]]:
+    """Each item's most recent label lineage row (the highest round)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in read_labels(state_uri):
+        item = str(row["item"])
+        if item not in latest or int(row.get("round", 0)) >= int(latest[item].get("round", 0)):
+            latest[item] = row
+    return latest

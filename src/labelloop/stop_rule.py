@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -159,6 +159,23 @@ def advise(
         stop,
         reason,
     )
+
+
+def curve_from_rounds(rounds: Sequence[Mapping[str, Any]]) -> list[CurvePoint]:
+    """The learning curve from the recorded round outcomes (`labelloop.state.round_outcomes`):
+    one point per trained round with an evaluation-set accuracy, with the spend so far."""
+    points = []
+    for row in rounds:
+        labels, accuracy = row.get("labels_used"), row.get("eval_accuracy")
+        if not isinstance(labels, int) or not isinstance(accuracy, int | float):
+            continue
+        usd = row.get("spent_usd")
+        points.append(
+            CurvePoint(
+                labels, float(accuracy), float(usd) if isinstance(usd, int | float) else None
+            )
+        )
+    return points
 
 
 def _usd_per_label(points: Sequence[CurvePoint]) -> float | None:

@@ -17,7 +17,7 @@ import logging
 import mimetypes
 from typing import Any
 
-from labelloop import state, storage
+from labelloop import lineage, state, storage
 from labelloop.annotations import write_bad_records
 from labelloop.errors import BadRecord, InputError
 from labelloop.schemas import ML_USE_KEY, Item, Shape, TaskType, ml_use_for
@@ -69,6 +69,14 @@ def _annotation(row: dict[str, Any], task: TaskType) -> dict[str, Any]:
     return {"textSegmentAnnotations": spans}
 
 
+def _attach(annotation: dict[str, Any], labels: dict[str, str]) -> None:
+    """Put `annotationResourceLabels` on every annotation object of an import record."""
+    for value in annotation.values():
+        for obj in value if isinstance(value, list) else [value]:
+            if isinstance(obj, dict):
+                obj["annotationResourceLabels"] = dict(labels)
+
+
 def _labels_of(annotation: dict[str, Any]) -> set[str]:
     found: set[str] = set()
     for value in annotation.values():
@@ -117,6 +125,7 @@ def write_labeled_import_file(
     # Earlier rounds' items from the ledger (inline text is kept only there), then this round's.
     inline = {k: Item.from_import_record(r) for k, r in item_records(state_uri).items()}
     inline.update({item.id: item for item in items})
+    origins = lineage.latest_by_item(state_uri) if state_uri else {}
     records: list[dict[str, Any]] = []
     untrainable = 0
     seen_labels: set[str] = set()
@@ -136,6 +145,9 @@ def write_labeled_import_file(
             continue
         item = item or Item(id=item_id, uri=item_id, ml_use=ml_use_for(item_id))
         record = item.to_import_record(task)
+        if item_id in origins:
+            # Where the label came from travels with it into the Vertex dataset.
+            _attach(annotation, lineage.resource_labels(origins[item_id]))
         record.update(annotation)
         record["dataItemResourceLabels"] = {ML_USE_KEY: item.ml_use}
         seen_labels |= _labels_of(annotation)

@@ -473,6 +473,7 @@ class GeminiProvider:
         self.cache_uri = cache_uri
         self.cache = read_cache(cache_uri)
         self._jobs: dict[str, list[Prediction]] = {}
+        self.prompt_hash = ""
 
     @classmethod
     def from_options(cls, options: GeminiOptions) -> GeminiProvider:
@@ -500,6 +501,12 @@ class GeminiProvider:
     ) -> list[Prediction]:
         """Answers for the items (cached ones reused); each new answer is cached as it arrives,
         so a failure part-way does not pay for the answers already received again."""
+        from labelloop.lineage import prompt_hash
+
+        # The prompt as the model sees it, for the lineage of every label it answers.
+        self.prompt_hash = prompt_hash(
+            system_instruction(task, instructions), ",".join(task.labels), self.labeler.model
+        )
         if not self.cache_uri:
             return self.labeler.predict(items, task, instructions, cache=self.cache)
         writer = CacheWriter(self.cache_uri, self.cache)
@@ -519,6 +526,7 @@ class GeminiProvider:
         known = not math.isnan(cost)
         return {
             "model": model,
+            "prompt_hash": self.prompt_hash,
             **usage,
             "cost_usd": round(cost, 6) if known else None,
             "cost": f"{cost:.6f} USD" if known else f"unknown: no price for {model} in PRICES",

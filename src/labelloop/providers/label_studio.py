@@ -38,6 +38,7 @@ from labelloop.providers.base import (
 )
 from labelloop.providers.label_studio_format import (
     SMALL_IMAGE,
+    answer_times,
     data_key,
     default_instructions,
     instructions_html,
@@ -163,6 +164,7 @@ class LabelStudioProvider:
         self.client: LabelStudio = LabelStudio(base_url=self.url, api_key=api_key, timeout=timeout)
         self._texts: dict[str, str] = {}
         self._last: dict[str, Any] = {}
+        self._seconds: dict[str, dict[tuple[str, str], float]] = {}
 
     @classmethod
     def from_options(cls, options: LabelStudioOptions) -> LabelStudioProvider:
@@ -502,7 +504,7 @@ class LabelStudioProvider:
         task_type, labels = _task_from_config(str(project.label_config or ""))
         names = self._annotator_names()
         tasks = self.export(job)
-        self._remember(job, tasks, names)
+        self._remember(job, tasks, names, task_type)
         self._last["title"] = str(project.title or "")
         read = read_export(
             tasks,
@@ -513,24 +515,16 @@ class LabelStudioProvider:
         )
         return read, tasks
 
-    def _remember(self, job: Job, tasks: list[dict], names: dict[str, str]) -> None:
-        """Per-annotator counts, skips and time (Label Studio's `lead_time`) for `summary`."""
-        people: dict[str, dict[str, float]] = {}
-        for task in tasks:
-            for ann in task.get("annotations") or []:
-                uid = str(ann.get("completed_by", ""))
-                if isinstance(ann.get("completed_by"), dict):
-                    uid = str(ann["completed_by"].get("id", ""))
-                name = names.get(uid, f"ls-user-{uid}")
-                row = people.setdefault(name, {"answers": 0, "skipped": 0, "seconds": 0.0})
-                row["skipped" if ann.get("was_cancelled") else "answers"] += 1
-                lead = ann.get("lead_time")
-                if isinstance(lead, int | float) and lead >= 0:
-                    row["seconds"] += float(lead)
+    def _remember(
+        self, job: Job, tasks: list[dict], names: dict[str, str], task_type: TaskType
+    ) -> None:
+        """Per-annotator answers, skips and time for `summary`; time per answer for
+        `work_seconds` (one read of the export)."""
+        people, self._seconds[job.key] = answer_times(tasks, names, task_type)
         self._last = {
             **self._last,
             "url": self.project_url(job.external_id),
-            "annotators": {k: people[k] for k in sorted(people)},
+            "annotators": people,
         }
 
     def summary(self) -> dict[str, Any]:
@@ -550,6 +544,13 @@ class LabelStudioProvider:
         if read.skipped:
             log.info("%d cancelled (skipped) annotation(s) not used", read.skipped)
         return CollectResult(read.annotations, read.bad, skipped=read.skipped)
+
+    def work_seconds(self, job: Job) -> dict[tuple[str, str], float]:
+        """Seconds each answer took (`lead_time`) by (item, annotator), as of the last read of
+        the job (`collect`), for pricing people by the hour (`labelloop.accounting`)."""
+        if job.key not in self._seconds:
+            self._read(job)
+        return dict(self._seconds[job.key])
 
     def cancel(self, job: Job) -> None:
         """Delete the tasks nobody has annotated yet; annotated tasks (and labels) stay."""

@@ -388,3 +388,26 @@ def task_data(item: Item, task_type: TaskType, *, image_url: str | None, text: s
     else:
         data["text"] = text
     return data
+
+
+def answer_times(
+    tasks: list[dict[str, Any]], names: Mapping[str, str], task_type: TaskType
+) -> tuple[dict[str, dict[str, float]], dict[tuple[str, str], float]]:
+    """From an export: per annotator, answers, skips and seconds (Label Studio's `lead_time`);
+    and the seconds of each answer by (item, annotator), for pricing people by the hour."""
+    people: dict[str, dict[str, float]] = {}
+    seconds: dict[tuple[str, str], float] = {}
+    for task in tasks:
+        item = item_id_of_task(task, task_type)
+        for ann in task.get("annotations") or []:
+            author = ann.get("completed_by", "")
+            uid = str(author.get("id", "") if isinstance(author, dict) else author)
+            name = names.get(uid, f"ls-user-{uid}")
+            row = people.setdefault(name, {"answers": 0, "skipped": 0, "seconds": 0.0})
+            row["skipped" if ann.get("was_cancelled") else "answers"] += 1
+            lead = ann.get("lead_time")
+            if isinstance(lead, int | float) and lead >= 0:
+                row["seconds"] += float(lead)
+                if item is not None and not ann.get("was_cancelled"):
+                    seconds[(item, name)] = seconds.get((item, name), 0.0) + float(lead)
+    return {k: people[k] for k in sorted(people)}, seconds

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import storage
+from labelloop import guarantee, storage
 from labelloop.errors import InputError
+from labelloop.guarantee import Policy as GuaranteePolicy
 from labelloop.providers.base import (
     CollectResult,
     Job,
@@ -134,6 +135,8 @@ class RoutingOptions:
         threshold: A fixed threshold (skips calibration).
         calibration_uri: Human labels to calibrate on.
         min_accepted: Fewest calibration items a threshold must accept.
+        guarantee: Auto-accept under an error guarantee (`labelloop.guarantee.Policy`):
+            a certified threshold, audits by people every round, a pause on drift.
     """
 
     human: HumanOptions
@@ -142,6 +145,8 @@ class RoutingOptions:
     threshold: float | None = None
     calibration_uri: str | None = None
     min_accepted: int = 10
+    # Named apart from the module: typing resolves annotations in the class namespace too.
+    guarantee: GuaranteePolicy | None = None
 
     def validate(self, field: str) -> None:
         if not 0.0 < self.target_precision <= 1.0:
@@ -162,6 +167,9 @@ class RoutingProvider:
         threshold: A fixed threshold (skips calibration).
         calibration_uri: Human labels to calibrate on.
         min_accepted: Fewest calibration items a threshold must accept.
+        policy: Auto-accept under a guarantee (`labelloop.guarantee`): the threshold is
+            certified by an upper confidence bound instead of `target_precision`, a share of
+            accepted items is audited by people every round, and auto-accept pauses on drift.
     """
 
     name = NAME
@@ -175,6 +183,7 @@ class RoutingProvider:
         threshold: float | None = None,
         calibration_uri: str | None = None,
         min_accepted: int = 10,
+        policy: guarantee.Policy | None = None,
     ) -> None:
         if not 0.0 < target_precision <= 1.0:
             raise InputError("must lie in (0, 1]", field="provider_options.target_precision")
@@ -185,6 +194,10 @@ class RoutingProvider:
         self.calibration_uri = calibration_uri
         self.min_accepted = min_accepted
         self.calibration: Calibration | None = None
+        self.policy = policy
+        self.decision: guarantee.Decision | None = None
+        self.audit: guarantee.AuditRound | None = None
+        self._audited: dict[str, set[str]] = {}
         self._routed: dict[str, Any] = {}
         self._jobs: dict[str, tuple[list[Prediction], Job, float]] = {}
         self._auto: dict[str, int] = {}
@@ -199,12 +212,15 @@ class RoutingProvider:
             threshold=options.threshold,
             calibration_uri=options.calibration_uri,
             min_accepted=options.min_accepted,
+            policy=options.guarantee,
         )
 
     def calibrate(self, task: LabelingTask, instructions: str = "") -> Calibration:
         """Choose the auto-accept threshold (see the module docstring for the sources)."""
         if self.threshold is not None:
             return Calibration(self.threshold, "option", 0, 0, None)
+        if self.policy is not None:
+            return self._certified(task, instructions)
         if not self.calibration_uri or not storage.exists(self.calibration_uri):
             log.warning("no calibration labels: every item goes to people this round")
             return Calibration(math.inf, "none", 0, 0, None)
@@ -233,6 +249,31 @@ class RoutingProvider:
             tuple(tuple(int(v) for v in row) for row in counts),
         )
 
+    def _certified(self, task: LabelingTask, instructions: str) -> Calibration:
+        """The threshold under the guarantee: the newest certificate, unless audits show drift."""
+        policy = self.policy or guarantee.Policy()
+        audits, renewed = guarantee.read_history(policy.audits_uri)
+        if renewed is not None:
+            cert, source = renewed, policy.audits_uri
+        else:
+            conf: np.ndarray = np.zeros(0)
+            correct: np.ndarray = np.zeros(0, dtype=bool)
+            source = "none"
+            if self.calibration_uri and storage.exists(self.calibration_uri):
+                truth, items = read_human_labels(self.calibration_uri)
+                sample = [items[i] for i in truth if i in items]
+                valid = [p for p in self.gemini.predict(sample, task, instructions) if p.label]
+                conf = np.array([p.confidence for p in valid])
+                correct = np.array([p.label == truth[p.item] for p in valid], dtype=bool)
+                source = self.calibration_uri
+            cert = guarantee.certify(
+                conf, correct, target_error=policy.target_error, confidence=policy.confidence
+            )
+        self.decision = guarantee.decide(cert, audits)
+        log.info("routing: %s", self.decision.reason)
+        precision = 1.0 - cert.errors / cert.accepted if cert.accepted else None
+        return Calibration(self.decision.threshold, source, cert.sample, cert.accepted, precision)
+
     def submit(
         self,
         items: Sequence[Item],
@@ -246,10 +287,21 @@ class RoutingProvider:
         self.calibration = self.calibrate(task, text)
         threshold = self.calibration.threshold
         preds = self.gemini.predict(items, task, text)
+        accepted = [p.item for p in preds if p.label is not None and p.confidence >= threshold]
+        audited: set[str] = set()
+        if self.policy is not None:
+            # A random share of the accepted answers goes to people too: the audit.
+            audited = guarantee.audit_ids(
+                accepted,
+                share=self.policy.audit_share,
+                minimum=self.policy.audit_minimum,
+                seed=int(key[:8], 16),
+            )
+        self._audited[key] = audited
         routed = [
             item
             for item, p in zip(items, preds, strict=True)
-            if p.label is None or p.confidence < threshold
+            if p.label is None or p.confidence < threshold or item.id in audited
         ]
         pre = {p.item: (p.label, p.confidence) for p in preds if p.label is not None}
         if isinstance(self.human, LabelStudioProvider):
@@ -312,7 +364,12 @@ class RoutingProvider:
 
     def _accepted(self, job: Job) -> list[Prediction]:
         preds, _, threshold = self._state(job)
-        return [p for p in preds if p.label is not None and p.confidence >= threshold]
+        audited = self._audited.get(job.key, set())
+        return [
+            p
+            for p in preds
+            if p.label is not None and p.confidence >= threshold and p.item not in audited
+        ]
 
     def progress(self, job: Job) -> Progress:
         _, human_job, _ = self._state(job)
@@ -326,20 +383,79 @@ class RoutingProvider:
         auto = [
             Annotation(p.item, self.gemini.annotator, str(p.label)) for p in self._accepted(job)
         ]
+        if self.policy is not None:
+            self._score_audit(job, got.annotations)
         return CollectResult(auto + got.annotations, got.bad, skipped=got.skipped)
+
+    def _score_audit(self, job: Job, human: Sequence[Annotation]) -> None:
+        """Score this job's audit against people's labels and keep it for the next rounds.
+
+        When auto-accept was off (paused or uncertified), every item went to people: their
+        labels are a fresh calibration sample and may certify a threshold again.
+        """
+        policy = self.policy or guarantee.Policy()
+        preds, _, threshold = self._state(job)
+        conf = {p.item: p.confidence for p in preds}
+        votes: dict[str, Counter[str]] = {}
+        for a in human:
+            if isinstance(a.value, str):
+                votes.setdefault(a.item, Counter())[a.value] += 1
+        majority = {i: c.most_common(1)[0][0] for i, c in votes.items()}
+        answers = {p.item: str(p.label) for p in preds if p.label is not None}
+        audits, _ = guarantee.read_history(policy.audits_uri)
+        round_no = max([a.round for a in audits] + [0]) + 1
+        renewed: guarantee.Certificate | None = None
+        audit: guarantee.AuditRound | None = None
+        if math.isinf(threshold):
+            both = [i for i in answers if i in majority]
+            renewed = guarantee.certify(
+                np.array([conf[i] for i in both]),
+                np.array([answers[i] == majority[i] for i in both], dtype=bool),
+                target_error=policy.target_error,
+                confidence=policy.confidence,
+                round=round_no,
+            )
+        else:
+            accepted = {i: a for i, a in answers.items() if conf[i] >= threshold}
+            audit = guarantee.audit_round(
+                round_no,
+                threshold=threshold,
+                model_labels=accepted,
+                human_labels=majority,
+                audited=self._audited.get(job.key, set()),
+            )
+        self.audit = audit
+        if policy.audits_uri:
+            guarantee.write_history(
+                policy.audits_uri,
+                job=job.key,
+                audit=audit,
+                certificate=renewed if renewed is not None and renewed.certified else None,
+            )
 
     def cancel(self, job: Job) -> None:
         _, human_job, _ = self._state(job)
         self.human.cancel(human_job)
 
+    def work_seconds(self, job: Job) -> dict[tuple[str, str], float]:
+        """The human provider's reported time per (item, annotator), when it reports any."""
+        _, human_job, _ = self._state(job)
+        work = getattr(self.human, "work_seconds", None)
+        return work(human_job) if callable(work) else {}
+
     def summary(self) -> dict[str, Any]:
-        """Calibration, how many items each side got, Gemini usage and cost, and the human
-        provider's own summary (a Label Studio project's title and URL)."""
+        """Calibration, how many items each side got, Gemini usage and cost, the human
+        provider's own summary (a Label Studio project's title and URL); under a guarantee,
+        the decision and the audit."""
         human = getattr(self.human, "summary", None)
-        return {
+        out: dict[str, Any] = {
             "calibration": self.calibration.to_json() if self.calibration else None,
             "model_annotator": self.gemini.annotator,
             **self._routed,
             "gemini": self.gemini.summary(),
             "human": human() if callable(human) else {},
         }
+        if self.policy is not None:
+            out["guarantee"] = self.decision.to_json() if self.decision else None
+            out["audit"] = self.audit.to_json() if self.audit else None
+        return out

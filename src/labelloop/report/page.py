@@ -22,7 +22,7 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from labelloop.report import guidance, model_sections, sections
+from labelloop.report import budget, guidance, model_sections, sections
 from labelloop.report.data import ReportData, number
 from labelloop.report.format import fmt
 
@@ -56,6 +56,7 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section("model", "Model", "sections/model.html.j2", model_sections.model),
     Section("rounds", "Across rounds", "sections/rounds.html.j2", model_sections.rounds),
+    Section("budget", "Budget", "sections/budget.html.j2", budget.budget),
 )
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from labelloop.report import guidance
+from labelloop.report.budget import budget
 from labelloop.report.data import ReportData, integer, matrix, number, per_class_scores
 from labelloop.report.format import fmt, pct
 from labelloop.report.page import input_notes
@@ -58,6 +59,15 @@ def render_markdown(data: ReportData) -> str:
             out.append(_table(job["open_jobs_head"], job["open_jobs"]))
         if job["state_command"]:
             out.append(f"\nEvery item's state and open job: `{job['state_command']}`\n")
+
+    money = budget(data)
+    if money is not None:
+        out.append("\n## Budget\n\n" + money["lead"] + "\n\n")
+        out.append(_table([k.label for k in money["facts"]], [[k.value for k in money["facts"]]]))
+        out += [f"\n- {n}" for n in money["notes"]]
+        out.append("\n")
+        if money["trend"]:
+            out.append("\n" + _table(money["trend_head"], money["trend"]))
 
     count, agreement = data.gates()
     if agreement.reason:

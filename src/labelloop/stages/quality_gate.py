@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Sequence
+from typing import Any
 
 from labelloop import evaluation, relabel, state, storage
 from labelloop.annotations import read_annotations, read_gold, write_bad_records
@@ -74,6 +76,38 @@ def _text_lengths(items: set[str]) -> dict[str, int]:
 def _round_key(items: set[str]) -> str:
     """A round's key: a hash of its item set (a retry has the same key, so it overwrites)."""
     return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
+
+
+def _record_lineage(
+    state_uri: str,
+    consolidated: list[dict[str, object]],
+    annotations: Sequence[Annotation],
+    *,
+    method: str,
+    job_uri: str,
+) -> None:
+    """Who produced each label's inputs, how it was consolidated, its job (`labelloop lineage`)."""
+    from labelloop import lineage
+    from labelloop.ledger import Ledger
+
+    entries = Ledger.load(state_uri).state.items
+    jobs = {item: str(e["job"]) for item, e in entries.items() if e.get("job")}
+    record: dict[str, Any] = {}
+    if job_uri and storage.exists(job_uri):
+        loaded = json.loads(storage.read_text(job_uri))
+        record = loaded if isinstance(loaded, dict) else {}
+    key = _round_key({str(r["item"]) for r in consolidated})
+    rows = lineage.label_rows(
+        consolidated,
+        annotations,
+        job=key,
+        jobs=jobs,
+        round=len(state.round_outcomes(state_uri)) + 1,
+        method=method,
+        provider=str(record.get("provider", "")),
+        models=lineage.model_sources(record),
+    )
+    lineage.write_labels(state_uri, key, rows)
 
 
 def _earlier_answers(
@@ -316,6 +350,10 @@ def quality_gate(
     storage.write_text(metrics_uri, result.to_json())
     if state_uri and out.consolidated:
         state.record_labels(state_uri, out.consolidated)
+        _record_lineage(
+            state_uri, out.consolidated, read.annotations, method=consolidation_method,
+            job_uri=job_uri,
+        )  # fmt: skip
     log.info(
         "quality gate: %d labels, %s %s, %s",
         label_count,

@@ -99,9 +99,18 @@ def collect_job(
     progress = labeler.progress(job)
     got = labeler.collect(job)
     members = set(rec["items"])
+    # Seconds per answer where the provider reports them (Label Studio's lead_time): people
+    # paid by the hour are priced from them (`labelloop.accounting`).
+    work = getattr(labeler, "work_seconds", None)
+    seconds: Mapping[tuple[str, str], float] = work(job) if callable(work) else {}
     rows = [
         {
             **a.to_json(task.task_type),
+            **(
+                {"seconds": round(seconds[(a.item, a.annotator)], 3)}
+                if (a.item, a.annotator) in seconds
+                else {}
+            ),
             "provider": rec["provider"],
             "job": rec["key"],
             "round": rec["round"],

@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from labelloop import lease, storage
+from labelloop import costs, lease, storage
+from labelloop.accounting import record_spend, spend
 from labelloop.errors import BadRecord, InputError
 from labelloop.ledger import OPEN, POOL, QUEUED, Ledger, open_job_rows
 from labelloop.options import parse_options
@@ -55,6 +56,7 @@ class LabelingResult:
     queued: int = 0
     open_jobs: int = 0
     submit_error: str = ""
+    cost_usd: float = 0.0  # this run's spend: what it collected and the model calls it made
 
 
 def _target_job(
@@ -148,6 +150,7 @@ def run_labeling_job(
     rejects_uri: str,
     state_uri: str = "",
     run_id: str = "",
+    budget: str = "{}",
     sleep: Callable[[float], None] = time.sleep,
 ) -> LabelingResult:
     """Queue the new items, collect once (or wait), write every label collected so far.
@@ -168,6 +171,8 @@ def run_labeling_job(
         rejects_uri: Where to write records the provider returned but could not be used.
         state_uri: The loop's state (the ledger); "" keeps the ledger in memory for this step.
         run_id: This run's id (recorded in the ledger; the lease holder).
+        budget: The pipeline's `budget` JSON: its rates price this run's labels (`cost_usd`;
+            the ledger keeps what is needed to price them, `labelloop.accounting`).
         sleep: How to wait between polls (tests pass a fake clock).
     """
     task = LabelingTask(TaskType.parse(task_type), tuple(parse_labels(labels)))
@@ -180,6 +185,14 @@ def run_labeling_job(
     if labelers_per_item < 1:
         raise InputError("must be at least 1", field="labelers_per_item")
     provider_opts = {k: v for k, v in options.items() if k not in JOB_OPTIONS}
+    rates = costs.parse_budget(budget).rates
+    policy = provider_opts.get("guarantee")
+    if state_uri and isinstance(policy, dict) and not policy.get("audits_uri"):
+        # Audits and renewed certificates live in the loop's state, across rounds.
+        provider_opts["guarantee"] = {
+            **policy,
+            "audits_uri": storage.join(state_uri, "audits.jsonl"),
+        }
     items, bad_items = read_import_file(items_uri)
     labeler = get_provider(provider, provider_opts)
     lease.acquire(state_uri, lease.Holder.here(run_id))
@@ -244,6 +257,10 @@ def run_labeling_job(
     if callable(summary) and job is not None:
         # Calibration, usage and cost (Gemini), kept with the job for the report.
         record["provider_summary"] = summary()
+        record_spend(ledger, run=run_id, job=key, summary=record["provider_summary"])
+    paid = spend(ledger, rates)
+    run_cost = paid.runs.get(run_id, costs.Cost())
+    record["cost"] = {"run": run_cost.to_json(), "total": paid.total.to_json()}
     storage.write_text(job_uri, json.dumps(record, indent=2, sort_keys=True))
     labeled_items = len({r["item"] for r in rows})
     if state_uri:
@@ -263,6 +280,9 @@ def run_labeling_job(
                 "submit_error": submit_error,
                 "items": counts,
                 "open_jobs": len(open_jobs),
+                # The rates this run priced with: `labelloop state` prices the ledger with them.
+                "budget": costs.parse_budget(budget).to_json(),
+                "cost_usd": run_cost.total_usd,
             },
         )
         ledger.compact()
@@ -279,6 +299,7 @@ def run_labeling_job(
         queued=counts[QUEUED],
         open_jobs=len(open_jobs),
         submit_error=submit_error,
+        cost_usd=run_cost.total_usd,
     )
     log.info("labeling: %s", result)
     return result

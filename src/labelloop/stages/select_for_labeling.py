@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import evaluation, state, storage
+from labelloop import costs, evaluation, state, storage
+from labelloop.accounting import Plan, plan
 from labelloop.active_learning import strategies
 from labelloop.errors import BadRecord, InputError, summarize_bad_records
 from labelloop.schemas import Item, TaskType, ml_use_for, parse_labels, text_item_id
@@ -31,6 +32,8 @@ class SelectionResult:
     strategy: str
     cold_start: bool
     mean_score: float
+    wanted: int = 0
+    stop_reason: str = ""
 
 
 def _excluded_ids(state_uri: str) -> set[str]:
@@ -131,6 +134,10 @@ def select_for_labeling(
     source_uri: str = "",
     allowed_roots: Sequence[str] = (),
     queue_size: int = 0,
+    budget: str = "{}",
+    labelers_per_item: int = 1,
+    provider: str = "",
+    provider_options: str = "{}",
 ) -> SelectionResult:
     """Score the pool and keep the items most worth labeling: the open queue is topped up.
 
@@ -164,14 +171,20 @@ def select_for_labeling(
             whether active selection helps on this data (`labelloop.evaluation`).
         eval_size: Size of the fixed evaluation set: a random sample of the pool chosen once,
             labeled once (on top of the first batch), never trained on.
-
-    Items the quality step sent back for more answers (`labelloop.relabel`) take a slot of
-    the active arm when their expected error beats the new item they displace.
         source_uri: The source the pool was listed from: a predicted item that is not in the
             pool must lie inside it (or inside `allowed_roots`), else it is refused, counted as
             a bad record of the predictions and never read.
         allowed_roots: Further folders or `gs://` prefixes predicted items may come from.
         queue_size: The open queue's size in items (0: `k`).
+        budget: The pipeline's `budget` JSON: with a limit, fewer items are selected rather
+            than overspend (evaluation items included), and none once the budget is spent,
+            counting what open jobs have yet to cost (`stop_reason` says so).
+        labelers_per_item: Human labels per item, for the cost estimate.
+        provider: The labeling provider, for the model's share of the cost estimate.
+        provider_options: Its options (the Gemini model), for the same.
+
+    Items the quality step sent back for more answers (`labelloop.relabel`) take a slot of
+    the active arm when their expected error beats the new item they displace.
 
     Raises:
         InputError: Unknown strategy or task type, k < 1, or predictions not found.
@@ -190,13 +203,22 @@ def select_for_labeling(
     room, queued = queue_room(state_uri, queue_size=queue_size, selection_size=k)
     task = TaskType.parse(task_type)
     label_list = parse_labels(labels)
+    # The evaluation set's items still to label come on top of the batch: the budget covers both.
+    money = _budget_plan(
+        budget, state_uri=state_uri, wanted=room + max(eval_size, 0),
+        labelers_per_item=labelers_per_item, provider=provider,
+        provider_options=provider_options, is_image=task.is_image,
+    )  # fmt: skip
     items, bad = read_import_file(import_uri)
     if bad:
         log.warning("pool: %s", summarize_bad_records(bad))
     excluded_ids = _excluded_ids(state_uri)
     _record_pool(state_uri, items)
-    if room == 0:
-        log.info("the open queue is full (%d item(s) queued): nothing to top up", queued)
+    if room == 0 or money.affordable == 0:
+        if money.stop_reason:
+            log.warning("selection: %s", money.stop_reason)
+        else:
+            log.info("the open queue is full (%d item(s) queued): nothing to top up", queued)
         pool = len(items) - len(excluded_ids & {i.id for i in items})
         return _write_selection(
             [],
@@ -207,15 +229,20 @@ def select_for_labeling(
                 pool_histogram=None,
             ),
             task=task, output_uri=output_uri, summary_uri=summary_uri, queued=queued, room=room,
-            cold_start=False, used=strategy,
+            cold_start=False, used=strategy, money=money,
         )  # fmt: skip
-    k = room
-    k_active, k_random = evaluation.split_batch(k, random_share)
+    k_active, k_random = evaluation.split_batch(room, random_share)
     eval_set = evaluation.ensure_eval_set(
         state_uri, [i.id for i in items], size=eval_size, seed=seed, excluded=excluded_ids
     )
     eval_todo = [i for i in eval_set if i not in excluded_ids]
     excluded_ids |= set(eval_set)
+    if money.affordable < room + len(eval_todo):
+        # The evaluation items come first (labeled once); the batch shrinks to what is left.
+        eval_todo = eval_todo[: money.affordable]
+        k_active, k_random = evaluation.split_batch(
+            min(room, money.affordable - len(eval_todo)), random_share
+        )
     k = max(k_active, 0)
 
     if predictions_uri:
@@ -299,8 +326,53 @@ def select_for_labeling(
         evaluation.record_arms(state_uri, arms)
     return _write_selection(
         selected, summary, task=task, output_uri=output_uri, summary_uri=summary_uri,
-        queued=queued, room=room, cold_start=cold_start, used=used,
+        queued=queued, room=room, cold_start=cold_start, used=used, money=money,
     )  # fmt: skip
+
+
+def _budget_plan(
+    budget: str,
+    *,
+    state_uri: str,
+    wanted: int,
+    labelers_per_item: int,
+    provider: str,
+    provider_options: str,
+    is_image: bool,
+) -> Plan:
+    """How many of `wanted` items the budget affords (`labelloop.accounting.plan`)."""
+    from labelloop.ledger import Ledger
+
+    options = costs.parse_budget(budget)
+    try:
+        provider_opts = json.loads(provider_options or "{}")
+    except json.JSONDecodeError:
+        raise InputError("not a JSON object", field="provider_options") from None
+    model_usd = costs.model_item_estimate(
+        provider, provider_opts if isinstance(provider_opts, dict) else {}, is_image=is_image
+    )
+    money = plan(
+        Ledger.load(state_uri),
+        options,
+        wanted=wanted,
+        labelers_per_item=labelers_per_item,
+        model_usd_per_item=model_usd,
+    )
+    if options.min_gain_per_usd is None or money.affordable == 0:
+        return money
+    from labelloop import stop_rule
+
+    # The stop rule on the fixed evaluation set's learning curve: stop once a dollar buys less
+    # accuracy than the configured floor.
+    advice = stop_rule.advise(
+        stop_rule.curve_from_rounds(state.round_outcomes(state_uri)),
+        min_gain_per_100=options.min_gain_per_100,
+        min_gain_per_usd=options.min_gain_per_usd,
+    )
+    if advice.stop_selection:
+        log.warning("selection: %s", advice.reason)
+        return dataclasses.replace(money, affordable=0, stop_reason=advice.reason)
+    return money
 
 
 def _record_pool(state_uri: str, items: list[Item]) -> None:
@@ -327,8 +399,11 @@ def _write_selection(
     room: int,
     cold_start: bool,
     used: str,
+    money: Plan,
 ) -> SelectionResult:
     summary["queue"] = {"queued_before": queued, "room": room}
+    summary["budget"] = money.to_json()
+    summary["stop_reason"] = money.stop_reason
     storage.write_jsonl(output_uri, (item.to_import_record(task) for item in selected))
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     scores = [c["score"] for c in summary["items"]]
@@ -338,6 +413,8 @@ def _write_selection(
         strategy=used,
         cold_start=cold_start,
         mean_score=float(np.mean(scores)) if scores else 0.0,
+        wanted=money.wanted,
+        stop_reason=money.stop_reason,
     )
     log.info("selection: %s", result)
     return result

@@ -78,6 +78,24 @@ def _arm_curve(
     return points
 
 
+def _record_use(state_uri: str, model_uri: str, items: list[str]) -> None:
+    """Record what the model was trained on: each label (item, labeling job) for `labelloop
+    lineage`, and a `use` event in the ledger (what training used, beside the gate's)."""
+    import hashlib
+
+    from labelloop import lineage
+    from labelloop.ledger import Ledger
+
+    job_of = {item: str(row["job"]) for item, row in lineage.latest_by_item(state_uri).items()}
+    round_no = len(state.round_outcomes(state_uri)) + 1
+    name = f"round-{round_no}-" + hashlib.sha256(model_uri.encode()).hexdigest()[:8]
+    trained_on = [(item, job_of[item]) for item in items if item in job_of]
+    lineage.write_model(state_uri, name, trained_on=trained_on, round=round_no, uri=model_uri)
+    ledger = Ledger.load(state_uri)
+    ledger.append("use", run="", stage="train_model", items=len(items), model=name)
+    ledger.compact()
+
+
 def train_model(
     *,
     consolidated_uri: str,
@@ -179,6 +197,7 @@ def train_model(
     model.save(model_uri, extra=extra)
     if state_uri:
         model.save(state.path(state_uri, state.MODELS_LATEST), extra=extra)
+        _record_use(state_uri, model_uri, [str(rows[i]["item"]) for i in train_idx])
     result = TrainResult(
         train_items=len(train_idx),
         test_items=len(test_idx),

@@ -58,7 +58,12 @@ def _parse_outcome(outcome: str) -> dict[str, Any]:
     return data
 
 
-def _round_record(run_id: str, quality: QualityResult, outcome: dict[str, Any]) -> dict[str, Any]:
+def _round_record(
+    run_id: str, quality: QualityResult, outcome: dict[str, Any], job: dict[str, Any]
+) -> dict[str, Any]:
+    got = job.get("cost")
+    cost: dict[str, Any] = got if isinstance(got, dict) else {}
+    run_cost, total_cost = cost.get("run") or {}, cost.get("total") or {}
     train_items = integer(outcome.get("train_items"))
     test_items = integer(outcome.get("test_items"))
     trained = bool(outcome.get("trained"))
@@ -79,6 +84,9 @@ def _round_record(run_id: str, quality: QualityResult, outcome: dict[str, Any]) 
         "train_items": train_items,
         "test_items": test_items,
         "labels_used": labels_used,
+        # What this round cost and the spend so far (the stop rule's dollars).
+        "cost_usd": number(run_cost.get("total_usd")),
+        "spent_usd": number(total_cost.get("total_usd")),
     }
 
 
@@ -177,7 +185,7 @@ def write_report(
     if bad:
         log.warning("report inputs: %s", summarize_bad_records(bad))
 
-    record = _round_record(run_id, QualityResult.from_json(quality), result_outcome)
+    record = _round_record(run_id, QualityResult.from_json(quality), result_outcome, job)
     rounds: list[dict[str, Any]] = []
     if state_uri:
         storage.write_text(
