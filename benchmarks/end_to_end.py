@@ -1,6 +1,6 @@
 """Whole-process figures of the CLI on realistic files, side by side with what a user would run
-instead, all measured in this one run (medians of --runs runs; wall time and peak RSS of each
-process, children included).
+instead, all measured in this one run (medians of --runs runs; CPU seconds, wall time and peak
+RSS of each process, children included; on a shared machine the CPU ratio is the steadier one).
 
     .venv/bin/python benchmarks/end_to_end.py           # 1M / 2M annotations, 1M predictions
     .venv/bin/python benchmarks/end_to_end.py --full     # plus 10M annotations and 10M predictions
@@ -14,6 +14,7 @@ benchmarks/results/ (gitignored). Needs crowd-kit, pandas and duckdb (the dev ex
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -115,32 +116,55 @@ def to_parquet(csv_path: Path) -> Path:
     return out
 
 
-def measure(cmd: list[str], runs: int) -> tuple[float, float]:
-    """Median wall seconds and median peak RSS (MiB) of `cmd` as a whole process."""
-    walls, peaks = [], []
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """Medians over runs of one whole process: wall and CPU seconds, peak RSS in MiB."""
+
+    wall: float
+    cpu: float
+    peak: float
+
+
+def measure(cmd: list[str], runs: int) -> Figures:
+    """Median wall seconds, CPU seconds (user + sys, children included) and peak RSS of `cmd`
+    as a whole process. CPU seconds are the steadier figure on a shared machine."""
+    walls, cpus, peaks = [], [], []
     for _ in range(runs):
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
         walls.append(time.perf_counter() - start)
+        cpus.append(usage.ru_utime + usage.ru_stime)
         peaks.append(usage.ru_maxrss / 1024)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err = proc.stderr.read().decode() if proc.stderr else ""
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
-    return statistics.median(walls), statistics.median(peaks)
+    return Figures(statistics.median(walls), statistics.median(cpus), statistics.median(peaks))
 
 
-def row(name: str, ours: tuple[float, float], peer: tuple[float, float] | None, goal: str) -> None:
-    t, m = ours
+def row(name: str, ours: Figures, peer: Figures | None, goal: str) -> None:
+    mine = f"{ours.cpu:.2f} s CPU, {ours.wall:.2f} s wall, {ours.peak:.0f} MiB"
     if peer is None:
-        print(f"| {name} | {t:.2f} s, {m:.0f} MiB | | | {goal} |")
+        print(f"| {name} | {mine} | | | {goal} |")
         return
-    pt, pm = peer
     print(
-        f"| {name} | {t:.2f} s, {m:.0f} MiB | {pt:.2f} s, {pm:.0f} MiB | "
-        f"{pt / t:.2f}x faster, {m / pm:.2f}x memory | {goal} |"
+        f"| {name} | {mine} | {peer.cpu:.2f} s CPU, {peer.wall:.2f} s wall, {peer.peak:.0f} MiB | "
+        f"{peer.cpu / ours.cpu:.2f}x CPU, {peer.wall / ours.wall:.2f}x wall, "
+        f"{ours.peak / peer.peak:.2f}x memory | {goal} |"
     )
+
+
+def same_labels(ours: Path, peer: Path) -> None:
+    """Print how many items got the same label from both (they fit the same model)."""
+    import duckdb
+
+    same, total = duckdb.sql(
+        f"SELECT count(*) FILTER (WHERE a.label = b.label), count(*) "
+        f"FROM read_csv('{ours}', all_varchar=true) a "
+        f"JOIN read_csv('{peer}', all_varchar=true) b USING (item)"
+    ).fetchone() or (0, 0)
+    print(f"|   same label as crowd-kit | {same} of {total} items | | | same accuracy |")
 
 
 def main() -> None:
@@ -164,6 +188,7 @@ def main() -> None:
     ours = measure([*LABELLOOP, "consolidate", str(ann1m), "--out", str(out / "l.csv")], args.runs)
     peer = measure([*py, CROWDKIT, str(ann1m), str(out / "ck.csv")], args.runs)
     row("consolidate 1M CSV->CSV vs crowd-kit", ours, peer, ">= 10x faster")
+    same_labels(out / "l.csv", out / "ck.csv")
     pq = measure([*LABELLOOP, "consolidate", str(pq1m), "--out", str(out / "p.csv")], args.runs)
     row("consolidate 1M Parquet->CSV vs CSV->CSV", pq, ours, "at least as fast")
     agree = measure([*LABELLOOP, "agreement", str(ann2m)], args.runs)

@@ -124,6 +124,26 @@ def test_bootstrap_interval_brackets_estimate_and_is_reproducible() -> None:
     assert (low, high) == agr.bootstrap_ci(stats, "krippendorff_alpha", n_labels=k, n_boot=300)
 
 
+def test_bootstrap_over_count_patterns_matches_the_item_bootstrap() -> None:
+    """Drawing how many items fall on each distinct statistics row is the item bootstrap."""
+    rng = np.random.default_rng(2)
+    n_items, k = 400, 4
+    truth = rng.integers(0, k, n_items)
+    per_item = rng.integers(2, 5, n_items)  # 2-4 ratings: several count patterns
+    item = np.repeat(np.arange(n_items), per_item)
+    label = np.where(rng.random(item.size) < 0.6, truth[item], rng.integers(0, k, item.size))
+    stats = agr.item_statistics(vote_counts(item, label, n_items=n_items, n_labels=k))
+    rows, weight = agr.distinct_rows(stats, n_labels=k)
+    assert weight.sum() == n_items
+    assert rows.shape[0] < n_items
+    np.testing.assert_allclose(weight @ rows, stats.sum(axis=0))
+    grouped = agr.bootstrap_all(stats, agr.METRICS, n_labels=k, n_boot=4000, seed=1)
+    for metric in agr.METRICS:
+        per_item_draws = agr.bootstrap_replicates(stats, metric, n_labels=k, n_boot=4000)
+        assert np.mean(grouped[metric]) == pytest.approx(np.mean(per_item_draws), abs=0.005)
+        assert np.std(grouped[metric]) == pytest.approx(np.std(per_item_draws), rel=0.08)
+
+
 # --- properties -------------------------------------------------------------------------------
 
 ratings = st.integers(min_value=2, max_value=12).flatmap(

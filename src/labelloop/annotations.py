@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import storage, tables
+from labelloop import arrays, storage, tables
+from labelloop.codes import CODE, ColumnCodes, encode_column, lookup
 from labelloop.errors import BadRecord, InputError
 from labelloop.quality.encode import Encoded
 from labelloop.schemas import Annotation, AnnotationValue, Box, Shape, Span, TaskType
@@ -288,48 +289,19 @@ def infer_labels(uri: str) -> list[str]:
 
     Missing-value spellings (`NA`, `null`, ...) are not labels.
     """
-    loaded = tables.load(uri, ("item", "annotator", "label"))
-    found = _Column(loaded.data.column("label")).values()
-    if not found:
+    found = ColumnCodes()
+    with tables.stream(uri, ("item", "annotator", "label")) as scan:
+        for batch in scan:
+            found.add(batch.column("label"))
+        scan.finish()
+    values = found.finish().values()
+    if not values:
         raise InputError("no labels found: the table is empty or has no 'label' column", source=uri)
-    return found
+    return values
 
 
-class _Column:
-    """One string column as codes into its sorted, trimmed distinct values (-1: missing).
-
-    The work happens on the column's dictionary (its distinct raw values), not per row.
-    """
-
-    def __init__(self, column: Any) -> None:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        encoded = pc.dictionary_encode(column).combine_chunks()
-        raw = encoded.dictionary
-        trimmed = pc.utf8_trim_whitespace(raw)
-        missing = tables.missing_mask(raw)
-        keep = pa.array(~missing)
-        self.distinct = pc.sort_indices(pc.unique(pc.filter(trimmed, keep)))
-        self.sorted = pc.take(pc.unique(pc.filter(trimmed, keep)), self.distinct)
-        position = pc.index_in(trimmed, value_set=self.sorted).fill_null(-1)
-        remap = tables.to_numpy(position).astype(np.int64)
-        remap[missing] = -1
-        raw_index = tables.to_numpy(encoded.indices.fill_null(-1)).astype(np.int64)
-        self.codes = _lookup(remap, raw_index)
-        self._raw = raw
-        self._raw_index = raw_index
-
-    def values(self) -> list[str]:
-        return [str(v) for v in self.sorted.to_pylist()]
-
-    def raw(self, rows: np.ndarray) -> list[Any]:
-        """The raw values of some rows (for messages)."""
-        index = self._raw_index[rows]
-        out: list[Any] = [None] * index.shape[0]
-        for k, j in enumerate(index.tolist()):
-            out[k] = None if j < 0 else self._raw[j].as_py()
-        return out
+#: The columns of a single-label table, in order.
+LABEL_TABLE_COLUMNS = ("item", "annotator", "label")
 
 
 @dataclasses.dataclass
@@ -354,23 +326,33 @@ def read_label_table(
 ) -> LabelTable:
     """Read single-label `item, annotator, label` rows (CSV/TSV, JSONL, Parquet) as codes.
 
-    The engine parses; validation and encoding work on whole columns: missing values (any
+    The engine parses and hands over record batches, each dictionary-encoded as it arrives (the
+    file is never held as strings); validation works on whole code columns: missing values (any
     spelling in `tables.MISSING_SPELLINGS`) in any column, labels outside `labels` and repeated
     (item, annotator) rows after the first become bad records naming file, line and field.
 
     Args:
         uri: Local path, `/gcs/` path or `gs://` URI.
         labels: The label set (its order is the label index); default: the labels seen, sorted.
-        progress: Called with a short message before each phase (for a terminal's progress).
+        progress: Called with a short message now and then (for a terminal's progress).
 
     Raises:
         InputError: The file is missing or unreadable, or every row is bad.
     """
     say = progress or (lambda _msg: None)
     say(f"reading {uri}")
-    loaded = tables.load(uri, ("item", "annotator", "label"), aliases=CROWDKIT_NAMES)
+    cols = {c: ColumnCodes() for c in LABEL_TABLE_COLUMNS}
+    shown = 0
+    with tables.stream(uri, LABEL_TABLE_COLUMNS, aliases=CROWDKIT_NAMES) as scan:
+        for batch in scan:
+            for name, codes in cols.items():
+                codes.add(batch.column(name))
+            if scan.rows - shown >= 5_000_000:
+                shown = scan.rows
+                say(f"read {shown} rows")
+        loaded = scan.finish()
     say(f"encoding {loaded.rows} rows")
-    return encode_loaded(loaded, labels=labels)
+    return _encode(loaded, {c: codes.finish() for c, codes in cols.items()}, labels)
 
 
 def encode_loaded(loaded: tables.Loaded, *, labels: Sequence[str] | None = None) -> LabelTable:
@@ -379,71 +361,85 @@ def encode_loaded(loaded: tables.Loaded, *, labels: Sequence[str] | None = None)
     Raises:
         InputError: Every row is bad.
     """
-    import pyarrow as pa
+    cols = {c: encode_column(loaded.data.column(c)) for c in LABEL_TABLE_COLUMNS}
+    return _encode(loaded, cols, labels)
+
+
+def _encode(
+    loaded: tables.Loaded, cols: dict[str, ColumnCodes], labels: Sequence[str] | None
+) -> LabelTable:
     import pyarrow.compute as pc
 
     uri = loaded.source.uri
-    cols = {c: _Column(loaded.data.column(c)) for c in ("item", "annotator", "label")}
     label_col = cols["label"]
     label_list = list(labels) if labels is not None else label_col.values()
-    to_label = pc.index_in(label_col.sorted, value_set=pa.array(label_list, pa.string()))
-    label_map = tables.to_numpy(to_label.fill_null(-1)).astype(np.int64)
-    label = _lookup(label_map, label_col.codes)
-    # -1: missing, -2: not in the label set
-    label = np.where(label_col.codes < 0, -1, np.where(label < 0, -2, label))
+    to_label = pc.index_in(label_col.sorted, value_set=arrays.strings(label_list))
+    label: np.ndarray = lookup(arrays.filled(to_label, -1).astype(CODE), label_col.codes)
+    item: np.ndarray = cols["item"].codes
+    annotator: np.ndarray = cols["annotator"].codes
     ok = loaded.valid.copy()
-    problems: list[tuple[np.ndarray, str, Callable[[Any], str]]] = []
-    for name in ("item", "annotator"):
-        problems.append((cols[name].codes < 0, name, _missing_reason))
-    problems.append((label == -1, "label", _missing_reason))
     shown = ", ".join(label_list[:10]) + (", ..." if len(label_list) > 10 else "")
-    problems.append(
-        (label == -2, "label", lambda v: f"unknown label {v!r} (not in the label set: {shown})")
-    )
+    problems: list[tuple[np.ndarray, str, Callable[[Any], str]]] = [
+        (item < 0, "item", _missing_reason),
+        (annotator < 0, "annotator", _missing_reason),
+        (label_col.codes < 0, "label", _missing_reason),
+        (label < 0, "label", lambda v: f"unknown label {v!r} (not in the label set: {shown})"),
+    ]
     flagged: list[tuple[np.ndarray, str, Callable[[Any], str]]] = []
     for mask, field, reason in problems:
         hit = np.flatnonzero(mask & ok)
         if hit.size:
             ok[hit] = False
             flagged.append((hit, field, reason))
-    item, annotator = cols["item"].codes, cols["annotator"].codes
+    del problems
     n_annotators = len(cols["annotator"].sorted)
-    good = np.flatnonzero(ok)
-    key = item[good] * max(n_annotators, 1) + annotator[good]
-    if pc.count_distinct(pa.array(key)).as_py() != key.shape[0]:
-        _, first = np.unique(key, return_index=True)
-        repeated = np.setdiff1d(np.arange(key.shape[0]), first)
-        hit = good[repeated]
+    good = None if ok.all() else np.flatnonzero(ok)
+    repeated = _repeated(item, annotator, good, n_annotators=n_annotators)
+    if repeated.size:
+        hit = repeated if good is None else good[repeated]
         ok[hit] = False
         flagged.append((hit, "annotator", lambda _v: "repeated (item, annotator); first kept"))
     bad = list(loaded.bad)
     for hit, field, reason in flagged:
-        column = cols["label" if field == "label" else field]
         lines = loaded.line_numbers(hit).tolist()
         bad += [
             BadRecord(uri, int(n), field, reason(v))
-            for n, v in zip(lines, column.raw(hit), strict=True)
+            for n, v in zip(lines, cols[field].raw(hit), strict=True)
         ]
     bad.sort(key=lambda b: b.line)
-    good = np.flatnonzero(ok)
-    if not good.size:
+    if not ok.any():
         raise InputError(
-            f"no valid annotations: all {loaded.rows + len(loaded.bad)} row(s) were rejected; "
-            f"first: {bad[0] if bad else 'the file has no rows'}",
+            f"no valid annotations: all {loaded.rows + len(loaded.bad)} row(s) were "
+            f"rejected; first: {bad[0] if bad else 'the file has no rows'}",
             source=uri,
         )
-    item, annotator, label = item[good], annotator[good], label[good]
+    if not ok.all():
+        good = np.flatnonzero(ok)
+        item, annotator, label = item[good], annotator[good], label[good]
     items, item = _used(cols["item"].sorted, item)
     annotators, annotator = _used(cols["annotator"].sorted, annotator)
     encoded = Encoded(items, annotators, tuple(label_list), item, annotator, label)
     return LabelTable(encoded, bad, loaded.rows + len(loaded.bad), uri)
 
 
-def _lookup(table: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`table[index]` where `index >= 0`, else -1 (also for an empty table)."""
-    if not table.shape[0]:
-        return np.full(index.shape, -1, dtype=np.int64)
-    return np.where(index >= 0, table[np.clip(index, 0, table.shape[0] - 1)], -1)
+def _repeated(
+    item: np.ndarray, annotator: np.ndarray, rows: np.ndarray | None, *, n_annotators: int
+) -> np.ndarray:
+    """Positions (into `rows`, or all rows) of repeats of an earlier (item, annotator) pair."""
+
+    def keys() -> np.ndarray:
+        key = (annotator if rows is None else annotator[rows]).astype(np.int64)
+        key += (item if rows is None else item[rows]).astype(np.int64) * max(n_annotators, 1)
+        return key
+
+    ordered = keys()
+    ordered.sort()  # a sort finds repeats faster than a hash here (keys are mostly in order)
+    if ordered.shape[0] < 2 or not bool((ordered[1:] == ordered[:-1]).any()):
+        return np.zeros(0, dtype=np.int64)
+    del ordered
+    key = keys()
+    _, first = np.unique(key, return_index=True)
+    return np.setdiff1d(np.arange(key.shape[0]), first)
 
 
 def _missing_reason(value: Any) -> str:
@@ -457,7 +453,6 @@ def _used(values: Any, codes: np.ndarray) -> tuple[Any, np.ndarray]:
     used = np.bincount(codes, minlength=len(values)) > 0
     if used.all():
         return values, codes
-    import pyarrow as pa
 
-    renumber = np.cumsum(used) - 1
-    return values.filter(pa.array(used)), renumber[codes]
+    renumber = (np.cumsum(used) - 1).astype(CODE)
+    return values.filter(arrays.arrow(used)), renumber[codes]

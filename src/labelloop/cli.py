@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from labelloop import __version__
+import labelloop
 from labelloop.errors import describe_error
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -58,8 +58,29 @@ class SubCommands(argparse._SubParsersAction):
         return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered subcommand."""
+class VersionAction(argparse.Action):
+    """`--version`, reading the installed version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        print(f"labelloop {labelloop.__version__}")  # noqa: T201 - the command's output
+        parser.exit()
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on a command line (its first word that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with the registered subcommands.
+
+    With `command`, modules are registered in order only until one provides it, so a
+    command's start-up does not import every other command's dependencies (a name no module
+    provides registers them all, for argparse's list of choices).
+    """
     parser = argparse.ArgumentParser(
         prog="labelloop",
         description=__doc__.split("\n", 1)[0],
@@ -67,13 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.register("action", "parsers", SubCommands)
-    parser.add_argument("--version", action="version", version=f"labelloop {__version__}")
+    parser.add_argument("--version", action=VersionAction, help="show the version and exit")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log at DEBUG level, HTTP requests included"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+        if command is not None and command in sub.choices:
+            break
     return parser
 
 
@@ -122,7 +145,8 @@ def guarded(command: Callable[[], int]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (see the module docstring)."""
-    args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(words)).parse_args(words)
     configure_logging(args.verbose)
     return guarded(lambda: args.func(args))
 

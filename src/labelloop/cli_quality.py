@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import tables
+from labelloop import arrays, tables
 from labelloop.annotations import read_gold, read_label_table, write_bad_records
 from labelloop.errors import BadRecord, summarize_bad_records
 from labelloop.quality import agreement as agr
@@ -57,15 +57,14 @@ def _num(value: float) -> float | None:
 
 def _gold_codes(uri: str, enc: Encoded) -> tuple[np.ndarray, np.ndarray]:
     """Gold `(item index, label index)` arrays for the items that were annotated."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     gold, bad = read_gold(uri, labels=enc.labels)
     if bad:
         log.warning("gold: %s", summarize_bad_records(bad))
     names = list(gold)
-    position = pc.index_in(pa.array(names, pa.string()), value_set=enc.items).fill_null(-1)
-    found = tables.to_numpy(position).astype(np.int64)
+    position = pc.index_in(arrays.strings(names), value_set=enc.items)
+    found = arrays.filled(position, -1).astype(np.int64)
     used = found >= 0
     unused = int((~used).sum())
     if unused:
@@ -104,14 +103,15 @@ def consolidate_command(args: argparse.Namespace) -> int:
             enc.item, enc.annotator, enc.label, gold_item=g_item, gold_label=g_label, **kwargs
         )
     decided = model.labels_ >= 0
-    label_names = pa.array(list(enc.labels), pa.string())
-    out = pa.table(
-        {
-            "item": enc.items,
+    label_names = arrays.strings(enc.labels)
+    out = pa.Table.from_arrays(
+        [
+            enc.items,
             # Ties (and items without a label) are missing values, never a class.
-            "label": _take_or_null(label_names, model.labels_, decided),
-            "confidence": pa.array(np.round(model.confidence_, 6)),
-        }
+            label_names.take(arrays.arrow(np.maximum(model.labels_, 0), valid=decided)),
+            arrays.arrow(np.round(model.confidence_, 6)),
+        ],
+        names=["item", "label", "confidence"],
     )
     if say:
         say(f"writing {args.out}")
@@ -121,13 +121,6 @@ def consolidate_command(args: argparse.Namespace) -> int:
         "%d items consolidated with %s (%d ties left unlabeled)", enc.n_items, args.method, ties
     )
     return 0
-
-
-def _take_or_null(values: Any, index: np.ndarray, keep: np.ndarray) -> Any:
-    """`values[index]`, null where `keep` is false."""
-    import pyarrow as pa
-
-    return values.take(pa.array(np.maximum(index, 0), mask=~keep))
 
 
 def agreement_report(enc: Encoded, *, n_boot: int, seed: int) -> dict[str, Any]:

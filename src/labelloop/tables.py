@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gzip
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from labelloop import storage
+from labelloop import lines, storage
+from labelloop.arrays import (
+    filled,
+    strings,
+    to_numpy,  # noqa: F401 - where readers have long found it
+)
 from labelloop.errors import BadRecord, InputError, LabelloopError
 
 if TYPE_CHECKING:
@@ -56,7 +60,6 @@ _MAGIC = (
 )
 #: Values that mean "no value" in exported tables; never a label, item or annotator.
 MISSING_SPELLINGS = ("", "na", "n/a", "nan", "null", "none", "nil", "-", "?", "#n/a", "<na>")
-_BLOCK = 16 << 20
 
 
 class WriteError(LabelloopError):
@@ -190,11 +193,13 @@ class Loaded:
     valid: np.ndarray
     _rejected_lines: list[int] = dataclasses.field(default_factory=list)
     _line_map: np.ndarray | None = None
+    #: Rows parsed when `data` was streamed (not kept); -1: `data` holds every row.
+    n_rows: int = -1
 
     @property
     def rows(self) -> int:
         """Rows parsed (bad ones included)."""
-        return int(self.data.num_rows)
+        return self.n_rows if self.n_rows >= 0 else int(self.data.num_rows)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -207,12 +212,12 @@ class Loaded:
             return rn + 1
         if self._line_map is None:
             is_csv = self.source.format in ("csv", "tsv")
-            line_map = _data_lines(self.source, header=is_csv)
+            line_map = lines.data_lines(self.source, header=is_csv)
             rejected = np.asarray(self._rejected_lines, dtype=np.int64)
             if is_csv:
                 line_map = np.setdiff1d(line_map, rejected)
                 if line_map.shape[0] != self.rows:  # a quoted field spans lines: count records
-                    line_map = _csv_record_lines(self.source, rejected)
+                    line_map = lines.csv_record_lines(self.source, rejected)
             self._line_map = line_map
         line_map = self._line_map
         if not line_map.shape[0]:
@@ -222,66 +227,22 @@ class Loaded:
 
     def raw_line(self, line: int) -> bytes:
         """The bytes of one physical line (for a precise reason on a row the engine nulled)."""
-        with _open_plain(self.source) as fh:
+        return self.raw_lines([line]).get(line, b"")
+
+    def raw_lines(self, numbers: Sequence[int]) -> dict[int, bytes]:
+        """The bytes of some physical lines, read in one pass over the file."""
+        wanted = set(numbers)
+        found: dict[int, bytes] = {}
+        if not wanted:
+            return found
+        last = max(wanted)
+        with lines.open_plain(self.source) as fh:
             for number, raw in enumerate(fh, start=1):
-                if number == line:
-                    return bytes(raw)
-        return b""
-
-
-@contextlib.contextmanager
-def _open_plain(source: Source) -> Iterator[Any]:
-    if source.compression == "gzip":
-        with gzip.open(source.path, "rb") as fh:
-            yield fh
-    elif source.compression == "zstd":
-        raise InputError("line numbers of zstd files need the file decompressed", source=source.uri)
-    else:
-        with open(source.path, "rb") as fh:
-            yield fh
-
-
-def _data_lines(source: Source, *, header: bool) -> np.ndarray:
-    """1-based numbers of the non-blank lines (after the header), in file order."""
-    out: list[np.ndarray] = []
-    base = 0  # lines completed before this block
-    carry = 0  # non-space bytes seen on the unfinished line
-    with _open_plain(source) as fh:
-        while block := fh.read(_BLOCK):
-            buf = np.frombuffer(block, dtype=np.uint8)
-            ends = np.flatnonzero(buf == 10)
-            seen = np.cumsum(~np.isin(buf, (9, 10, 13, 32)), dtype=np.int64)
-            if not ends.size:
-                carry += int(seen[-1])
-                continue
-            per_line = np.diff(np.r_[0, seen[ends]])
-            per_line[0] += carry
-            out.append(base + 1 + np.flatnonzero(per_line > 0))
-            base += int(ends.size)
-            carry = int(seen[-1] - seen[ends[-1]])
-    if carry:
-        out.append(np.asarray([base + 1], dtype=np.int64))
-    lines = np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-    return lines[1:] if header and lines.size else lines
-
-
-def _csv_record_lines(source: Source, rejected: np.ndarray) -> np.ndarray:
-    """First physical line of each data record, counted as the engine counts records."""
-    import csv
-    import io
-
-    out: list[int] = []
-    skip = set(rejected.tolist())
-    with _open_plain(source) as fh:
-        text = io.TextIOWrapper(fh, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text, delimiter="\t" if source.format == "tsv" else ",")
-        previous = 0
-        for record, row in enumerate(reader, start=1):
-            start = previous + 1
-            previous = reader.line_num
-            if record > 1 and record not in skip and any(v.strip() for v in row):
-                out.append(start)
-    return np.asarray(out, dtype=np.int64)
+                if number in wanted:
+                    found[number] = bytes(raw)
+                if number >= last:
+                    break
+        return found
 
 
 def from_arrow(data: pa.Table, *, name: str = "<table>") -> Loaded:
@@ -306,6 +267,91 @@ def load(
 
     Rows the engine cannot split into fields (too many or too few columns, a line that is not a
     JSON object) become bad records. Missing columns in a CSV header are an error up front.
+    For large files prefer `stream`, which never holds the whole table.
+
+    Raises:
+        InputError: The file is missing, unreadable, not UTF-8, or lacks a required column.
+    """
+    import pyarrow as pa
+
+    with stream(
+        uri,
+        columns,
+        json_columns=json_columns,
+        optional=optional,
+        aliases=aliases,
+        default_format=default_format,
+    ) as scan:
+        data = pa.Table.from_batches(list(scan), schema=scan.schema)
+        return scan.finish(data)
+
+
+class Stream:
+    """Record batches of a file being read (iterate once), then `finish` for its bad records.
+
+    Batches come in file order; `finish()` must be called after the last batch: only then does
+    the engine know which lines it rejected.
+    """
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, src: Source, reader: pa.RecordBatchReader
+    ) -> None:
+        self.source = src
+        self.schema = reader.schema
+        self.rows = 0
+        self._con = con
+        self._reader = reader
+        self._nulled: list[np.ndarray] = []  # JSONL rows the engine nulled (not an object)
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        try:
+            for batch in self._reader:
+                if self.source.format == "jsonl" and batch.num_rows:
+                    nulled = lines.all_null(batch)
+                    if nulled.any():
+                        self._nulled.append(self.rows + np.flatnonzero(nulled))
+                self.rows += batch.num_rows
+                yield batch
+        except duckdb.Error as exc:  # the engine's own errors: one line naming the file
+            raise _engine_error(exc, self.source.uri) from None
+
+    def finish(self, data: pa.Table | None = None) -> Loaded:
+        """The read's `Loaded` (with `data`, or an empty table of the schema when streamed)."""
+        import duckdb
+        import pyarrow as pa
+
+        bad: list[BadRecord] = []
+        rejected: list[int] = []
+        if self.source.format in ("csv", "tsv"):
+            try:
+                rejected, bad = lines.csv_rejects(self._con, self.source)
+            except duckdb.Error as exc:
+                raise _engine_error(exc, self.source.uri) from None
+        if data is None:
+            data = pa.Table.from_batches([], schema=self.schema)
+        loaded = Loaded(data, self.source, bad, np.ones(self.rows, dtype=bool), rejected)
+        loaded.n_rows = self.rows
+        if self._nulled:
+            lines.json_unparsed(loaded, np.concatenate(self._nulled))
+        if storage.is_gcs(self.source.uri) and self.source.compression != "zstd":
+            loaded.line_numbers(np.zeros(0, dtype=np.int64))  # before the local copy goes
+        return loaded
+
+
+@contextlib.contextmanager
+def stream(
+    uri: str,
+    columns: Sequence[str],
+    *,
+    json_columns: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    aliases: Mapping[str, str] | None = None,
+    default_format: str | None = None,
+    batch_rows: int = 1 << 20,
+) -> Iterator[Stream]:
+    """`load`, batch by batch: memory stays near one batch whatever the file's size.
 
     Raises:
         InputError: The file is missing, unreadable, not UTF-8, or lacks a required column.
@@ -313,55 +359,64 @@ def load(
     import duckdb
 
     con = connect()
-    with local_source(uri, default_format=default_format) as src:
-        path = _sql_str(src.path)
-        comp = f", compression={_sql_str(src.compression)}" if src.compression else ""
-        bad: list[BadRecord] = []
-        rejected: list[int] = []
-        names = list(columns)
-        try:
-            aliases = dict(aliases or {})
-            if src.format in ("csv", "tsv"):
-                header = _header(con, src)
-                names = _resolve(names, header, aliases, src)
-                names += [c for c in optional if c in header]
-                delim = "\\t" if src.format == "tsv" else ","
-                data = con.sql(
-                    f"SELECT {_select(names)} FROM read_csv({path}, header=true, "
-                    f"all_varchar=true, delim=E'{delim}', quote='\"', escape='\"', "
-                    f"store_rejects=true{comp})"
-                ).to_arrow_table()
-                rejected, bad = _csv_rejects(con, src)
-            elif src.format == "jsonl":
-                names += list(optional)
-                read = [*names, *(a for a in aliases.values() if a not in names)]
-                spec = ", ".join(
-                    f"'{c}': '{'JSON' if c in json_columns else 'VARCHAR'}'" for c in read
+    try:
+        with local_source(uri, default_format=default_format) as src:
+            try:
+                query = _query(
+                    con,
+                    src,
+                    columns,
+                    json_columns=json_columns,
+                    optional=optional,
+                    aliases=dict(aliases or {}),
                 )
-                picked = ", ".join(
-                    f'coalesce("{c}", "{aliases[c]}") AS "{c}"' if c in aliases else f'"{c}"'
-                    for c in names
-                )
-                data = con.sql(
-                    f"SELECT {picked} FROM read_json({path}, "
-                    f"format='newline_delimited', ignore_errors=true, columns={{{spec}}}{comp})"
-                ).to_arrow_table()
-            else:
-                described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()
-                found = [str(r[0]) for r in described]
-                names = _resolve(names, found, aliases, src)
-                names += [c for c in optional if c in found]
-                data = con.sql(
-                    f"SELECT {_select(names, json_columns)} FROM read_parquet({path})"
-                ).to_arrow_table()
-        except duckdb.Error as exc:  # the engine's own errors: one line naming the file
-            raise _engine_error(exc, uri) from None
-        finally:
-            con.close()
-        loaded = Loaded(data, src, bad, np.ones(data.num_rows, dtype=bool), rejected)
-        if src.format == "jsonl" and data.num_rows:
-            _json_unparsed(loaded)
-        return loaded
+                reader = con.sql(query).to_arrow_reader(batch_rows)
+            except duckdb.Error as exc:  # the engine's own errors: one line naming the file
+                raise _engine_error(exc, uri) from None
+            yield Stream(con, src, reader)
+    finally:
+        con.close()
+
+
+def _query(
+    con: duckdb.DuckDBPyConnection,
+    src: Source,
+    columns: Sequence[str],
+    *,
+    json_columns: Sequence[str],
+    optional: Sequence[str],
+    aliases: dict[str, str],
+) -> str:
+    """The engine's query reading `columns` of `src` (see `load`)."""
+    path = _sql_str(src.path)
+    comp = f", compression={_sql_str(src.compression)}" if src.compression else ""
+    names = list(columns)
+    if src.format in ("csv", "tsv"):
+        header = _header(con, src)
+        names = _resolve(names, header, aliases, src)
+        names += [c for c in optional if c in header]
+        delim = "\\t" if src.format == "tsv" else ","
+        return (
+            f"SELECT {_select(names)} FROM read_csv({path}, header=true, "
+            f"all_varchar=true, delim=E'{delim}', quote='\"', escape='\"', "
+            f"store_rejects=true{comp})"
+        )
+    if src.format == "jsonl":
+        names += list(optional)
+        read = [*names, *(a for a in aliases.values() if a not in names)]
+        spec = ", ".join(f"'{c}': '{'JSON' if c in json_columns else 'VARCHAR'}'" for c in read)
+        picked = ", ".join(
+            f'coalesce("{c}", "{aliases[c]}") AS "{c}"' if c in aliases else f'"{c}"' for c in names
+        )
+        return (
+            f"SELECT {picked} FROM read_json({path}, "
+            f"format='newline_delimited', ignore_errors=true, columns={{{spec}}}{comp})"
+        )
+    described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({path})").fetchall()
+    found = [str(r[0]) for r in described]
+    names = _resolve(names, found, aliases, src)
+    names += [c for c in optional if c in found]
+    return f"SELECT {_select(names, json_columns)} FROM read_parquet({path})"
 
 
 def _select(names: Sequence[str], cast_json: Sequence[str] | None = None) -> str:
@@ -423,77 +478,12 @@ def _resolve(
     return out
 
 
-def _csv_rejects(con: duckdb.DuckDBPyConnection, src: Source) -> tuple[list[int], list[BadRecord]]:
-    """The CSV lines the engine rejected: blank lines are skipped, the rest are bad records."""
-    rows = con.execute(
-        "SELECT line, any_value(column_name), any_value(error_type), any_value(csv_line) "
-        "FROM reject_errors GROUP BY line ORDER BY line"
-    ).fetchall()
-    rejected: list[int] = []
-    bad: list[BadRecord] = []
-    for line, column, kind, text in rows:
-        rejected.append(int(line))
-        if not str(text or "").strip():
-            continue  # a whitespace-only line: nothing was on it
-        if kind == "INVALID ENCODING":
-            raise InputError(
-                "the file is not UTF-8 encoded; save it as UTF-8 (e.g. iconv -f latin1 -t UTF-8)",
-                source=src.uri,
-                line=int(line),
-            )
-        reason = {
-            "MISSING COLUMNS": "too few fields on the line",
-            "TOO MANY COLUMNS": "too many fields on the line (an unquoted separator?)",
-            "UNQUOTED VALUE": "a quote inside an unquoted value",
-        }.get(str(kind), str(kind).lower())
-        bad.append(BadRecord(src.uri, int(line), str(column or "*"), reason))
-    return rejected, bad
-
-
-def _json_unparsed(loaded: Loaded) -> None:
-    """JSON lines the engine nulled (not an object, not JSON): bad records with the reason."""
-    import json
-
-    import pyarrow.compute as pc
-
-    nulled = np.ones(loaded.rows, dtype=bool)
-    for column in loaded.data.columns:
-        nulled &= to_numpy(pc.is_null(column)).astype(bool)
-    rn = np.flatnonzero(nulled)
-    if not rn.size:
-        return
-    loaded.valid[rn] = False
-    for line in loaded.line_numbers(rn).tolist():
-        raw = loaded.raw_line(int(line))
-        try:
-            obj = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = f"not valid JSON ({getattr(exc, 'msg', 'not UTF-8')})"
-        else:
-            reason = "expected a JSON object" if not isinstance(obj, dict) else "no known field"
-        loaded.bad.append(BadRecord(loaded.source.uri, int(line), "*", reason))
-
-
 def missing_mask(values: pa.Array) -> np.ndarray:
     """Boolean mask: null, or (trimmed, any case) one of `MISSING_SPELLINGS`."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    spelled = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), pa.array(MISSING_SPELLINGS))
-    mask = pc.or_kleene(pc.is_null(values), spelled).fill_null(True)
-    return to_numpy(mask).astype(bool)
-
-
-def to_numpy(values: Any) -> np.ndarray:
-    """A numeric or boolean Arrow array (no nulls) as numpy, without pandas' converters."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if pa.types.is_boolean(values.type):
-        values = pc.cast(values, pa.uint8())
-    return np.asarray(values.to_numpy(zero_copy_only=True))
+    spelled = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(values)), strings(MISSING_SPELLINGS))
+    return filled(spelled, 1).astype(bool) | filled(pc.is_null(values), 1).astype(bool)
 
 
 # --------------------------------------------------------------------------- writing

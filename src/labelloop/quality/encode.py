@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from labelloop.errors import InputError
 from labelloop.schemas import Annotation
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +84,7 @@ def encode(annotations: Sequence[Annotation], labels: Sequence[str]) -> Encoded:
 
 def vote_counts(item: np.ndarray, label: np.ndarray, *, n_items: int, n_labels: int) -> np.ndarray:
     """(n_items, n_labels) matrix of how many annotators gave each label to each item."""
-    flat = np.bincount(item * n_labels + label, minlength=n_items * n_labels)
+    flat = np.bincount(item.astype(np.int64) * n_labels + label, minlength=n_items * n_labels)
     return flat.reshape(n_items, n_labels).astype(np.float64)
 
 
@@ -102,6 +104,8 @@ def response_matrix(
     straight in CSR layout (one stable sort by item, 32-bit column indices) to keep the peak
     memory near the size of the result.
     """
+    import scipy.sparse as sp  # here, not at import: only Dawid-Skene needs it
+
     order = np.argsort(item, kind="stable")
     index_type = np.int32 if n_annotators * n_labels < 2**31 else np.int64
     columns: np.ndarray = annotator[order].astype(index_type)
