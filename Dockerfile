@@ -39,8 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/home/labelloop \
-    MPLCONFIGDIR=/home/labelloop/.cache/matplotlib \
-    NUMBA_CACHE_DIR=/home/labelloop/.cache/numba
+    MPLCONFIGDIR=/home/labelloop/.cache/matplotlib
 # A non-root user (uid 10001, group 0 so that platforms running an arbitrary uid in the root
 # group, e.g. OpenShift, can write too). The KFP launcher on Kubeflow Pipelines copies
 # artifacts to local mount points named after the store (/minio, /s3, /gcs; kubeflow/pipelines
@@ -53,9 +52,7 @@ RUN groupadd --gid 10001 labelloop \
     && chmod -R g=u /minio /s3 /gcs /home/labelloop
 USER 10001:10001
 WORKDIR /home/labelloop
-# Caches built once here instead of in every task: matplotlib's font cache (the report) and
-# the numba-compiled selection scanner (a machine with another CPU model recompiles once).
+# Built once here instead of in every task: matplotlib's font cache (the report).
 RUN python3 -c "import matplotlib.font_manager as fm; print(len(fm.fontManager.ttflist), 'fonts cached')" \
-    && python3 -c "from labelloop.active_learning.predictions import warm_up; print(warm_up())" \
     && chmod -R g=u /home/labelloop/.cache
 CMD ["python3", "-c", "import labelloop; print(labelloop.__version__)"]

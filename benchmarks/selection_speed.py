@@ -1,185 +1,157 @@
-"""Speed and memory of selecting the top-k from Vertex-format batch predictions.
+"""Whole-process speed and memory of `labelloop select` on Vertex batch-prediction files.
 
-Compares, in the same run and on the same file, labelloop's streaming selection
-(`select_from_predictions`, least confidence) with the straightforward approach: `json.loads`
-per line, a list of dicts, a full sort by max confidence. Then measures the streaming
-selection's peak resident memory in a fresh subprocess on a (larger) file.
+Side by side in one run, on the same generated file (top 10k, least confidence):
+- `labelloop select` (the CLI: engine pass with every check, exact re-rank, import file written);
+- DuckDB's one query a user would write instead (`read_json` -> `1 - list_max(...)` ->
+  `ORDER BY ... LIMIT`, no checks: a string "0.5" or `true` is silently a number there);
+- the straightforward script (`json.loads` per line, a list of dicts, a full sort).
+Then the same file split into Vertex-style shards (`prediction.results-0000N-of-0000M`, read
+in parallel), and with `--full` the peak memory on 10M lines (goal: under 1 GiB).
 
-The selection's compiled scanner (numba) is compiled once per checkout and cached; loading it
-in a new process costs a fraction of a second. The warm-up on a small file is timed and printed
-apart; the ratio is for the selection itself, both measured after it, best of `--repeat` runs.
-
-The files are generated into a temporary folder and deleted afterwards.
+Each figure is the median of `--runs` fresh processes: CPU seconds (user + sys: the steadier
+figure on a shared machine), wall seconds and peak RSS. Every 100,000th line carries a
+negative confidence, so the bad-line path (counted, reported with its line) is exercised.
+Generated files go to benchmarks/results/ (gitignored) and are kept for the next run.
 
 Usage:
-    .venv/bin/python benchmarks/selection_speed.py                  # 1M lines, top 10k
-    .venv/bin/python benchmarks/selection_speed.py --full           # + 10M lines memory check
-    .venv/bin/python benchmarks/selection_speed.py --numbers repr   # 17-digit confidences
+    .venv/bin/python benchmarks/selection_speed.py          # 1M lines
+    .venv/bin/python benchmarks/selection_speed.py --full   # + 10M lines peak memory
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from labelloop.active_learning.predictions import select_from_predictions  # noqa: E402
-
+RESULTS = ROOT / "benchmarks" / "results"
 N_CLASSES = 10
 IDS = json.dumps([str(1000 + j) for j in range(N_CLASSES)])
 NAMES = json.dumps([str(j) for j in range(N_CLASSES)])
-# Number spellings: 6 significant digits, or a float64's repr (up to 17, parsed approximately
-# by the scanner and re-read exactly for the kept lines).
-NUMBER_FORMATS = {"short": "%.6g", "repr": "%r"}
-
-
-def template(number_format: str) -> str:
-    """One prediction line with `%` slots for the index and the confidences."""
-    return (
-        '{"instance": {"content": "gs://bucket/images/img_%09d.png", "mimeType": "image/png"}, '
-        f'"prediction": {{"ids": {IDS}, "displayNames": {NAMES}, "confidences": ['
-        + ", ".join([NUMBER_FORMATS[number_format]] * N_CLASSES)
-        + "]}}\n"
-    )
-
-
-def generate(
-    path: Path, n: int, *, seed: int = 0, bad_every: int = 100_000, numbers: str = "short"
-) -> None:
-    """Write `n` prediction lines (Dirichlet confidences); every `bad_every`-th is bad."""
-    rng = np.random.default_rng(seed)
-    line = template(numbers)
-    with path.open("w", encoding="utf-8") as fh:
-        for start in range(0, n, 100_000):
-            m = min(100_000, n - start)
-            proba = rng.dirichlet(np.full(N_CLASSES, 0.3), size=m)
-            lines = [line % (start + i, *proba[i].tolist()) for i in range(m)]
-            for i in range(0, m, bad_every):
-                if start + i > 0:
-                    # A valid-JSON line with a negative confidence: reported, not selected.
-                    lines[i] = lines[i].replace('"confidences": [', '"confidences": [-0.5, ', 1)
-            fh.writelines(lines)
-
-
-def naive_top_k(path: Path, k: int) -> list[str]:
-    """The straightforward way: json per line, a list of dicts, full sort by max confidence."""
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            rows.append(
-                {
-                    "item": row["instance"]["content"],
-                    "max_confidence": max(row["prediction"]["confidences"]),
-                }
-            )
-    rows.sort(key=lambda r: r["max_confidence"])
-    return [r["item"] for r in rows[:k]]
-
-
-MEMORY_CHILD = """
-import resource, sys, time
-sys.path.insert(0, {src!r})
-from labelloop.active_learning.predictions import select_from_predictions
-t = time.perf_counter()
-r = select_from_predictions({path!r}, {k}, strategy="least_confidence")
-elapsed = time.perf_counter() - t
-peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(peak_kib, elapsed, r.pool, r.bad_records, len(r.items))
+LINE = (
+    '{"instance": {"content": "gs://bucket/images/img_%09d.png", "mimeType": "image/png"}, '
+    f'"prediction": {{"ids": {IDS}, "displayNames": {NAMES}, "confidences": ['
+    + ", ".join(["%.6g"] * N_CLASSES)
+    + "]}}\n"
+)
+DUCKDB = """
+import sys
+import duckdb
+src, k, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+duckdb.sql(f'''COPY (SELECT instance.content AS imageGcsUri,
+    1 - list_max(prediction.confidences) AS score
+    FROM read_json('{src}', format='newline_delimited') ORDER BY score DESC LIMIT {k})
+    TO '{out}' (FORMAT json)''')
+"""
+SCRIPT = """
+import json, sys
+src, k = sys.argv[1], int(sys.argv[2])
+rows = []
+with open(src, encoding="utf-8") as fh:
+    for line in fh:
+        row = json.loads(line)
+        rows.append((max(row["prediction"]["confidences"]), row["instance"]["content"]))
+rows.sort()
+print(len(rows[:k]))
 """
 
 
-def peak_memory(path: Path, k: int) -> tuple[float, float, int, int]:
-    """Peak RSS (MiB), seconds, pool and bad lines of a selection run in a fresh process."""
-    code = MEMORY_CHILD.format(src=str(ROOT / "src"), path=str(path), k=k)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    peak_kib, elapsed, pool, bad, _ = out.stdout.split()
-    return int(peak_kib) / 1024, float(elapsed), int(pool), int(bad)
+def generate(path: Path, n: int, *, seed: int = 0, bad_every: int = 100_000) -> Path:
+    """`n` prediction lines (Dirichlet confidences); every `bad_every`-th is bad."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(seed)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for start in range(0, n, 100_000):
+            m = min(100_000, n - start)
+            proba = rng.dirichlet(np.full(N_CLASSES, 0.3), size=m)
+            lines = [LINE % (start + i, *proba[i].tolist()) for i in range(m)]
+            for i in range(0, m, bad_every):
+                if start + i:
+                    lines[i] = lines[i].replace('"confidences": [', '"confidences": [-0.5, ', 1)
+            fh.writelines(lines)
+    tmp.replace(path)
+    return path
+
+
+def shard(path: Path, parts: int) -> Path:
+    """The file split into Vertex-style result shards in a folder beside it."""
+    folder = path.with_name(path.name + f".{parts}-shards")
+    if folder.exists():
+        return folder
+    folder.mkdir()
+    lines = path.read_bytes().splitlines(keepends=True)
+    step = -(-len(lines) // parts)
+    for p in range(parts):
+        name = f"prediction.results-{p:05d}-of-{parts:05d}"
+        (folder / name).write_bytes(b"".join(lines[p * step : (p + 1) * step]))
+    return folder
+
+
+def measure(cmd: list[str], runs: int) -> tuple[float, float, float]:
+    """Medians of (CPU seconds, wall seconds, peak RSS MiB) over `runs` fresh processes."""
+    cpus, walls, peaks = [], [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append(time.perf_counter() - start)
+        cpus.append(usage.ru_utime + usage.ru_stime)
+        peaks.append(usage.ru_maxrss / 1024)
+        if os.waitstatus_to_exitcode(status) != 0:
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{err}")
+    return statistics.median(cpus), statistics.median(walls), statistics.median(peaks)
+
+
+def show(name: str, figures: tuple[float, float, float], base: tuple[float, float, float]) -> None:
+    cpu, wall, peak = figures
+    print(
+        f"| {name} | {cpu:.2f} | {wall:.2f} | {peak:.0f} | {cpu / base[0]:.2f}x | "
+        f"{peak / base[2]:.2f}x |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--size", type=int, default=1_000_000, help="lines for the speed comparison")
+    p.add_argument("--size", type=int, default=1_000_000)
     p.add_argument("--k", type=int, default=10_000)
-    p.add_argument("--full", action="store_true", help="also measure memory on --memory-size")
-    p.add_argument("--memory-size", type=int, default=10_000_000)
-    p.add_argument("--repeat", type=int, default=3, help="timed runs of each; best is kept")
-    p.add_argument("--tmp", help="folder for the generated files (default: system temp)")
-    p.add_argument(
-        "--numbers",
-        choices=sorted(NUMBER_FORMATS),
-        default="short",
-        help="confidence spelling: short (%%.6g) or repr (a float64's repr, up to 17 digits)",
-    )
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--shards", type=int, default=8)
+    p.add_argument("--full", action="store_true", help="also the 10M-line peak memory")
     args = p.parse_args(argv)
-
-    with tempfile.TemporaryDirectory(dir=args.tmp, prefix="labelloop-speed-") as tmp:
-        path = Path(tmp) / "prediction.results-00000-of-00001"
-        t = time.perf_counter()
-        generate(path, args.size, numbers=args.numbers)
-        size_mb = path.stat().st_size / 2**20
-        print(
-            f"generated {args.size:,} lines ({size_mb:,.0f} MiB) in {time.perf_counter() - t:.1f} s"
-        )
-
-        warm = Path(tmp) / "warm.jsonl"
-        generate(warm, 1000)
-        t = time.perf_counter()
-        select_from_predictions(str(warm), 10, strategy="least_confidence")
-        warm_s = time.perf_counter() - t
-        print(f"warm-up (load or compile the scanner, 1,000 lines): {warm_s:.2f} s")
-
-        fast_runs, naive_runs = [], []
-        for _ in range(args.repeat):
-            t = time.perf_counter()
-            fast = select_from_predictions(str(path), args.k, strategy="least_confidence")
-            fast_runs.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            naive = naive_top_k(path, args.k)
-            naive_runs.append(time.perf_counter() - t)
-        fast_s, naive_s = min(fast_runs), min(naive_runs)
-        overlap = len({s.item for s in fast.items} & set(naive)) / max(1, len(naive))
-        print(
-            f"top {args.k:,} of {args.size:,} (least confidence, {args.numbers} numbers), "
-            f"best of {args.repeat}"
-        )
-        print(f"  straightforward (json + list of dicts + sort): {naive_s:7.2f} s")
-        print(f"  labelloop streaming selection:                 {fast_s:7.2f} s")
-        print(
-            f"  speed-up: {naive_s / fast_s:.1f}x   same items: {overlap:.2%}   "
-            f"bad lines reported: {fast.bad_records} (naive kept them)"
-        )
-
-        mem_mib, mem_s, pool, bad = peak_memory(path, args.k)
-        print(
-            f"  peak RSS, {args.size:,} lines in a fresh process: {mem_mib:,.0f} MiB "
-            f"({mem_s:.1f} s, pool {pool:,}, bad {bad})"
-        )
-        path.unlink()
-
-        if args.full:
-            big = Path(tmp) / "prediction.results-00000-of-00001"
-            t = time.perf_counter()
-            generate(big, args.memory_size, numbers=args.numbers)
-            print(
-                f"generated {args.memory_size:,} lines "
-                f"({big.stat().st_size / 2**30:.1f} GiB) in {time.perf_counter() - t:.0f} s"
-            )
-            mem_mib, mem_s, pool, bad = peak_memory(big, args.k)
-            print(
-                f"  peak RSS, {args.memory_size:,} lines: {mem_mib:,.0f} MiB "
-                f"(limit 1024 MiB; {mem_s:.0f} s, pool {pool:,}, bad {bad})"
-            )
-            big.unlink()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = generate(RESULTS / f"predictions-{args.size}.jsonl", args.size)
+    out = RESULTS / "selected.jsonl"
+    cli = [sys.executable, "-m", "labelloop.cli", "select", "--k", str(args.k)]
+    cli += ["--strategy", "least_confidence", "--out", str(out)]
+    load = os.getloadavg()[0]
+    print(f"top {args.k:,} of {args.size:,} lines, medians of {args.runs} runs, load {load:.1f}")
+    print("| command | CPU s | wall s | peak MiB | CPU vs DuckDB | memory vs DuckDB |")
+    print("|---|---|---|---|---|---|")
+    duck = measure(
+        [sys.executable, "-c", DUCKDB, str(path), str(args.k), str(out) + ".d"], args.runs
+    )
+    show("DuckDB one query (no checks)", duck, duck)
+    show("labelloop select", measure([*cli, str(path)], args.runs), duck)
+    folder = shard(path, args.shards)
+    show(f"labelloop select, {args.shards} shards", measure([*cli, str(folder)], args.runs), duck)
+    script = measure([sys.executable, "-c", SCRIPT, str(path), str(args.k)], 1)
+    show("json.loads per line + sort (1 run)", script, duck)
+    if args.full:
+        big = generate(RESULTS / "predictions-10000000.jsonl", 10_000_000, seed=2)
+        cpu, wall, peak = measure([*cli, str(big)], 1)
+        print(f"10M lines: {cpu:.1f} s CPU, {wall:.1f} s wall, peak {peak:.0f} MiB (goal < 1024)")
+    print(f"load after: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -30,8 +30,14 @@ def test_select_writes_the_import_file_and_summary(tmp_path: Path, capsys) -> No
     with pred.open("a") as fh:
         fh.write('{"instance": {"content": "gs://bucket/bad.png"}, "prediction": {}}\n')
     out = tmp_path / "next.jsonl"
-    code = main(["select", str(pred), "--k", "5", "--strategy", "margin", "--out", str(out)])
+    rejects = tmp_path / "rejects.jsonl"
+    args = ["select", str(pred), "--k", "5", "--strategy", "margin", "--out", str(out)]
+    code = main([*args, "--rejects", str(rejects)])
     assert code == 0
+    assert [json.loads(x) for x in rejects.read_text().splitlines()] == [
+        {"source": str(pred), "line": 51, "field": "prediction.confidences",
+         "reason": "missing or empty"}
+    ]  # fmt: skip
     records = [json.loads(x) for x in out.read_text().splitlines()]
     expected = al.top_k(al.margin(proba), 5)
     assert [r["imageGcsUri"] for r in records] == [ids[i] for i in expected]
@@ -120,3 +126,33 @@ def test_select_runs_as_a_command(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 4
+
+
+def test_select_counts_lines_outside_the_labels_and_refuses_an_all_bad_file(
+    tmp_path: Path, capsys
+) -> None:
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text(
+        '{"instance": {"content": "gs://b/1.png"}, "prediction": {"displayNames": ["a", "b"], '
+        '"confidences": [0.5, 0.5]}}\n'
+        '{"instance": {"content": "gs://b/2.png"}, "prediction": {"displayNames": ["a", "zebra"], '
+        '"confidences": [0.5, 0.5]}}\n'
+        '{"instance": {"content": "gs://b/3.png"}, "prediction": {"displayNames": ["a"], '
+        '"confidences": [0.5, 0.5]}}\n'
+        '{"instance": {"content": "gs://b/4.png"}, "prediction": {"confidences": ["0.5", 0.5]}}\n'
+    )
+    out = tmp_path / "next.jsonl"
+    base = ["select", str(pred), "--k", "5", "--out", str(out), "--labels", "a,b,c"]
+    assert main(base) == 0
+    summary = json.loads((tmp_path / "next.summary.json").read_text())
+    assert summary["pool"] == 1
+    assert [(b["line"], b["field"], b["reason"]) for b in summary["bad"]] == [
+        (2, "prediction.displayNames", "not in the labels: zebra"),
+        (3, "prediction.displayNames", "1 names for 2 confidences"),
+        (4, "prediction.confidences", "not all numbers"),
+    ]
+    pred.write_text("\n".join(pred.read_text().splitlines()[1:]) + "\n")
+    capsys.readouterr()
+    assert main([*base, "--out", str(tmp_path / "none.jsonl")]) == 2
+    assert "no valid predictions" in capsys.readouterr().err
+    assert not (tmp_path / "none.jsonl").exists()

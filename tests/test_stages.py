@@ -288,11 +288,15 @@ def test_read_jsonl_objects_reports_bad_lines_with_numbers(tmp_path: Path) -> No
     rows, bad = storage.read_jsonl_objects(str(path))
     assert [(n, r["item"]) for n, r in rows] == [(1, "a"), (6, "b")]
     assert [(b.line, b.field, b.reason) for b in bad] == [
-        (3, "*", "not valid JSON"),
+        (3, "*", "not valid JSON (Expecting value)"),
         (4, "item", "missing"),
-        (5, "item", "missing"),
+        (5, "*", "expected a JSON object"),
     ]
     assert storage.read_jsonl_objects(str(tmp_path / "absent.jsonl")) == ([], [])
+    # Without a required key: every object, with its line.
+    rows, bad = storage.read_jsonl_objects(str(path), required=None)
+    assert [n for n, _ in rows] == [1, 4, 6]
+    assert [b.line for b in bad] == [3, 5]
 
 
 def test_files_that_are_not_images_are_bad_records_at_import(digits_sample, tmp_path: Path) -> None:

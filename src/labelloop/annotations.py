@@ -25,8 +25,7 @@ import numpy as np
 from labelloop import arrays, storage, tables
 from labelloop.codes import CODE, ColumnCodes, encode_column, lookup
 from labelloop.errors import BadRecord, InputError
-from labelloop.quality.encode import Encoded
-from labelloop.schemas import Annotation, AnnotationValue, Box, Shape, Span, TaskType
+from labelloop.schemas import Annotation, AnnotationValue, Box, Encoded, Shape, Span, TaskType
 
 #: crowd-kit's column names, accepted for ours.
 CROWDKIT_NAMES = {"item": "task", "annotator": "worker"}

@@ -42,6 +42,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--labels", help="label set, comma-separated (default: the display names)")
     p.add_argument("--exclude", help="file of item ids to skip, one per line (labeled/queued)")
     p.add_argument("--balance", action="store_true", help="spread picks over predicted classes")
+    p.add_argument(
+        "--rejects",
+        default="",
+        help="write the bad lines here (JSONL: source, line, field, reason; the first 10,000, "
+        "all are counted)",
+    )
     p.set_defaults(func=run)
 
 
@@ -114,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         ],
     }
     summary_uri = args.summary or summary_path(args.out)
+    if args.rejects:
+        from labelloop.annotations import write_bad_records
+
+        write_bad_records(args.rejects, picked.bad)
     storage.write_text(summary_uri, json.dumps(summary, indent=1, sort_keys=True))
     out = sys.stdout
     out.write(

@@ -396,15 +396,22 @@ def read_history(uri: str) -> tuple[list[AuditRound], Certificate | None]:
         return [], None
     audits: list[AuditRound] = []
     latest: Certificate | None = None
-    for line in storage.read_text(uri).splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in _history_rows(uri):
         if "certificate" in row:
             latest = Certificate.from_json(row["certificate"])
         else:
             audits.append(AuditRound.from_json(row))
     return audits, latest
+
+
+def _history_rows(uri: str) -> list[dict[str, Any]]:
+    """The history file's rows (none when it does not exist yet); a damaged line is an error."""
+    from labelloop import storage
+
+    rows, bad = storage.read_jsonl_objects(uri, required=None)
+    if bad:
+        raise InputError(bad[0].reason, source=uri, line=bad[0].line)
+    return [row for _, row in rows]
 
 
 def write_history(
@@ -413,10 +420,7 @@ def write_history(
     """Record a job's audit (and a renewed certificate) at `uri`; a retried job replaces its own."""
     from labelloop import storage
 
-    rows: list[dict[str, Any]] = []
-    if storage.exists(uri):
-        rows = [json.loads(x) for x in storage.read_text(uri).splitlines() if x.strip()]
-    rows = [r for r in rows if r.get("job") != job]
+    rows = [r for r in _history_rows(uri) if r.get("job") != job]
     if audit is not None:
         rows.append({**audit.to_json(), "job": job})
     if certificate is not None:

@@ -380,10 +380,14 @@ class Ledger:
         """Every annotation row collected from a job (empty when none yet)."""
         if not self.state_uri:
             return list(self._memory_annotations.get(job_key, []))
-        got = atomic.read(self.annotations_uri(job_key))
+        uri = self.annotations_uri(job_key)
+        got = atomic.read(uri)
         if got is None:
             return []
-        return [json.loads(line) for line in got[0].decode("utf-8").splitlines() if line.strip()]
+        rows, bad = storage.parse_jsonl_objects(got[0].splitlines(), source=uri, required=None)
+        if bad:  # written whole by atomic writes: a bad line means the file was damaged
+            raise LedgerError(f"{bad[0]}: the job's annotation file is damaged")
+        return [row for _, row in rows]
 
     @property
     def _memory_annotations(self) -> dict[str, list[dict[str, Any]]]:
@@ -485,28 +489,18 @@ def open_job_rows(state: State) -> list[dict[str, Any]]:
     the report show)."""
     rows = []
     for j in state.open_jobs():
-        queued = sum(
-            1
-            for i in j["items"]
-            if state.items.get(i, {}).get("state") == QUEUED
-            and state.items.get(i, {}).get("job") == j["key"]
-        )
+        mine = [state.items.get(i, {}) for i in j["items"]]
+        queued = sum(1 for e in mine if e.get("state") == QUEUED and e.get("job") == j["key"])
         rows.append(
             {
-                "key": j["key"],
-                "provider": j["provider"],
+                **{k: j[k] for k in ("key", "provider", "round", "created_at")},
+                **{k: j.get(k, 0) for k in ("labeled", "annotations", "collections", "errors")},
                 "external_id": j.get("external_id"),
-                "round": j["round"],
-                "created_at": j["created_at"],
                 "age_hours": round(age_hours(j["created_at"]), 2),
                 "items": len(j["items"]),
                 "queued": queued,
-                "labeled": j.get("labeled", 0),
                 "progress": j.get("progress", {}),
-                "annotations": j.get("annotations", 0),
-                "collections": j.get("collections", 0),
                 "last_collected_at": j.get("last_collected_at"),
-                "errors": j.get("errors", 0),
                 "last_error": j.get("last_error", ""),
                 "cancel_requested": bool(j.get("cancel_requested")),
             }

@@ -19,11 +19,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from labelloop import __version__, storage
 from labelloop.schemas import Annotation
+
+log = logging.getLogger(__name__)
 
 LABELS = "lineage/labels"
 MODELS = "lineage/models"
@@ -193,8 +196,10 @@ def read_labels(state_uri: str) -> list[dict[str, Any]]:
         return []
     rows: list[dict[str, Any]] = []
     for uri in storage.iter_files(folder, suffixes=(".jsonl",)):
-        with storage.open_read(uri) as fh:
-            rows.extend(json.loads(line) for line in fh if line.strip())
+        got, bad = storage.read_jsonl_objects(uri, required=None)
+        for record in bad:  # our own atomic writes: a bad line means the file was damaged
+            log.warning("lineage line skipped: %s", record)
+        rows.extend(row for _, row in got)
     return rows
 
 

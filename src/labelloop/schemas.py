@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 VERTEX_SCHEMA_BASE = "gs://google-cloud-aiplatform/schema/dataset/ioformat"
 ML_USE_KEY = "aiplatform.googleapis.com/ml_use"
@@ -255,3 +258,33 @@ class Annotation:
         else:
             row["spans"] = [dataclasses.asdict(s) for s in value]
         return row
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """Annotations as parallel int arrays plus the id tables they index into.
+
+    Made by the readers (`annotations`) and `quality.encode`, consumed by the quality engine: it
+    lives here, below both, so a reader never imports the quality package that reads it.
+    """
+
+    # (n_items,) / (n_annotators,) ids, sorted: a numpy array, or an Arrow string array when
+    # read by the columnar engine (no Python object per id).
+    items: Any
+    annotators: Any
+    labels: tuple[str, ...]  # the label set, in the caller's order
+    item: np.ndarray  # (n,) int64 index into items
+    annotator: np.ndarray  # (n,) int64 index into annotators
+    label: np.ndarray  # (n,) int64 index into labels
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_annotators(self) -> int:
+        return len(self.annotators)
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)

@@ -57,8 +57,10 @@ def _label_files(state_uri: str) -> list[str]:
 
 
 def _read_rows(file_uri: str) -> list[dict[str, Any]]:
-    with storage.open_read(file_uri) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    got, bad = storage.read_jsonl_objects(file_uri, required=None)
+    for record in bad:  # our own atomic writes: a bad line means the file was damaged
+        log.warning("label file line skipped: %s", record)
+    return [row for _, row in got]
 
 
 def labeled_rows(state_uri: str, *, exclude: str | None = None) -> list[dict[str, Any]]:

@@ -262,32 +262,45 @@ def write_text(uri: str, text: str) -> None:
 
 
 def read_jsonl_objects(
-    uri: str, *, required: str = "item"
+    uri: str, *, required: str | None = "item"
 ) -> tuple[list[tuple[int, dict[str, Any]]], list[BadRecord]]:
-    """Read a JSONL file of objects, each with a `required` key, with their line numbers.
+    """Read a JSONL file of objects (each with a `required` key, if named) with line numbers.
 
-    A missing file reads as empty. Unreadable lines and objects without `required` become bad
-    records (file, line, field): counted by the caller, never silently dropped.
+    The project's one line-by-line JSONL reader for small files (state, caches, exports; large
+    tables go through `labelloop.tables`). A missing file reads as empty. Blank lines are
+    skipped; a line that is not JSON, not an object, or lacks `required` becomes a bad record
+    (file, line, field, reason): counted by the caller, never silently dropped.
     """
+    if not uri or not exists(uri):
+        return [], []
+    with open_read(uri) as fh:
+        return parse_jsonl_objects(fh, source=uri, required=required)
+
+
+def parse_jsonl_objects(
+    lines: Iterable[str | bytes], *, source: str, required: str | None = "item"
+) -> tuple[list[tuple[int, dict[str, Any]]], list[BadRecord]]:
+    """`read_jsonl_objects` of lines already in hand (e.g. bytes read with a generation)."""
     import json
 
     rows: list[tuple[int, dict[str, Any]]] = []
     bad: list[BadRecord] = []
-    if not uri or not exists(uri):
-        return rows, bad
-    with open_read(uri) as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                row = json.loads(raw)
-            except json.JSONDecodeError:
-                bad.append(BadRecord(uri, number, "*", "not valid JSON"))
-                continue
-            if not isinstance(row, dict) or required not in row:
-                bad.append(BadRecord(uri, number, required, "missing"))
-                continue
-            rows.append((number, row))
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "msg", "not UTF-8")
+            bad.append(BadRecord(source, number, "*", f"not valid JSON ({reason})"))
+            continue
+        if not isinstance(row, dict):
+            bad.append(BadRecord(source, number, "*", "expected a JSON object"))
+            continue
+        if required is not None and required not in row:
+            bad.append(BadRecord(source, number, required, "missing"))
+            continue
+        rows.append((number, row))
     return rows, bad
 
 

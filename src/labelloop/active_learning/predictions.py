@@ -1,4 +1,4 @@
-"""Stream Vertex AI batch-prediction output and select the next batch in bounded memory.
+"""Select the next batch from Vertex AI batch-prediction output, through the columnar engine.
 
 Vertex writes `prediction.results-NNNNN-of-NNNNN` files under its output directory; each line is
 `{"instance": {"content": URI or text, "mimeType": ...}, "prediction": {"ids": [...],
@@ -6,24 +6,19 @@ Vertex writes `prediction.results-NNNNN-of-NNNNN` files under its output directo
 (any model's scores, e.g. for `predictions_uri`). The portable pipeline's own model does not go
 through this reader: `stages/select_for_labeling.py` scores the pool with it in memory.
 
-Speed: files are read in blocks of whole lines (32 MiB; a local file is mapped, not copied).
-The compiled scanner (`scanner.scan`, numba, two threads) reads each block once: it finds the
-`"content"` string (hashed on the fly, no Python object per line) and the `"confidences"` list
-(parsed straight into a float array, with each line's min, sum and two largest values) and gives
-each line a status. Checks (negative values, sums) and scores are then numpy over the whole
-block. A line the scanner cannot vouch for (a key missing or repeated, escapes in the id, a
-value that is not a plain JSON number, NaN, a sum within rounding of the tolerance) goes through
-`json.loads` and the same checks, so the answer does not depend on which path read a line. The
-fast path reads only those two fields: it does not re-validate the rest of a line (a line cut
-short after its confidences still counts).
+One engine pass (`prediction_query`, DuckDB) reads every file (a folder's shards in parallel),
+checks and scores each line and keeps the best candidates, the counts and the first bad
+records; no per-line Python object. The candidates are re-scored here with the strategy's numpy
+score (`strategies.SCORERS`) and re-ranked, so the answer is the exact one. Lines the engine
+cannot parse or vouch for (not JSON, an `instance` that is a string, ...) are decided by the
+exact reader `parse_line` (`json.loads`), so every line is either used or a bad record.
 
-Numbers are parsed correctly rounded (as `float()`) when the mantissa fits in 53 bits; longer
-ones (e.g. `repr` of a float64) within a few ulps. The running top keeps a few spare candidates
-and the kept lines are re-read exactly at the end (`float()` for those numbers, `json.loads`
-for any line the scanner doubts), so the selection equals the exact one.
-
-Memory: per block a small multiple of the block size; across the pool only the running top
-candidates and one 64-bit hash per item (to find duplicates): about 8 bytes per pool item.
+A bad record names file, line and field: a line that is not JSON or not an object; a missing
+or empty `instance.content`; `confidences` missing, empty, or holding anything but plain numbers
+(a string `"0.5"` or `true` is refused, never cast); NaN or infinite, negative, or not summing
+to 1 (within `SUM_TOLERANCE`); `displayNames` or `ids` whose length differs from the
+confidences'; a display name outside the configured labels; an item seen earlier (the first is
+kept). Memory: the engine's scan buffers, the candidates, and one hash per item for duplicates.
 """
 
 from __future__ import annotations
@@ -32,247 +27,33 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import gc
-import itertools
+import gzip
 import json
 import logging
 import math
-import mmap
-import os
-import re
-import tempfile
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from labelloop import storage
-from labelloop.active_learning import scanner, strategies
+from labelloop import storage, tables
+from labelloop.active_learning import prediction_query, strategies
 from labelloop.errors import BadRecord, InputError
 from labelloop.schemas import text_item_id
 
 log = logging.getLogger(__name__)
 
 VERTEX_RESULTS_PREFIX = "prediction.results-"
-SUM_TOLERANCE = 0.01
-BLOCK_BYTES = 32 << 20
+SUM_TOLERANCE = prediction_query.SUM_TOLERANCE
 MAX_BAD_KEPT = 10_000
 HISTOGRAM_EDGES = np.linspace(0.0, 1.0, 11)
 # Batch-aware strategies and class balancing re-rank this many times k best-by-margin candidates.
 CANDIDATE_FACTOR = 10
-# Spare candidates kept beyond k, re-ranked with exactly parsed confidences at the end.
+# Spare candidates beyond k: the engine's and numpy's scores may differ in the last bit.
 SPARE_CANDIDATES = 64
-# Blocks at least this big are scanned in parts on threads, one per core (at most 4).
-PARALLEL_MIN_BYTES = 1 << 20
-
-_MASK64 = (1 << 64) - 1
-
-# --------------------------------------------------------------------------- hashing
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer: spreads a 64-bit key over all bits."""
-    h = h.astype(np.uint64, copy=True)
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
-
-
-def _hash_bytes(values: Sequence[bytes]) -> np.ndarray:
-    """FNV-1a 64 per byte string: the hash the scanner computes, stable across processes.
-
-    Used for duplicates, exclusions and random's per-item draw. Two different ids collide
-    with probability about n**2 / 2**64 (3e-6 for 10M items).
-    """
-    lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    data = np.frombuffer(b"".join(values), dtype=np.uint8)
-    return np.asarray(scanner.fnv1a(data, offsets), dtype=np.uint64)
-
-
-def hash_ids(ids: Iterable[str]) -> np.ndarray:
-    """The hash the reader gives an instance's `content` (for exclusion lists)."""
-    return _hash_bytes([s.encode("utf-8") for s in ids])
-
-
-class _SeenHashes:
-    """A set of uint64 hashes (linear probing, load at most 0.7): about 11 bytes per item."""
-
-    def __init__(self) -> None:
-        self.table = np.zeros(1 << 16, dtype=np.uint64)
-        self.count = 0
-
-    def insert(self, h: np.ndarray) -> np.ndarray:
-        """Add `h` in order; True where a hash was already there (earlier or in `h`)."""
-        need = self.count + h.shape[0]
-        if need > 0.7 * self.table.shape[0]:
-            size = self.table.shape[0]
-            while need > 0.7 * size:
-                size *= 2
-            old = self.table[self.table != 0]
-            self.table = np.zeros(size, dtype=np.uint64)
-            scanner.insert_hashes(self.table, old, np.zeros(old.shape[0], dtype=np.bool_))
-        dup = np.zeros(h.shape[0], dtype=np.bool_)
-        self.count += scanner.insert_hashes(self.table, h, dup)
-        return dup
-
-
-# --------------------------------------------------------------------------- block parsing
-
-
-@dataclasses.dataclass
-class _Block:
-    """The good lines of one block: where they are, their ids' hashes and scores."""
-
-    line_numbers: np.ndarray  # (g,) 1-based line numbers in the file
-    hashes: np.ndarray  # (g,) uint64
-    scores: np.ndarray  # (g,)
-    starts: np.ndarray  # (g,) byte offsets of the lines in the block
-    ends: np.ndarray  # (g,)
-    bad: list[BadRecord]
-    lines: int  # lines in the block, blank ones included
-
-
-class _Scratch:
-    """Scanner output arrays, kept across blocks so their pages are touched once."""
-
-    def __init__(self) -> None:
-        self.values = np.zeros(0)
-        self.rows = scanner.alloc_lines(1 << 16)
-
-    def scan(self, raw: np.ndarray, start: int, end: int) -> tuple[int, int]:
-        """Scan the lines of `raw[start:end]`; returns (lines, values) held in the arrays."""
-        # Every number takes at least two bytes ("0," or "0]").
-        if self.values.shape[0] < (end - start) // 2 + 1:
-            self.values = np.empty((end - start) // 2 + 1)
-        lines = values = 0
-        pos = start
-        while pos < end:
-            if lines == self.rows.status.shape[0]:
-                bigger = scanner.alloc_lines(2 * lines)
-                for dst, src in zip(bigger, self.rows, strict=True):
-                    dst[:lines] = src[:lines]
-                self.rows = bigger
-            rows = scanner.Lines._make(a[lines:] for a in self.rows)
-            got, nv, pos = scanner.scan(raw, pos, end, self.values[values:], rows)
-            self.rows.vstart[lines : lines + got] += values
-            lines += got
-            values += nv
-        return lines, values
-
-
-@dataclasses.dataclass
-class _Scanned:
-    """The scanner's output for a whole block (see `scanner.scan`)."""
-
-    rows: scanner.Lines  # one row per line
-    values: np.ndarray  # the lines' values, one after the other (`rows.vstart` says where)
-
-
-class _Scanner:
-    """Scans a block in parts (cut at newlines) on threads: the compiled scan releases the GIL."""
-
-    def __init__(self, pool: concurrent.futures.ThreadPoolExecutor | None, parts: int) -> None:
-        self.pool = pool
-        self.scratch = [_Scratch() for _ in range(parts)]
-
-    def scan(self, raw: np.ndarray) -> _Scanned:
-        if raw.flags.writeable:
-            # Read-only whatever the source (a mapping is, a read buffer is not): numba
-            # compiles, and caches (e.g. in the image), one scanner per array type.
-            raw = raw.view()
-            raw.flags.writeable = False
-        parts = len(self.scratch) if raw.shape[0] >= PARALLEL_MIN_BYTES else 1
-        bounds = [0]
-        for p in range(1, parts):
-            cut = int(raw.shape[0] * p // parts)
-            nl = np.flatnonzero(raw[max(cut, bounds[-1]) :][: 1 << 20] == 10)
-            if nl.shape[0]:
-                bounds.append(max(cut, bounds[-1]) + int(nl[0]) + 1)
-        bounds.append(raw.shape[0])
-        pieces = list(itertools.pairwise(bounds))
-        used = self.scratch[: len(pieces)]
-        if self.pool is not None and len(pieces) > 1:
-            counts = list(self.pool.map(lambda sc, piece: sc.scan(raw, *piece), used, pieces))
-        else:
-            counts = [sc.scan(raw, *piece) for sc, piece in zip(used, pieces, strict=True)]
-        lines = [n for n, _ in counts]
-        nvs = [nv for _, nv in counts]
-        v_offsets = np.cumsum([0, *nvs])
-
-        def join(field: str) -> np.ndarray:
-            arrays = [getattr(sc.rows, field)[:n] for sc, n in zip(used, lines, strict=True)]
-            if field == "vstart":  # each part's values come after the previous parts'
-                arrays = [a + d for a, d in zip(arrays, v_offsets, strict=False)]
-            return np.concatenate(arrays)
-
-        return _Scanned(
-            rows=scanner.Lines._make(join(field) for field in scanner.Lines._fields),
-            values=np.concatenate([sc.values[:nv] for sc, nv in zip(used, nvs, strict=True)]),
-        )
-
-
-def _scores(conf: np.ndarray, keys: np.ndarray, *, strategy: str, seed: int) -> np.ndarray:
-    """Per-line scores: uncertainty, or a seeded uniform draw keyed by the item (random)."""
-    if strategy == "random":
-        keyed = _mix(keys ^ _mix(np.asarray([seed & _MASK64], dtype=np.uint64)))
-        return (keyed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-    return strategies.uncertainty(conf, strategy=_uncertainty_name(strategy))
-
-
-def _uncertainty_name(strategy: str) -> str:
-    """The score a strategy ranks lines by: its own, or margin (the prefilter of batch-aware
-    strategies and of class balancing)."""
-    return strategy if strategy in strategies.SCORERS else "margin"
-
-
-def _block_scores(
-    values: np.ndarray,
-    vstart: np.ndarray,
-    vcount: np.ndarray,
-    stats: np.ndarray,
-    keys: np.ndarray,
-    *,
-    strategy: str,
-    seed: int,
-) -> np.ndarray:
-    """`_scores_ragged` of the scanner's lines; least confidence and margin (also the
-    prefilter of batch-aware strategies) from the per-line largest values it keeps."""
-    name = "random" if strategy == "random" else _uncertainty_name(strategy)
-    if name == "least_confidence":
-        return strategies.least_confidence_from_top(stats[:, 2])
-    if name == "margin" and (vcount >= 2).all():
-        return strategies.margin_from_top2(stats[:, 2], stats[:, 3])
-    return _scores_ragged(values, vstart, vcount, keys, strategy=strategy, seed=seed)
-
-
-def _scores_ragged(
-    values: np.ndarray,
-    starts: np.ndarray,
-    widths: np.ndarray,
-    keys: np.ndarray,
-    *,
-    strategy: str,
-    seed: int,
-) -> np.ndarray:
-    """`_scores` of rows `values[starts[i]:starts[i] + widths[i]]`, one matrix per width."""
-    out = np.zeros(starts.shape[0])
-    if not out.shape[0]:
-        return out
-    w = int(widths[0])
-    same = widths == w
-    if values.shape[0] == w * out.shape[0] and starts[0] == 0 and same.all():
-        # One width and the rows tile `values`: a reshape, no gather.
-        return _scores(values.reshape(-1, w), keys, strategy=strategy, seed=seed)
-    # Usually nearly all rows share the first row's width: no sort of all widths for that.
-    for width in [w, *np.unique(widths[~same]).tolist()]:
-        members = np.flatnonzero(widths == width)
-        matrix = scanner.gather_rows(values, starts[members], int(width))
-        out[members] = _scores(matrix, keys[members], strategy=strategy, seed=seed)
-    return out
+# --------------------------------------------------------------------------- the exact reader
 
 
 def _check_row(conf: Any) -> str | None:
@@ -291,15 +72,32 @@ def _check_row(conf: Any) -> str | None:
     return None
 
 
-def parse_line(text: str | bytes) -> tuple[str, list[float], list[str]]:
+def _check_vectors(prediction: dict[str, Any], n: int, labels: Sequence[str] | None) -> None:
+    """Raise ValueError (field first) when `displayNames` / `ids` do not fit the confidences."""
+    names = prediction.get("displayNames")
+    for key, noun in (("displayNames", "names"), ("ids", "ids")):
+        value = prediction.get(key)
+        if value is not None and (not isinstance(value, list) or len(value) != n):
+            got = len(value) if isinstance(value, list) else "no list of"
+            raise ValueError(f"prediction.{key}: {got} {noun} for {n} confidences")
+    if labels and isinstance(names, list):
+        outside = [str(x) for x in names if str(x) not in set(labels)]
+        if outside:
+            raise ValueError(f"prediction.displayNames: not in the labels: {', '.join(outside)}")
+
+
+def parse_line(
+    text: str | bytes, *, labels: Sequence[str] | None = None
+) -> tuple[str, list[float], list[str]]:
     """One prediction line -> (content, confidences, display names); raises ValueError if bad.
 
-    The error message starts with the field: `"prediction.confidences: negative value"`.
+    The reference for the engine's checks (the same rules, property-tested against it). The
+    error message starts with the field: `"prediction.confidences: negative value"`.
     """
     try:
         row = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"*: not valid JSON ({exc})") from None
+        raise ValueError(f"*: not valid JSON ({getattr(exc, 'msg', 'not UTF-8')})") from None
     if not isinstance(row, dict):
         raise ValueError("*: not a JSON object")
     instance = row.get("instance")
@@ -319,92 +117,11 @@ def parse_line(text: str | bytes) -> tuple[str, list[float], list[str]]:
     reason = _check_row(conf)
     if reason is not None or not isinstance(conf, list):
         raise ValueError(f"prediction.confidences: {reason}")
+    _check_vectors(prediction, len(conf), labels)
     names = prediction.get("displayNames")
-    if not isinstance(names, list) or len(names) != len(conf):
+    if not isinstance(names, list):
         names = [str(i) for i in range(len(conf))]
     return content, [float(v) for v in conf], [str(n) for n in names]
-
-
-def _parse_block(
-    buf: bytes | memoryview,
-    *,
-    source: str,
-    first_line: int,
-    strategy: str,
-    seed: int,
-    scanned: _Scanned,
-) -> _Block:
-    """Score the lines of one block; bad lines become `BadRecord`s with their line numbers."""
-    per_line = scanned.rows
-    n = per_line.status.shape[0]
-    status, values = per_line.status, scanned.values
-    fast = np.flatnonzero(status <= scanner.APPROX)
-    vstart, vcount = per_line.vstart[fast], per_line.vcount[fast]
-    hashes = per_line.chash[fast]
-    stats = per_line.stats[fast]
-    bad: list[BadRecord] = []
-    slow = np.flatnonzero(status == scanner.SLOW)
-    scores = _block_scores(values, vstart, vcount, stats, hashes, strategy=strategy, seed=seed)
-    if fast.shape[0]:
-        # Validity checks per line from the scanner's per-line min and sum.
-        negative = stats[:, 0] < 0
-        total = stats[:, 1]
-        off = np.abs(total - 1.0)
-        # Sums within rounding of the tolerance are left to the exact (json) path.
-        borderline = np.abs(off - SUM_TOLERANCE) < 1e-9
-        wrong_sum = (off > SUM_TOLERANCE) & ~negative & ~borderline
-        for i in np.flatnonzero((negative | wrong_sum) & ~borderline):
-            reason = "negative value" if negative[i] else f"sums to {total[i]:.4g}, not 1"
-            bad.append(
-                BadRecord(source, first_line + int(fast[i]), "prediction.confidences", reason)
-            )
-        good = ~(negative | wrong_sum | borderline)
-        if borderline.any():
-            slow = np.sort(np.concatenate([slow, fast[borderline]]))
-        fast, hashes, scores = fast[good], hashes[good], scores[good]
-    rows = fast.astype(np.int64)
-
-    # The rest (escapes, other layouts, invalid lines) goes through json.loads.
-    extra_rows: list[int] = []
-    extra_contents: list[bytes] = []
-    extra_conf: list[list[float]] = []
-    line_start, line_end = per_line.start, per_line.end
-    for i in slow.tolist():
-        line = bytes(buf[line_start[i] : line_end[i]])
-        try:
-            content, conf, _names = parse_line(line)
-        except ValueError as exc:
-            field, _, reason = str(exc).partition(": ")
-            bad.append(BadRecord(source, first_line + i, field, reason))
-            continue
-        extra_rows.append(i)
-        extra_contents.append(content.encode("utf-8"))
-        extra_conf.append(conf)
-    if extra_rows:
-        extra_hashes = _hash_bytes(extra_contents)
-        widths = np.fromiter(map(len, extra_conf), dtype=np.int64, count=len(extra_conf))
-        flat = np.fromiter(
-            (v for c in extra_conf for v in c), dtype=np.float64, count=int(widths.sum())
-        )
-        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-        extra_scores = _scores_ragged(
-            flat, starts, widths, extra_hashes, strategy=strategy, seed=seed
-        )
-        rows = np.concatenate([rows, np.asarray(extra_rows, dtype=np.int64)])
-        hashes = np.concatenate([hashes, extra_hashes])
-        scores = np.concatenate([scores, extra_scores])
-        order = np.argsort(rows, kind="stable")
-        rows, hashes, scores = rows[order], hashes[order], scores[order]
-    bad.sort(key=lambda r: r.line)
-    return _Block(
-        line_numbers=first_line + rows,
-        hashes=hashes,
-        scores=scores,
-        starts=line_start[rows],
-        ends=line_end[rows],
-        bad=bad,
-        lines=n,
-    )
 
 
 # --------------------------------------------------------------------------- files
@@ -434,109 +151,51 @@ def prediction_files(uri: str) -> list[str]:
     )
 
 
-def _read_blocks(
-    uri: str, *, block_bytes: int = BLOCK_BYTES, buffers: int = 1
-) -> Generator[memoryview, None, None]:
-    """Yield blocks of whole lines of a file (the last one may lack its newline).
+@contextlib.contextmanager
+def _local_sources(files: Sequence[str]) -> Iterator[list[tables.Source]]:
+    """Readable local copies of `files` (`gs://` shards downloaded in parallel)."""
+    with contextlib.ExitStack() as stack:
 
-    A local file is mapped a window at a time (no copy: the scanner reads the page cache);
-    the window is unmapped when nothing refers to its block any more. Otherwise `buffers`
-    buffers are reused in turn (read into, the partial last line moved to the front of the
-    next), so their pages are touched once; a block stays valid until `buffers` more blocks
-    have been asked for.
-    """
-    if not storage.is_gcs(uri):
-        yield from _mapped_blocks(storage.local_path(uri), block_bytes=block_bytes)
-        return
-    bufs = [bytearray(block_bytes) for _ in range(buffers)]
-    current = 0
-    buf = bufs[0]
-    filled = 0
-    bucket, name = storage.split_gcs(uri)
-    with storage.gcs_client().bucket(bucket).blob(name).open("rb") as fh:
-        while True:
-            if filled == len(buf):  # a line longer than the buffer: grow it
-                bigger = bytearray(2 * len(buf))
-                bigger[:filled] = buf[:filled]
-                buf = bufs[current] = bigger
-            with memoryview(buf) as view:
-                got = fh.readinto(view[filled:])
-            if not got:
-                break
-            filled += got
-            cut = buf.rfind(b"\n", 0, filled)
-            if cut < 0:
+        def enter(uri: str) -> tables.Source:
+            return stack.enter_context(tables.local_source(uri, default_format="jsonl"))
+
+        if sum(storage.is_gcs(f) for f in files) > 1:
+            with concurrent.futures.ThreadPoolExecutor(4) as pool:
+                yield list(pool.map(enter, files))
+        else:
+            yield [enter(f) for f in files]
+
+
+def _records(source: tables.Source, wanted: set[int]) -> dict[int, tuple[int, bytes]]:
+    """Record number (1-based, blank lines skipped as the engine skips them) -> (line, bytes)."""
+    out: dict[int, tuple[int, bytes]] = {}
+    last = max(wanted, default=0)
+    opener = gzip.open if source.compression == "gzip" else open
+    with opener(source.path, "rb") as fh:
+        record = 0
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
-            with memoryview(buf) as view:
-                yield view[: cut + 1]
-            rest = filled - cut - 1
-            current = (current + 1) % buffers
-            if len(bufs[current]) < len(buf):
-                bufs[current] = bytearray(len(buf))
-            bufs[current][:rest] = buf[cut + 1 : filled]
-            buf = bufs[current]
-            filled = rest
-    if filled:
-        with memoryview(buf) as view:
-            yield view[:filled]
+            record += 1
+            if record in wanted:
+                out[record] = (number, raw.rstrip(b"\r\n"))
+                if record >= last:
+                    break
+    return out
 
 
-def _mapped_blocks(path: os.PathLike[str], *, block_bytes: int) -> Iterator[memoryview]:
-    """Blocks of whole lines of a local file, each a view of its own read-only mapping.
-
-    Windows of about `block_bytes` (the first an eighth of it) start at a line start (mapped
-    from the page boundary before it) and end after their last newline; a line longer than the
-    window doubles it. Resident memory is what the live blocks touched, as with read buffers.
-    (A file truncated while it is read ends the process with SIGBUS, as any mapped read does.)
-    """
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        start = 0  # the next block's first byte: a line start
-        # A small first block: the pipeline (scan the next block while this one is merged)
-        # starts working sooner.
-        window = max(1, block_bytes // 8)
-        while start < size:
-            at = start - start % mmap.ALLOCATIONGRANULARITY
-            length = min(size - at, start - at + window)
-            mapped = mmap.mmap(fh.fileno(), length, offset=at, access=mmap.ACCESS_READ)
-            lo = start - at
-            cut = length - 1 if at + length == size else mapped.rfind(b"\n", lo, length)
-            if cut < 0:
-                window *= 2
-                mapped.close()
-                continue
-            with contextlib.suppress(AttributeError, OSError):  # advice only (not on all OSes)
-                mapped.madvise(mmap.MADV_SEQUENTIAL)
-            block = memoryview(mapped)[lo : cut + 1]
-            del mapped  # the block holds the mapping; it is unmapped with the block's last view
-            yield block
-            start = at + cut + 1
-            window = max(window, block_bytes)
-
-
-def _scanned_blocks(
-    uri: str,
-    *,
-    block_bytes: int,
-    scanner: _Scanner,
-    reader: concurrent.futures.ThreadPoolExecutor,
-) -> Iterator[tuple[memoryview, _Scanned]]:
-    """Blocks and their scans; the next block is read and scanned while this one is used."""
-    blocks = _read_blocks(uri, block_bytes=block_bytes, buffers=2)
-
-    def step() -> tuple[memoryview, _Scanned] | None:
-        buf = next(blocks, None)
-        return None if buf is None else (buf, scanner.scan(np.frombuffer(buf, dtype=np.uint8)))
-
-    pending = reader.submit(step)
-    try:
-        while (item := pending.result()) is not None:
-            pending = reader.submit(step)
-            yield item
-    finally:
-        pending.cancel()
-        concurrent.futures.wait([pending])
-        blocks.close()
+def _line_numbers(source: tables.Source, records: int, wanted: set[int]) -> dict[int, int]:
+    """Record number -> file line: the same number unless the file has blank lines."""
+    if source.compression is None:
+        lines = 0
+        last = b"\n"
+        with open(source.path, "rb") as fh:
+            while block := fh.read(16 << 20):
+                lines += block.count(b"\n")
+                last = block[-1:]
+        if lines + (last != b"\n") == records:
+            return {r: r for r in wanted}
+    return {r: line for r, (line, _) in _records(source, wanted).items()}
 
 
 # --------------------------------------------------------------------------- selection
@@ -544,13 +203,12 @@ def _scanned_blocks(
 
 @dataclasses.dataclass(frozen=True)
 class SelectedPrediction:
-    """One selected item: its id, score, predicted label and where it was read."""
+    """One selected item: its id, score, predicted label and the file it was read from."""
 
     item: str
     score: float
     predicted: str
     source: str
-    line: int
     confidences: dict[str, float]
     content: str
 
@@ -571,75 +229,39 @@ class PredictionSelection:
 
 def item_id(content: str) -> str:
     """The labelloop item id of a prediction instance's `content` (URI, path or inline text)."""
-    if content.startswith(("gs://", "/", "file://", "./", "http://", "https://")):
+    if content.startswith(prediction_query.URI_PREFIXES):
         return content
     return text_item_id(content)
 
 
-def _histogram(scores: np.ndarray) -> np.ndarray:
-    """Counts of `scores` (clipped to [0, 1]) in the bins of `HISTOGRAM_EDGES` (last closed)."""
-    x = np.clip(scores, 0.0, 1.0)
-    bins = HISTOGRAM_EDGES.shape[0] - 1
-    idx = np.minimum((x * bins).astype(np.int64), bins - 1)
-    # Rounding in x * bins can land one bin off at an edge: compare with the edges themselves.
-    idx -= x < HISTOGRAM_EDGES[idx]
-    idx += (x >= HISTOGRAM_EDGES[idx + 1]) & (idx < bins - 1)
-    return np.bincount(idx, minlength=bins)
+def _top(scores: np.ndarray, items: Sequence[str], k: int) -> np.ndarray:
+    """Indices of the k best scores; ties by the smaller item."""
+    values = scores.tolist()
+    order = sorted(range(len(values)), key=lambda i: (-values[i], items[i]))
+    return np.asarray(order[: max(0, k)], dtype=np.int64)
 
 
-def _top(scores: np.ndarray, order_key: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best scores; ties by smaller order_key. Partial selection."""
-    n = scores.shape[0]
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-    # Equal scores at the cut: argpartition picks arbitrarily; take every tie and re-cut.
-    if k < n:
-        cut = scores[part].min()
-        tied = np.flatnonzero(scores == cut)
-        part = np.concatenate([part[scores[part] > cut], tied])
-    order = np.lexsort((order_key[part], -scores[part]))
-    return part[order][:k].astype(np.int64)
+def _exact_scores(rows: list[list[float]], *, strategy: str) -> np.ndarray:
+    """The strategy's numpy score of each row (rows of one width share one matrix)."""
+    out = np.zeros(len(rows))
+    widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    name = strategy if strategy in strategies.SCORERS else "margin"
+    for width in np.unique(widths).tolist():
+        members = np.flatnonzero(widths == width)
+        matrix = np.asarray([rows[i] for i in members.tolist()], dtype=np.float64)
+        out[members] = strategies.uncertainty(matrix, strategy=name)
+    return out
 
 
-def _usable_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+@dataclasses.dataclass
+class _Candidate:
+    file: int
+    content: str
+    conf: list[float]
+    names: list[str]
+    score: float  # the engine's (random's draw); re-scored exactly for the others
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector (restored after, if it was on).
-
-    The selection makes many short-lived objects and no reference cycles; each full collection
-    would re-walk every object of the process (numba alone holds hundreds of thousands).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _without_gc(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    @functools.wraps(fn)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with _gc_paused():
-            return fn(*args, **kwargs)
-
-    return run
-
-
-@_without_gc
 def select_from_predictions(
     uri: str,
     k: int,
@@ -649,14 +271,14 @@ def select_from_predictions(
     exclude_ids: Iterable[str] = (),
     labels: Sequence[str] | None = None,
     class_balance: bool = False,
-    block_bytes: int = BLOCK_BYTES,
     max_bad_kept: int = MAX_BAD_KEPT,
 ) -> PredictionSelection:
-    """Stream prediction files and pick `k` items to label next.
+    """Read prediction files and pick `k` items to label next.
 
-    Uncertainty strategies and random keep a running top-k; batch-aware strategies (and class
+    Uncertainty strategies and random keep a top-k; batch-aware strategies (and class
     balancing) keep the `CANDIDATE_FACTOR * k` smallest-margin items and re-rank those on their
-    probability vectors. Duplicate items (same `instance.content`) after the first are bad records.
+    probability vectors. Duplicate items (same `instance.content`) after the first are bad
+    records (a line only the exact reader can read is compared with the candidates).
 
     Args:
         uri: A predictions JSONL, or a Vertex batch-prediction output folder / `gs://` prefix.
@@ -666,14 +288,13 @@ def select_from_predictions(
             and of the batch-aware re-ranking.
         exclude_ids: Item ids never selected (already labeled or queued); they count as excluded,
             not as pool.
-        labels: The label set (column order of `confidences` in the output); default: the
-            display names seen in the selected lines, sorted.
+        labels: The label set: display names outside it are bad records, and it is the column
+            order of `confidences` in the output; default: the display names seen, sorted.
         class_balance: Spread the picks evenly over predicted classes.
-        block_bytes: Read size; memory per block is a small multiple of it.
         max_bad_kept: Bad records kept for the report (all are counted).
 
     Raises:
-        InputError: Unknown strategy, or no prediction files at `uri`.
+        InputError: Unknown strategy, no prediction files at `uri`, or every line bad.
     """
     if strategy not in strategies.STRATEGIES:
         raise InputError(
@@ -683,111 +304,47 @@ def select_from_predictions(
     files = prediction_files(uri)
     batch_aware = strategies.needs_features(strategy) or class_balance
     keep = k * CANDIDATE_FACTOR if batch_aware else k
-    excluded_hashes = np.unique(hash_ids(exclude_ids))
-    seen = _SeenHashes()
-    best_scores = np.zeros(0)
-    best_keys = np.zeros(0, dtype=np.int64)
-    best_lines: list[tuple[str, int, bytes]] = []
-    histogram = np.zeros(HISTOGRAM_EDGES.shape[0] - 1, dtype=np.int64)
-    pool = excluded = bad_count = 0
-    bad: list[BadRecord] = []
-    parts = max(1, min(4, _usable_cpus()))
-    threads = concurrent.futures.ThreadPoolExecutor(parts) if parts > 1 else None
-    scanner = _Scanner(threads, parts)
-    reader = concurrent.futures.ThreadPoolExecutor(1)
-    # Approximate scores (long mantissas) can swap near-ties: keep spares, re-rank at the end.
-    kept = keep + SPARE_CANDIDATES
-    try:
-        for file_index, file_uri in enumerate(files):
-            first_line = 1
-            for buf, scanned in _scanned_blocks(
-                file_uri, block_bytes=block_bytes, scanner=scanner, reader=reader
-            ):
-                block = _parse_block(
-                    buf,
-                    source=file_uri,
-                    first_line=first_line,
-                    strategy=strategy,
-                    seed=seed,
-                    scanned=scanned,
-                )
-                first_line += block.lines
-                bad_count += len(block.bad)
-                bad.extend(block.bad[: max(0, max_bad_kept - len(bad))])
-                # Duplicates: within the block (first wins) and against earlier blocks.
-                dup = seen.insert(block.hashes)
-                for i in np.flatnonzero(dup):
-                    bad_count += 1
-                    if len(bad) < max_bad_kept:
-                        bad.append(
-                            BadRecord(
-                                file_uri,
-                                int(block.line_numbers[i]),
-                                "instance.content",
-                                "duplicate item",
-                            )
-                        )
-                unique = ~dup
-                is_excluded = np.zeros(unique.shape[0], dtype=bool)
-                if excluded_hashes.size:
-                    is_excluded = np.isin(block.hashes, excluded_hashes) & unique
-                excluded += int(is_excluded.sum())
-                eligible = np.flatnonzero(unique & ~is_excluded)
-                pool += int(eligible.shape[0])
-                scores = block.scores[eligible]
-                histogram += _histogram(scores)
-                # Global order key: (file, line) packed into one int for tie-breaking.
-                keys = (file_index << 40) + block.line_numbers[eligible]
-                if best_scores.shape[0] == kept:
-                    # Only lines that can still enter the running top are kept (ties: later lines
-                    # lose, so strictly better scores only). They are a prefix of the block's
-                    # order, so filtering first picks the same lines.
-                    entrants = np.flatnonzero(scores > best_scores[-1])
-                    local = entrants[_top(scores[entrants], keys[entrants], kept)]
-                else:
-                    local = _top(scores, keys, kept)
-                rows = eligible[local]
-                held = best_scores.shape[0]
-                merged_scores = np.concatenate([best_scores, scores[local]])
-                merged_keys = np.concatenate([best_keys, keys[local]])
-                top = _top(merged_scores, merged_keys, kept)
-                best_scores, best_keys = merged_scores[top], merged_keys[top]
-                # Copy a line's bytes only once it has entered the running top.
-                entered = top[top >= held] - held
-                added = {
-                    int(j): (file_uri, int(number), bytes(buf[a:b]))
-                    for j, number, a, b in zip(
-                        entered.tolist(),
-                        block.line_numbers[rows[entered]].tolist(),
-                        block.starts[rows[entered]].tolist(),
-                        block.ends[rows[entered]].tolist(),
-                        strict=True,
-                    )
-                }
-                best_lines = [best_lines[i] if i < held else added[i - held] for i in top.tolist()]
-    finally:
-        reader.shutdown()
-        if threads is not None:
-            threads.shutdown()
+    excluded_ids = set(exclude_ids)
+    with _local_sources(files) as sources:
+        con = tables.connect()
+        try:
+            result = _engine_pass(
+                con, sources, strategy=strategy, seed=seed, n=keep + SPARE_CANDIDATES,
+                labels=labels, excluded_ids=excluded_ids, max_bad=max_bad_kept,
+            )  # fmt: skip
+        finally:
+            con.close()
+        passed, dup_rows = result
+        bad, candidates, extra = _resolve(
+            passed,
+            sources,
+            files,
+            dup_rows,
+            strategy=strategy,
+            seed=seed,
+            labels=labels,
+            excluded_ids=excluded_ids,
+        )
+    histogram = np.asarray(passed.histogram) + extra.histogram
+    bad_count = passed.bad_count + len(dup_rows) + extra.bad_count
+    bad = sorted(bad, key=lambda r: (files.index(r.source), r.line))[:max_bad_kept]
+    if bad_count and not passed.pool + extra.pool + passed.excluded + extra.excluded:
+        raise InputError(
+            f"no valid predictions: all {bad_count} line(s) are bad; first: {bad[0]}", source=uri
+        )
     if bad_count:
         log.warning(
             "%d bad prediction line(s); first: %s", bad_count, "; ".join(str(r) for r in bad[:3])
         )
     items, label_list = _finish(
-        best_lines,
-        best_keys,
-        k,
-        keep=keep,
-        strategy=strategy,
-        seed=seed,
-        labels=labels,
-        class_balance=class_balance,
-    )
+        candidates, files, k, keep=keep, strategy=strategy, seed=seed,
+        labels=labels, class_balance=class_balance,
+    )  # fmt: skip
     return PredictionSelection(
         items=items,
         strategy=strategy,
-        pool=pool,
-        excluded=excluded,
+        pool=passed.pool + extra.pool,
+        excluded=passed.excluded + extra.excluded,
         bad_records=bad_count,
         bad=bad,
         pool_histogram={"counts": histogram.tolist(), "edges": HISTOGRAM_EDGES.tolist()},
@@ -795,102 +352,133 @@ def select_from_predictions(
     )
 
 
-def _parse_valid(raw: bytes) -> tuple[str, list[float], list[str]]:
-    """Decode a line the reader already accepted (no re-validation)."""
-    row = json.loads(raw)
-    instance = row.get("instance")
-    content = instance.get("content", instance.get("key")) if isinstance(instance, dict) else None
-    if not isinstance(content, str):
-        content = instance if isinstance(instance, str) else str(row.get("key"))
-    conf = [float(v) for v in row["prediction"]["confidences"]]
-    names = row["prediction"].get("displayNames")
-    if not isinstance(names, list) or len(names) != len(conf):
-        names = [str(i) for i in range(len(conf))]
-    return content, conf, [str(n) for n in names]
-
-
-# A display-names list without `]` in its strings (json.loads reads the others' lines).
-_NAMES_VALUE_RE = re.compile(rb"\s*:\s*(\[[^\]]*\])")
-
-
-def _rescan(raws: list[bytes]) -> tuple[_Scanned, bytes]:
-    """Scan `raws` (lines without newlines) again, recording the spans decoding needs.
-
-    Returns:
-        (the scan, with `rows.spans`; the lines joined by newlines).
-    """
-    joined = b"\n".join(raws) + b"\n"
-    buf = np.frombuffer(joined, dtype=np.uint8)
-    out = _Scanned(
-        rows=scanner.alloc_lines(len(raws), spans=True), values=np.empty(buf.shape[0] // 2 + 1)
+def _engine_pass(
+    con: Any,
+    sources: list[tables.Source],
+    *,
+    strategy: str,
+    seed: int,
+    n: int,
+    labels: Sequence[str] | None,
+    excluded_ids: set[str],
+    max_bad: int,
+) -> tuple[prediction_query.Pass, list[tuple[int, int]]]:
+    """The engine's pass: a parallel one; numbered again to name bad lines and duplicates (and
+    without the duplicates) when there are any; keyed by item too when the cut is tied."""
+    prediction_query.table(con, "excl", id=("VARCHAR", sorted(excluded_ids)))
+    options: dict[str, Any] = {
+        "strategy": strategy,
+        "seed": seed,
+        "n": n,
+        "labels": labels,
+        "edges": HISTOGRAM_EDGES.tolist(),
+        "max_bad": max_bad,
+        "exclude_text_ids": any(x.startswith("text:") for x in excluded_ids),
+    }
+    paths = [s.path for s in sources]
+    options["common"] = prediction_query.spelling(con, paths[0])
+    passed = prediction_query.run(con, prediction_query.build(paths, **options, skip_rows=False))
+    options["positions"] = needs_lines = bool(
+        passed.bad_count or passed.slow_count or passed.repeated
     )
-    got, nv, _ = scanner.scan(buf, 0, buf.shape[0], out.values, out.rows)
-    if got != len(raws):  # cannot happen: one line per raw
-        raise ValueError(f"re-scan read {got} lines from {len(raws)}")
-    out.values = out.values[:nv]
-    return out, joined
-
-
-def _decode_kept(raws: list[bytes]) -> list[tuple[str, list[float], list[str]]]:
-    """`_parse_valid` of each line, without `json.loads` where the scanner reads the line.
-
-    Lines the scanner reads (one plain `"content"` string, one list of plain numbers) take the
-    content's text and the values from it (numbers it parses only approximately are read again
-    with `float()`); the display names (usually one spelling on every line) are decoded once per
-    spelling. Any doubt (a `]` in a display name, a repeated key) goes to `json.loads`.
-
-    Args:
-        raws: The lines, without their newlines.
-    """
-    if not raws:
-        return []
-    scanned, joined = _rescan(raws)
-    values = scanned.values.tolist()
-    # Decoded once per spelling / width; the lists are shared between lines (read only).
-    names_cache: dict[bytes, list[str] | None] = {}
-    default_names: dict[int, list[str]] = {}
-    out = []
-    for i, (st, v0, nv, (cs, ce, names_at, list_end)) in enumerate(
-        zip(
-            scanned.rows.status.tolist(),
-            scanned.rows.vstart.tolist(),
-            scanned.rows.vcount.tolist(),
-            scanned.rows.spans.tolist(),
-            strict=True,
+    sql = prediction_query.build(paths, **options, skip_rows=False)
+    if needs_lines:
+        passed = prediction_query.run(con, sql)
+    dups: list[tuple[int, int]] = []
+    if passed.repeated:
+        dups = prediction_query.duplicates(con, sql, passed.repeated)
+        prediction_query.table(
+            con, "skip", f=("BIGINT", [f for f, _ in dups]), o=("BIGINT", [o for _, o in dups])
         )
-    ):
-        decoded: tuple[str, list[float], list[str]] | None = None
-        # A backslash anywhere (an escaped key?): json.loads decides.
-        if st <= scanner.APPROX and names_at != -2 and b"\\" not in raws[i]:
-            if st == scanner.EXACT:
-                conf = values[v0 : v0 + nv]
-            else:  # long mantissas: float() reads them exactly
-                opening = joined.rfind(b"[", 0, list_end)
-                conf = [float(t) for t in joined[opening + 1 : list_end].split(b",")]
-            names: list[str] | None = None
-            if names_at >= 0:
-                match = _NAMES_VALUE_RE.match(joined, names_at)
-                span = match.group(1) if match else b""
-                if span not in names_cache:
-                    try:
-                        value = json.loads(span)
-                    except ValueError:
-                        value = None
-                    names_cache[span] = [str(x) for x in value] if isinstance(value, list) else None
-                names = names_cache[span]
-            if names_at < 0 or (names is not None and len(names) != nv):
-                if nv not in default_names:
-                    default_names[nv] = [str(x) for x in range(nv)]
-                names = default_names[nv]
-            if names is not None:
-                decoded = (joined[cs:ce].decode("utf-8"), conf, names)
-        out.append(decoded if decoded is not None else _parse_valid(raws[i]))
-    return out
+    if dups or prediction_query.tied_cut(passed, n - SPARE_CANDIDATES):
+        sql = prediction_query.build(paths, **options, skip_rows=bool(dups), exact_ties=True)
+        passed = prediction_query.run(con, sql)
+    return passed, dups
+
+
+@dataclasses.dataclass
+class _Extra:
+    """What the exact reader added: lines the engine left to it."""
+
+    pool: int = 0
+    excluded: int = 0
+    bad_count: int = 0
+    histogram: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(10, np.int64))
+
+
+def _resolve(
+    passed: prediction_query.Pass,
+    sources: list[tables.Source],
+    files: list[str],
+    dup_rows: list[tuple[int, int]],
+    *,
+    strategy: str,
+    seed: int,
+    labels: Sequence[str] | None,
+    excluded_ids: set[str],
+) -> tuple[list[BadRecord], list[_Candidate], _Extra]:
+    """Bad records with file lines, the engine's candidates, and the lines left to `parse_line`."""
+    spans = passed.spans()
+    reasons: list[tuple[int, int, str, str]] = []
+    for f, o, why in passed.bad:
+        field, _, reason = why.partition("|")
+        reasons.append((f, o, field, reason))
+    reasons += [(f, o, "instance.content", "duplicate item") for f, o in dup_rows]
+    wanted: dict[int, set[int]] = {}
+    for f, o, _, _ in reasons:
+        wanted.setdefault(f, set()).add(o - spans[f][0])
+    lines = {f: _line_numbers(sources[f], spans[f][1], records) for f, records in wanted.items()}
+    bad = [
+        BadRecord(files[f], lines[f][o - spans[f][0]], field, reason)
+        for f, o, field, reason in reasons
+    ]
+    candidates = [
+        _Candidate(int(c["f"]), c["content"], [float(x) for x in json.loads(c["cj"])],
+                   _names(c["names"]), float(c["s"]))
+        for c in passed.candidates
+    ]  # fmt: skip
+    extra = _Extra()
+    slow: dict[int, set[int]] = {}
+    for f, o in passed.slow:
+        slow.setdefault(f, set()).add(o - spans[f][0])
+    seen = {c.content for c in candidates}
+    for f, records in sorted(slow.items()):
+        for _, (line, raw) in sorted(_records(sources[f], records).items()):
+            try:
+                content, conf, names = parse_line(raw, labels=labels)
+            except ValueError as exc:
+                field, _, reason = str(exc).partition(": ")
+                bad.append(BadRecord(files[f], line, field, reason))
+                extra.bad_count += 1
+                continue
+            if content in seen:
+                bad.append(BadRecord(files[f], line, "instance.content", "duplicate item"))
+                extra.bad_count += 1
+                continue
+            seen.add(content)
+            if item_id(content) in excluded_ids:
+                extra.excluded += 1
+                continue
+            extra.pool += 1
+            if strategy == "random":
+                score = prediction_query.random_score(content, seed)
+            else:
+                score = float(_exact_scores([conf], strategy=strategy)[0])
+            extra.histogram += np.histogram(np.clip([score], 0, 1), bins=HISTOGRAM_EDGES)[0]
+            candidates.append(_Candidate(f, content, conf, names, score))
+    return bad, candidates, extra
+
+
+@functools.lru_cache(maxsize=64)
+def _names(text: str | None) -> list[str]:
+    """A `displayNames` JSON text as strings (decoded once per spelling; [] when absent)."""
+    value = json.loads(text) if text is not None else None
+    return [str(x) for x in value] if isinstance(value, list) else []
 
 
 def _finish(
-    lines: list[tuple[str, int, bytes]],
-    order_keys: np.ndarray,
+    candidates: list[_Candidate],
+    files: list[str],
     k: int,
     *,
     keep: int,
@@ -899,39 +487,28 @@ def _finish(
     labels: Sequence[str] | None,
     class_balance: bool,
 ) -> tuple[list[SelectedPrediction], list[str]]:
-    """Decode the kept lines, re-score them exactly, keep the best `keep` and, for batch-aware
-    strategies, re-rank those down to `k`."""
-    parsed = _decode_kept([raw for _, _, raw in lines])
-    if parsed:
-        widths = np.fromiter((len(c) for _, c, _ in parsed), dtype=np.int64, count=len(parsed))
-        flat = np.fromiter(
-            itertools.chain.from_iterable(c for _, c, _ in parsed),
-            dtype=np.float64,
-            count=int(widths.sum()),
-        )
-        starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-        hashes = (
-            _hash_bytes([c.encode("utf-8") for c, _, _ in parsed])
-            if strategy == "random"
-            else np.zeros(len(parsed), dtype=np.uint64)
-        )
-        scores = _scores_ragged(flat, starts, widths, hashes, strategy=strategy, seed=seed)
-        best = _top(scores, order_keys, keep)
-        parsed = [parsed[int(i)] for i in best]
-        lines = [lines[int(i)] for i in best]
-        scores = scores[best]
+    """Re-score the candidates exactly, keep the best `keep` and, for batch-aware strategies,
+    re-rank those down to `k`."""
+    for c in candidates:
+        if not c.names:
+            c.names = [str(i) for i in range(len(c.conf))]
+    if strategy == "random":
+        scores = np.asarray([c.score for c in candidates])
     else:
-        scores = np.zeros(0)
+        scores = _exact_scores([c.conf for c in candidates], strategy=strategy)
+    # Ties go to the smaller item (as in the engine): the same answer however files are split.
+    best = _top(scores, [c.content for c in candidates], keep)
+    candidates = [candidates[int(i)] for i in best]
+    scores = scores[best]
     if labels is None:
-        # Most lines share one names list: collect the distinct lists first.
-        names = sorted({n for ns in {tuple(ns) for _, _, ns in parsed} for n in ns})
+        names = sorted({n for ns in {tuple(c.names) for c in candidates} for n in ns})
     else:
         names = list(labels)
     if strategies.needs_features(strategy) or class_balance:
         column = {n: j for j, n in enumerate(names)}
-        proba = np.zeros((len(parsed), len(names)))
-        for i, (_, conf, ns) in enumerate(parsed):
-            for name, value in zip(ns, conf, strict=True):
+        proba = np.zeros((len(candidates), len(names)))
+        for i, c in enumerate(candidates):
+            for name, value in zip(c.names, c.conf, strict=True):
                 if name in column:
                     proba[i, column[name]] = value
         # The probability vectors are the embedding: near-identical predictions cluster.
@@ -944,23 +521,18 @@ def _finish(
             class_balance=class_balance,
         ).indices
     else:
-        chosen = np.arange(min(k, len(parsed)))
+        chosen = np.arange(min(k, len(candidates)))
     out = []
-    score_list = scores.tolist()
     for i in np.asarray(chosen, dtype=np.int64).tolist():
-        content, conf, ns = parsed[i]
-        source, line, _ = lines[i]
-        predicted = ns[conf.index(max(conf))] if conf else ""
+        c = candidates[i]
         out.append(
             SelectedPrediction(
-                item=item_id(content),
-                score=score_list[i],
-                predicted=predicted,
-                source=source,
-                line=line,
-                # Values are floats already (float() or json.loads, then float()).
-                confidences=dict(zip(ns, conf, strict=True)),
-                content=content,
+                item=item_id(c.content),
+                score=float(scores[i]),
+                predicted=c.names[c.conf.index(max(c.conf))] if c.conf else "",
+                source=files[c.file],
+                confidences=dict(zip(c.names, c.conf, strict=True)),
+                content=c.content,
             )
         )
     return out, names
@@ -999,31 +571,3 @@ def write_predictions(
             }
 
     return storage.write_jsonl(uri, rows())
-
-
-def warm_up() -> int:
-    """Compile (or load from numba's cache) every compiled function a selection can use.
-
-    Runs small selections through each path: rows of two widths, escaped lines, every scoring
-    route (mapped and read-buffer blocks share one compiled scanner: `_Scanner.scan` makes
-    every block read-only). The image calls this at build time so that a pipeline task does
-    not spend seconds compiling.
-
-    Returns:
-        The number of selections run.
-    """
-    ids = [f"gs://warm/{i}.png" for i in range(6)]
-    proba = np.array([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2], [0.1, 0.1, 0.8]] * 2)
-    runs = 0
-    with tempfile.TemporaryDirectory(prefix="labelloop-warm-") as tmp:
-        path = os.path.join(tmp, "p.jsonl")
-        write_predictions(path, ids, ["a", "b", "c"], proba)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write('{"instance": {"content": "gs://warm/two.png"}, ')
-            fh.write('"prediction": {"confidences": [0.25, 0.75]}}\n')
-            fh.write('{"instance": {"content": "gs://warm/\\u00e9.png"}, ')
-            fh.write('"prediction": {"confidences": [0.30452949348101396, 0.69547050651898604]}}\n')
-        for strategy in strategies.STRATEGIES:
-            select_from_predictions(path, 3, strategy=strategy, exclude_ids=[ids[0]])
-            runs += 1
-    return runs

@@ -32,19 +32,15 @@ def read_cache(uri: str | None) -> dict[str, Prediction]:
     if not uri or not storage.exists(uri):
         return {}
     out: dict[str, Prediction] = {}
-    with storage.open_read(uri) as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    # A line cut short when a step was killed mid-write: that answer is asked
-                    # again; every complete line before it is kept.
-                    log.warning("%s:%d: incomplete cache line skipped", uri, number)
-                    continue
-                out[row["item"]] = Prediction(
-                    row["item"], row.get("label"), float(row["confidence"]), row.get("error", "")
-                )
+    rows, bad = storage.read_jsonl_objects(uri)
+    for record in bad:
+        # A line cut short when a step was killed mid-write: that answer is asked again;
+        # every complete line before it is kept.
+        log.warning("%s: incomplete cache line skipped", record)
+    for _, row in rows:
+        out[row["item"]] = Prediction(
+            row["item"], row.get("label"), float(row["confidence"]), row.get("error", "")
+        )
     return out
 
 

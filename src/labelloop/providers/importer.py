@@ -89,15 +89,11 @@ def vertex_rows(
     uri: str, task_type: TaskType, *, default_annotator: str = "vertex"
 ) -> Iterator[Row]:
     """A Vertex dataset export as long-format rows (one per item and annotation set)."""
-    for number, raw in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not raw.strip():
+    for number, record, reason in _jsonl_rows(uri):
+        if record is None:
+            yield number, None, reason
             continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield number, None, f"not valid JSON ({exc.msg})"
-            continue
-        item = _vertex_item(record) if isinstance(record, dict) else None
+        item = _vertex_item(record)
         if item is None:
             yield number, None, "no imageGcsUri, textGcsUri or textContent"
             continue
@@ -245,27 +241,24 @@ def read_any(
 
 def long_rows(uri: str) -> Iterator[Row]:
     """Long-format rows of a CSV/TSV or JSONL file, with line numbers."""
-    text = storage.read_text(uri)
     if uri.lower().endswith((".csv", ".tsv")):
         import csv
 
+        text = storage.read_text(uri)
         delimiter = "\t" if uri.lower().endswith(".tsv") else ","
         reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
         for row in reader:
             yield reader.line_num, dict(row), None
         return
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            yield number, None, f"not valid JSON ({exc.msg})"
-            continue
-        if isinstance(obj, dict):
-            yield number, obj, None
-        else:
-            yield number, None, "expected a JSON object"
+    yield from _jsonl_rows(uri)
+
+
+def _jsonl_rows(uri: str) -> Iterator[Row]:
+    """A JSONL file's objects and unreadable lines (with the reason), in line order."""
+    rows, bad = storage.read_jsonl_objects(uri, required=None)
+    events: list[Row] = [(n, obj, None) for n, obj in rows]
+    events += [(b.line, None, b.reason) for b in bad]
+    yield from sorted(events, key=lambda e: e[0])
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

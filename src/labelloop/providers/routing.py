@@ -78,14 +78,17 @@ class Calibration:
 
 def read_human_labels(uri: str) -> tuple[dict[str, str], dict[str, Item]]:
     """Human labels by item (majority over annotators) and the items they can be rebuilt from."""
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[int, dict[str, Any]]] = []
     if uri.lower().endswith(".csv"):
-        rows = list(csv.DictReader(storage.read_text(uri).splitlines()))
+        reader = csv.DictReader(storage.read_text(uri).splitlines())
+        rows = [(reader.line_num, row) for row in reader]
     else:
-        rows = [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
+        rows, bad = storage.read_jsonl_objects(uri, required=None)
+        if bad:
+            raise InputError(bad[0].reason, source=uri, line=bad[0].line, field=bad[0].field)
     votes: dict[str, Counter[str]] = {}
     items: dict[str, Item] = {}
-    for number, row in enumerate(rows, start=1):
+    for number, row in rows:
         label = row.get("label")
         item = row.get("item")
         if not isinstance(label, str) or not item:

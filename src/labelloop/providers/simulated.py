@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,11 +109,13 @@ def uniforms(seeds: np.ndarray, streams: int) -> np.ndarray:
 def read_structured_truth(uri: str) -> dict[str, AnnotationValue]:
     """Truth from JSONL rows `{"item", "label"|"labels"|"boxes"|"spans"}`."""
     truth: dict[str, AnnotationValue] = {}
-    for number, raw in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not raw.strip():
-            continue
+    rows, bad = storage.read_jsonl_objects(uri)
+    if bad:
+        raise InputError(
+            f"bad truth row ({bad[0].field}: {bad[0].reason})", source=uri, line=bad[0].line
+        )
+    for number, row in rows:
         try:
-            row = json.loads(raw)
             item = str(row["item"])
             if "boxes" in row:
                 truth[item] = tuple(Box(**b) for b in row["boxes"])
@@ -124,7 +125,7 @@ def read_structured_truth(uri: str) -> dict[str, AnnotationValue]:
                 truth[item] = frozenset(str(v) for v in row["labels"])
             else:
                 truth[item] = str(row["label"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise InputError(f"bad truth row ({exc})", source=uri, line=number) from None
     return truth
 

@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from labelloop.errors import InputError
-from labelloop.schemas import Annotation
+from labelloop.schemas import Annotation, Encoded
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
-
-
-@dataclasses.dataclass(frozen=True)
-class Encoded:
-    """Annotations as parallel int arrays plus the id tables they index into."""
-
-    # (n_items,) / (n_annotators,) ids, sorted: a numpy array, or an Arrow string array when
-    # read by the columnar engine (no Python object per id).
-    items: Any
-    annotators: Any
-    labels: tuple[str, ...]  # the label set, in the caller's order
-    item: np.ndarray  # (n,) int64 index into items
-    annotator: np.ndarray  # (n,) int64 index into annotators
-    label: np.ndarray  # (n,) int64 index into labels
-
-    @property
-    def n_items(self) -> int:
-        return len(self.items)
-
-    @property
-    def n_annotators(self) -> int:
-        return len(self.annotators)
-
-    @property
-    def n_labels(self) -> int:
-        return len(self.labels)
 
 
 def _factorize(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 
 from labelloop import state, storage
@@ -76,23 +75,15 @@ def list_items(source_uri: str, task_type: TaskType) -> tuple[list[Item], list[B
                 continue
             items.append(Item(id=uri, uri=uri, ml_use=ml_use_for(uri)))
             continue
-        with storage.open_read(uri) as fh:
-            for number, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    row = json.loads(raw)
-                    text = row["text"] if isinstance(row, dict) else None
-                except json.JSONDecodeError:
-                    bad.append(BadRecord(uri, number, "*", "not valid JSON"))
-                    continue
-                except KeyError:
-                    text = None
-                if not isinstance(text, str) or not text.strip():
-                    bad.append(BadRecord(uri, number, "text", "missing or empty text"))
-                    continue
-                item_id = text_item_id(text)
-                items.append(Item(id=item_id, text=text, ml_use=ml_use_for(item_id)))
+        rows, unread = storage.read_jsonl_objects(uri, required="text")
+        bad += unread
+        for number, row in rows:
+            text = row["text"]
+            if not isinstance(text, str) or not text.strip():
+                bad.append(BadRecord(uri, number, "text", "missing or empty text"))
+                continue
+            item_id = text_item_id(text)
+            items.append(Item(id=item_id, text=text, ml_use=ml_use_for(item_id)))
     return items, bad
 
 
