@@ -109,11 +109,13 @@ def make_shards(path: Path, parts: int) -> Path:
     folder = path.with_name(f"{path.stem}-{parts}-shards")
     if not folder.exists():
         folder.mkdir()
-        lines = path.read_bytes().splitlines(keepends=True)
-        step = -(-len(lines) // parts)
-        for p in range(parts):
-            shard = folder / f"prediction.results-{p:05d}-of-{parts:05d}"
-            shard.write_bytes(b"".join(lines[p * step : (p + 1) * step]))
+        # Streamed: a forked child starts with this process's pages (peak RSS figures).
+        with path.open("rb") as fh:
+            step = -(-sum(1 for _ in fh) // parts)
+            fh.seek(0)
+            for p in range(parts):
+                with (folder / f"prediction.results-{p:05d}-of-{parts:05d}").open("wb") as out:
+                    out.writelines(line for _, line in zip(range(step), fh, strict=False))
     return folder
 
 
@@ -176,7 +178,7 @@ def same_labels(ours: Path, peer: Path) -> None:
         f"SELECT count(*) FILTER (WHERE a.label = b.label), count(*) "
         f"FROM read_csv('{ours}', all_varchar=true) a "
         f"JOIN read_csv('{peer}', all_varchar=true) b USING (item)"
-    ).fetchone() or (0, 0)
+    ).fetchall()[0]
     print(f"|   same label as crowd-kit | {same} of {total} items | | | same accuracy |")
 
 

@@ -89,11 +89,16 @@ def shard(path: Path, parts: int) -> Path:
     if folder.exists():
         return folder
     folder.mkdir()
-    lines = path.read_bytes().splitlines(keepends=True)
-    step = -(-len(lines) // parts)
-    for p in range(parts):
-        name = f"prediction.results-{p:05d}-of-{parts:05d}"
-        (folder / name).write_bytes(b"".join(lines[p * step : (p + 1) * step]))
+    # Streamed: this process stays small (a forked child starts with the parent's pages, so a
+    # big parent would inflate the children's peak RSS).
+    with path.open("rb") as fh:
+        total = sum(1 for _ in fh)
+        fh.seek(0)
+        step = -(-total // parts)
+        for p in range(parts):
+            name = f"prediction.results-{p:05d}-of-{parts:05d}"
+            with (folder / name).open("wb") as out:
+                out.writelines(line for _, line in zip(range(step), fh, strict=False))
     return folder
 
 

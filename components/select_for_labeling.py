@@ -28,6 +28,7 @@ def select_for_labeling(
     queue_size: int,
     selected: dsl.Output[dsl.Dataset],
     summary: dsl.Output[dsl.Artifact],
+    rejects: dsl.Output[dsl.Dataset],
 ) -> NamedTuple(
     "SelectOutputs",
     [("pool_size", int), ("selected_count", int), ("strategy_used", str), ("stop_reason", str)],
@@ -59,6 +60,8 @@ def select_for_labeling(
     Returns:
         selected: The chosen items as a Vertex import JSONL (Dataset artifact).
         summary: Scores, score histogram and predicted class mix (JSON artifact).
+        rejects: Bad pool records, refused predicted items and bad prediction lines, each with
+            file, line, field and reason (Dataset artifact, JSONL).
         pool_size: Items scored.
         selected_count: Items chosen.
         strategy_used: The strategy that ran (`random` or `k_center` on a cold start).
@@ -88,6 +91,7 @@ def select_for_labeling(
             labelers_per_item=labelers_per_item,
             provider=provider,
             provider_options=provider_options,
+            rejects_uri=rejects.path,
         )
     selected.metadata["items"] = result.selected
     return (result.pool, result.selected, result.strategy, result.stop_reason)

@@ -227,6 +227,7 @@ def test_predicted_paths_outside_the_source_are_refused_and_never_read(
         k=5,
         predictions_uri=str(tmp_path / "p.jsonl"),
         source_uri=digits_sample.source_uri,
+        rejects_uri=str(tmp_path / "selection-rejects.jsonl"),
     )
     opened = list(_OPENED)
     _OPENED.clear()
@@ -239,4 +240,7 @@ def test_predicted_paths_outside_the_source_are_refused_and_never_read(
     refused = [b for b in summary["bad"] if "outside the source" in b["reason"]]
     assert sorted(b["reason"].split(":")[0] for b in refused) == sorted(outsiders)
     assert {b["source"] for b in refused} == {str(tmp_path / "p.jsonl")}
+    # Every bad record also lands in the step's rejects file.
+    rejects = (tmp_path / "selection-rejects.jsonl").read_text().splitlines()
+    assert sorted(json.loads(r)["reason"] for r in rejects) == sorted(b["reason"] for b in refused)
     assert not [p for p in opened if "passwd" in p or "secret.png" in p]

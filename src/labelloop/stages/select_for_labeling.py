@@ -138,6 +138,7 @@ def select_for_labeling(
     labelers_per_item: int = 1,
     provider: str = "",
     provider_options: str = "{}",
+    rejects_uri: str = "",
 ) -> SelectionResult:
     """Score the pool and keep the items most worth labeling: the open queue is topped up.
 
@@ -182,6 +183,8 @@ def select_for_labeling(
         labelers_per_item: Human labels per item, for the cost estimate.
         provider: The labeling provider, for the model's share of the cost estimate.
         provider_options: Its options (the Gemini model), for the same.
+        rejects_uri: Where to write every bad record (JSONL: source, line, field, reason): the
+            pool's, refused predicted items and bad prediction lines (the first 10,000 of those).
 
     Items the quality step sent back for more answers (`labelloop.relabel`) take a slot of
     the active arm when their expected error beats the new item they displace.
@@ -212,6 +215,7 @@ def select_for_labeling(
     items, bad = read_import_file(import_uri)
     if bad:
         log.warning("pool: %s", summarize_bad_records(bad))
+    rejected: list[BadRecord] = list(bad)
     excluded_ids = _excluded_ids(state_uri)
     _record_pool(state_uri, items)
     if room == 0 or money.affordable == 0:
@@ -220,6 +224,7 @@ def select_for_labeling(
         else:
             log.info("the open queue is full (%d item(s) queued): nothing to top up", queued)
         pool = len(items) - len(excluded_ids & {i.id for i in items})
+        _write_rejects(rejects_uri, rejected)
         return _write_selection(
             [],
             _summary(
@@ -279,12 +284,13 @@ def select_for_labeling(
         chosen = [
             {"item": p.item, "score": p.score, "predicted": p.predicted} for p in picked.items
         ]
+        rejected = bad + [r.record for r in refused] + picked.bad
         summary = _summary(
             strategy=strategy,
             cold_start=False,
             pool=picked.pool,
             chosen=chosen,
-            bad=bad + [r.record for r in refused] + picked.bad,
+            bad=rejected,
             bad_count=len(bad) + len(refused) + picked.bad_records,
             labels=label_list,
             excluded=picked.excluded,
@@ -324,10 +330,19 @@ def select_for_labeling(
         summary["selected"] = len(selected)
         summary["arms"] = {a: sum(1 for v in arms.values() if v == a) for a in set(arms.values())}
         evaluation.record_arms(state_uri, arms)
+    _write_rejects(rejects_uri, rejected)
     return _write_selection(
         selected, summary, task=task, output_uri=output_uri, summary_uri=summary_uri,
         queued=queued, room=room, cold_start=cold_start, used=used, money=money,
     )  # fmt: skip
+
+
+def _write_rejects(uri: str, rejected: list[BadRecord]) -> None:
+    """The step's bad records as JSONL (an empty file when there are none)."""
+    if uri:
+        from labelloop.annotations import write_bad_records
+
+        write_bad_records(uri, rejected)
 
 
 def _budget_plan(
