@@ -85,11 +85,8 @@ def record_labels(state_uri: str, rows: list[dict[str, Any]]) -> str:
     written once, never rewritten; the files it replaces are removed only after it exists (a
     run killed in between leaves both, and the next run folds them the same way).
     """
-    latest: dict[str, dict[str, Any]] = {}
     files = _label_files(state_uri)
-    for file_uri in files:
-        for row in _read_rows(file_uri):
-            latest[str(row["item"])] = row
+    latest = latest_labels(state_uri)
     latest.update({str(r["item"]): r for r in rows})
     text = "".join(json.dumps(latest[k], sort_keys=True) + "\n" for k in sorted(latest))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -105,6 +102,20 @@ def record_labels(state_uri: str, rows: list[dict[str, Any]]) -> str:
             atomic.delete(old)
     log.info("%d consolidated label(s) kept in %s", len(latest), target)
     return target
+
+
+def latest_labels(state_uri: str) -> dict[str, dict[str, Any]]:
+    """The latest consolidated row of every labeled item (an item consolidated again, e.g.
+    after review or relabeling, has its newest row: by `consolidated_at`, rows without one
+    being the oldest)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in labeled_rows(state_uri):
+        item = str(row.get("item"))
+        if item not in latest or str(row.get("consolidated_at", "")) >= str(
+            latest[item].get("consolidated_at", "")
+        ):
+            latest[item] = row
+    return latest
 
 
 def round_outcomes(state_uri: str) -> list[dict[str, Any]]:
