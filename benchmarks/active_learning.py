@@ -82,12 +82,19 @@ def run_curve(
     accs: list[float] = []
     round_no = 0
     while True:
-        clf = model().fit(x_pool[labeled], y_pool[labeled])
+        seen = np.unique(y_pool[labeled])
         counts.append(int(labeled.sum()))
-        accs.append(float(np.mean(clf.predict(x_test) == y_test)))
+        if seen.size < 2:
+            # One class so far (an imbalanced pool): no model can be fit, it predicts that
+            # class, and the next batch is another cold-start pick.
+            accs.append(float(np.mean(y_test == seen[0])))
+            proba = None
+        else:
+            clf = model().fit(x_pool[labeled], y_pool[labeled])
+            accs.append(float(np.mean(clf.predict(x_test) == y_test)))
+            proba = clf.predict_proba(x_pool)
         if labeled.sum() >= min(budget, n):
             break
-        proba = clf.predict_proba(x_pool)
         picked = strategies.select(
             strategy,
             min(batch, budget - int(labeled.sum())),

@@ -178,7 +178,7 @@ def same_labels(ours: Path, peer: Path) -> None:
         f"SELECT count(*) FILTER (WHERE a.label = b.label), count(*) "
         f"FROM read_csv('{ours}', all_varchar=true) a "
         f"JOIN read_csv('{peer}', all_varchar=true) b USING (item)"
-    ).fetchone() or (0, 0)
+    ).fetchall()[0]
     print(f"|   same label as crowd-kit | {same} of {total} items | | | same accuracy |")
 
 

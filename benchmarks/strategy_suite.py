@@ -11,13 +11,15 @@ strategy is the one with the best worst case; the target is <= 0.6x random on av
 <= 1.0x (never worse than random) on every dataset.
 
 Usage:
-    .venv/bin/python benchmarks/strategy_suite.py               # every dataset, 3 seeds
+    .venv/bin/python benchmarks/strategy_suite.py               # every dataset, 5 seeds
     .venv/bin/python benchmarks/strategy_suite.py --datasets digits,wine --seeds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from active_learning import labels_to_reach, model, run_curve  # noqa: E402
 
+log = logging.getLogger("benchmarks.strategy_suite")
 STRATEGIES = ("random", "least_confidence", "margin", "entropy", "k_center", "cluster_margin")
 
 
@@ -98,12 +101,13 @@ DATASETS: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
 
 def measure(
     name: str, *, seeds: int, initial: int, batch: int, budget: int, strategies: list[str]
-) -> dict[str, float]:
-    """Per strategy: mean labels to 95% of full accuracy, divided by random's (same seeds)."""
+) -> dict[str, list[float]]:
+    """Per strategy: labels to 95% of full accuracy, one figure per seed."""
     from sklearn.model_selection import train_test_split
 
     x, y = DATASETS[name]()
     needed: dict[str, list[float]] = {s: [] for s in strategies}
+    started = time.perf_counter()
     for seed in range(seeds):
         x_pool, x_test, y_pool, y_test = train_test_split(
             x, y, test_size=0.3, random_state=seed, stratify=y
@@ -117,31 +121,62 @@ def measure(
             # Not reached within the budget: counted as the budget plus a batch (a lower bound).
             reached = labels_to_reach(counts, accs, 0.95 * full)
             needed[s].append(reached if np.isfinite(reached) else float(budget + batch))
+        log.info(
+            "%s seed %d (pool %d, full accuracy %.3f): %s (%.0f s)",
+            name, seed, len(y_pool), full,
+            ", ".join(f"{s} {needed[s][-1]:.0f}" for s in strategies),
+            time.perf_counter() - started,
+        )  # fmt: skip
+    return needed
+
+
+def to_ratios(needed: dict[str, list[float]]) -> dict[str, float]:
+    """Mean labels over random's mean labels (same seeds), per strategy."""
     base = float(np.mean(needed["random"]))
-    return {s: float(np.mean(v)) / base for s, v in needed.items()}
+    return {s: float(np.mean(v)) / base for s, v in needed.items() if s in STRATEGIES}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--strategies", default=",".join(STRATEGIES))
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--initial", type=int, default=10)
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--budget", type=int, default=300)
+    p.add_argument(
+        "--out", default=str(ROOT / "benchmarks" / "results" / "strategy_suite.json"),
+        help="every seed's labels-needed figures, as JSON (written after each dataset)",
+    )  # fmt: skip
+    p.add_argument("--resume", action="store_true", help="keep the datasets --out already has")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     names = [d for d in args.datasets.split(",") if d]
     strategies = [s for s in args.strategies.split(",") if s]
     if "random" not in strategies:
         strategies.insert(0, "random")
     started = time.perf_counter()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = {k: getattr(args, k) for k in ("seeds", "initial", "batch", "budget")}
+    raw: dict[str, dict[str, list[float]]] = {}
+    if args.resume and out.exists():
+        # Datasets measured by an earlier, interrupted run with the same settings.
+        saved = json.loads(out.read_text())
+        if saved.get("settings") == settings:
+            raw = {n: v for n, v in saved["labels_needed"].items() if n in names}
+            log.info("resumed: %s", ", ".join(raw) or "nothing")
     table: dict[str, dict[str, float]] = {}
     for name in names:
-        table[name] = measure(
-            name, seeds=args.seeds, initial=args.initial, batch=args.batch,
-            budget=args.budget, strategies=strategies,
-        )  # fmt: skip
-        print(f"{name}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+        if name not in raw or set(strategies) - set(raw[name]):
+            raw[name] = measure(
+                name, seeds=args.seeds, initial=args.initial, batch=args.batch,
+                budget=args.budget, strategies=strategies,
+            )  # fmt: skip
+            # Saved after every dataset, so an interrupted run resumes (--resume).
+            out.write_text(json.dumps({"settings": settings, "labels_needed": raw}, indent=1))
+        table[name] = to_ratios(raw[name])
+        log.info("%s: done (%.0f s)", name, time.perf_counter() - started)
     width = max(len(n) for n in names) + 2
     print(
         f"\nlabels to reach 95% of full-pool accuracy, as a multiple of random's "

@@ -60,6 +60,37 @@ def test_select_names_its_summary_the_same_for_any_extension() -> None:
     assert summary_path("gs://b/run/next.jsonl") == "gs://b/run/next.summary.json"
 
 
+def _top_commands(parser: argparse.ArgumentParser) -> set[str]:
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return set(found[0].choices)
+
+
+def test_a_command_starts_without_the_other_commands_or_pandas(tmp_path: Path) -> None:
+    """`consolidate` registers only the modules up to its own, and its whole run imports
+    neither pandas nor the providers (start-up is a share of every command's time)."""
+    assert "label" not in _top_commands(build_parser("consolidate"))
+    assert {"consolidate", "label", "state"} <= _top_commands(build_parser())
+    _crowd(tmp_path / "ann.csv", n=20)
+    script = (
+        "import sys; from labelloop.cli import main; "
+        f"code = main(['consolidate', {str(tmp_path / 'ann.csv')!r}, '--out', "
+        f"{str(tmp_path / 'out.csv')!r}]); "
+        "print(code, 'pandas' in sys.modules, 'labelloop.providers' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert proc.stdout.split() == ["0", "False", "False"]
+    version = subprocess.run(
+        [sys.executable, "-m", "labelloop.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert version.stdout.startswith("labelloop ")
+
+
 def _crowd(path: Path, n: int = 400) -> None:
     rows = ["item,annotator,label"]
     rows += [f"i{i},a{j},{'pos' if (i + j) % 3 else 'neg'}" for i in range(n) for j in range(3)]

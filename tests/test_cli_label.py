@@ -73,7 +73,10 @@ def test_import_annotations_converts_a_label_studio_export(
     )
     assert code == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert rows == [{"item": u, "annotator": "alice", "label": "cat"} for u in IMAGES[:2]]
+    assert rows == [
+        {"item": u, "annotator": "alice", "annotator_kind": "human", "label": "cat"}
+        for u in IMAGES[:2]
+    ]
     assert "2 annotation(s) written" in capsys.readouterr().out
     rejects = [json.loads(x) for x in (tmp_path / "rej.jsonl").read_text().splitlines()]
     assert [r["field"] for r in rejects] == ["item"]

@@ -183,7 +183,7 @@ def test_mixed_round_keeps_calibrated_answers_and_beats_both_baselines(tmp_path:
         policy=GatePolicy(min_labeled_count=50, min_agreement=0.3),
     )
     by_item = {r["item"]: r for r in cons}
-    auto = {r["item"]: r["label"] for r in rows if r["annotator"].startswith("gemini:")}
+    auto = {r["item"]: r["label"] for r in rows if r["annotator_kind"] == "model"}
     assert auto
     # Auto-accepted answers survive consolidation, trainable, at their calibrated precision.
     assert all(by_item[u]["label"] == lab and by_item[u]["trainable"] for u, lab in auto.items())
@@ -202,7 +202,8 @@ def test_mixed_round_keeps_calibrated_answers_and_beats_both_baselines(tmp_path:
     )
     dims = {"n_items": enc.n_items, "n_labels": 3}
     mv = MajorityVote().fit(enc.item, enc.annotator, enc.label, **dims).labels_
-    human = ~np.array([str(a).startswith("gemini:") for a in enc.annotators])[enc.annotator]
+    models = {r["annotator"] for r in rows if r["annotator_kind"] == "model"}
+    human = ~np.array([str(a) in models for a in enc.annotators])[enc.annotator]
     ds = DawidSkene().fit(
         enc.item[human], enc.annotator[human], enc.label[human],
         n_annotators=enc.n_annotators, **dims,
@@ -224,12 +225,19 @@ def test_mixed_round_keeps_calibrated_answers_and_beats_both_baselines(tmp_path:
     assert result.decision.rule == "agreement"
 
 
-def test_all_model_round_opens_on_calibrated_precision(tmp_path: Path) -> None:
-    rows = [
-        {"item": f"i{i}", "annotator": "gemini:flash", "label": LABELS[i % 3]} for i in range(30)
-    ]
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("gemini:flash", None), ("vision-v2", "model")],
+    ids=["legacy-name-prefix", "annotator_kind-field"],
+)
+def test_all_model_round_opens_on_calibrated_precision(
+    tmp_path: Path, name: str, kind: str | None
+) -> None:
+    rows = [{"item": f"i{i}", "annotator": name, "label": LABELS[i % 3]} for i in range(30)]
+    if kind:
+        rows = [{**r, "annotator_kind": kind} for r in rows]
     job = tmp_path / "job.json"
-    record = {"provider_summary": {"model_annotator": "gemini:flash",
+    record = {"provider_summary": {"model_annotator": name,
                                    "calibration": {"precision": 0.97, "accepted": 40}}}  # fmt: skip
     job.write_text(json.dumps(record))
     result, cons, _ = gate(tmp_path, rows, job_uri=str(job), policy=GatePolicy(20, 0.6))
@@ -243,6 +251,36 @@ def test_all_model_round_opens_on_calibrated_precision(tmp_path: Path) -> None:
         tmp_path, rows, job_uri=str(job), policy=GatePolicy(20, 0.6, min_model_precision=0.99)
     )
     assert not strict.decision.train
+
+
+def test_annotator_kind_field_decides_and_the_name_prefix_is_only_a_counted_fallback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from labelloop.annotations import read_annotations
+    from labelloop.schemas import AnnotatorKind
+
+    path = tmp_path / "a.jsonl"
+    storage.write_jsonl(str(path), [
+        {"item": "a", "annotator": "model:bob", "annotator_kind": "human", "label": "cat"},
+        {"item": "a", "annotator": "v2", "annotator_kind": "model", "label": "cat"},
+        {"item": "a", "annotator": "gemini:flash", "label": "dog"},  # written before the field
+        {"item": "a", "annotator": "ann1", "label": "dog"},
+        {"item": "b", "annotator": "ann1", "annotator_kind": "robot", "label": "dog"},
+    ])  # fmt: skip
+    with caplog.at_level("INFO", logger="labelloop.annotations"):
+        read = read_annotations(str(path), task_type=TaskType.IMAGE_CLASSIFICATION, labels=LABELS)
+    kinds = {a.annotator: a.annotator_kind for a in read.annotations}
+    assert kinds == {
+        "model:bob": AnnotatorKind.HUMAN,
+        "v2": AnnotatorKind.MODEL,
+        "gemini:flash": AnnotatorKind.MODEL,
+        "ann1": AnnotatorKind.HUMAN,
+    }
+    assert read.legacy_kinds == 2
+    assert "2 annotation(s) without annotator_kind" in caplog.text
+    assert [(b.line, b.field) for b in read.bad] == [(5, "annotator_kind")]
+    # Written back, every row carries the field.
+    assert all(a.to_json(TaskType.IMAGE_CLASSIFICATION)["annotator_kind"] for a in read.annotations)
 
 
 # -- review that acts --------------------------------------------------------------------------

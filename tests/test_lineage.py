@@ -14,7 +14,7 @@ from labelloop.providers.base import LabelingTask
 from labelloop.providers.simulated import SimulatedWorkforce
 from labelloop.quality.consolidation import MajorityVote
 from labelloop.quality.encode import encode
-from labelloop.schemas import Annotation, Item, TaskType
+from labelloop.schemas import Annotation, AnnotatorKind, Item, TaskType
 
 LABELS = ("cat", "dog", "fox")
 
@@ -64,9 +64,15 @@ def test_lineage_round_trip_names_exactly_the_affected_labels_and_models(tmp_pat
     truth = {f"img-{i:03d}.png": LABELS[int(rng.integers(3))] for i in range(90)}
     people = SimulatedWorkforce(truth, workforce="mixed", seed=2)
     ids = sorted(truth)
-    gemini = Annotation(ids[0], "gemini:gemini-2.5-flash", truth[ids[0]])
+    gemini = Annotation(ids[0], "gemini:gemini-2.5-flash", truth[ids[0]], AnnotatorKind.MODEL)
     job1, ann1 = _round(state, people, ids[:40], 1, gemini)
-    job2, ann2 = _round(state, people, ids[40:], 2, Annotation(ids[41], gemini.annotator, "cat"))
+    job2, ann2 = _round(
+        state,
+        people,
+        ids[40:],
+        2,
+        Annotation(ids[41], gemini.annotator, "cat", AnnotatorKind.MODEL),
+    )
     # Model 1 trained on round 1's labels; model 2 on rounds 1 and 2 but only 20 of round 2's.
     lineage.write_model(state, "model-r1", trained_on=[(i, job1) for i in ids[:40]], round=1)
     lineage.write_model(
@@ -156,7 +162,7 @@ def test_labeled_import_file_carries_each_labels_lineage(tmp_path) -> None:
     items = ["gs://b/a.png", "gs://b/b.png"]
     annotations = [
         Annotation(items[0], "ann@example.com", "cat"),
-        Annotation(items[0], "gemini:gemini-2.5-flash", "cat"),
+        Annotation(items[0], "gemini:gemini-2.5-flash", "cat", AnnotatorKind.MODEL),
         Annotation(items[1], "other", "dog"),
     ]
     consolidated = [{"item": items[0], "label": "cat"}, {"item": items[1], "label": "dog"}]

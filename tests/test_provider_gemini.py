@@ -281,8 +281,8 @@ def test_routing_accepts_confident_answers_and_sends_the_rest_to_people(tmp_path
     cal = record["provider_summary"]["calibration"]
     assert cal["precision"] >= 0.95
     rows = [json.loads(x) for x in (tmp_path / "ann.jsonl").read_text().splitlines()]
-    auto = {r["item"]: r["label"] for r in rows if r["annotator"].startswith("gemini:")}
-    human_items = {r["item"] for r in rows if not r["annotator"].startswith("gemini:")}
+    auto = {r["item"]: r["label"] for r in rows if r["annotator_kind"] == "model"}
+    human_items = {r["item"] for r in rows if r["annotator_kind"] == "human"}
     assert auto  # something was accepted ...
     assert human_items  # ... and something went to people
     assert not set(auto) & human_items

@@ -710,3 +710,89 @@ def test_cli_errors_are_one_line_with_an_exit_code(
     assert code == 5
     assert len(lines) == 1
     assert "answered 400" in lines[0]
+
+
+@pytest.mark.server
+def test_review_project_prefilled_idempotent_and_its_corrections_come_back(
+    server: ls_server.LabelStudioServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`labelloop review push` makes one review project (consolidated label pre-selected, the
+    answers and reasons shown), a retry adds nothing, and `review pull` brings back the
+    reviewer's answers as expert annotations."""
+    from labelloop import review
+
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", server.admin_token)
+    folder = server.files_root / "rv" / "images"
+    folder.mkdir(parents=True)
+    items = []
+    for i in range(3):
+        path = folder / f"{i}.png"
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(path)
+        items.append(Item(id=str(path), uri=str(path)))
+    items_uri = str(tmp_path / "items.jsonl")
+    storage.write_jsonl(
+        items_uri, [i.to_import_record(TaskType.IMAGE_CLASSIFICATION) for i in items]
+    )
+    rows = [
+        {"item": items[i].id, "label": "3", "confidence": 0.5 + 0.1 * i,
+         "expected_error": 0.5 - 0.1 * i, "reasons": ["disagreement", "low posterior"],
+         "annotations": [{"annotator": "ann1", "label": "3", "annotator_kind": "human"},
+                         {"annotator": "gemini:flash", "label": "8", "annotator_kind": "model"}]}
+        for i in range(3)
+    ]  # fmt: skip
+    review_uri = str(tmp_path / "review.jsonl")
+    storage.write_jsonl(review_uri, rows)
+    stt = str(tmp_path / "state")
+    options = json.dumps({"url": server.url, "local_files_root": str(server.files_root)})
+    push = ["review", "push", review_uri, "--provider", "label_studio", "--options", options]
+    push += ["--task-type", "image_classification", "--labels", ",".join(map(str, range(10)))]
+    push += ["--items", items_uri, "--state", stt]
+    before = _project_count(server)
+    assert main(push) == 0
+    assert main(push) == 0  # a retry finds the same project
+    assert _project_count(server) == before + 1
+    (job,) = review.jobs(stt)
+    assert f"{server.url}/projects/{job['external_id']}" in capsys.readouterr().out
+    admin = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}
+    )
+    project = admin.get(f"/api/projects/{job['external_id']}/").json()
+    assert project["title"].startswith("review · rv/images · ")
+    assert project["maximum_annotations"] == 1
+    assert '<Text name="review" value="$review"/>' in project["label_config"]
+    tasks = admin.get(
+        f"/api/projects/{job['external_id']}/export",
+        params={"exportType": "JSON", "download_all_tasks": "true"},
+    ).json()
+    assert len(tasks) == 3  # nothing imported twice
+    first = next(t for t in tasks if t["data"]["item_id"] == items[0].id)
+    (prediction,) = admin.get("/api/predictions/", params={"task": first["id"]}).json()
+    assert prediction["model_version"] == "labelloop-consolidated"
+    assert prediction["result"][0]["value"]["choices"] == ["3"]
+    assert prediction["score"] == pytest.approx(0.5)
+    assert first["data"]["review"] == (
+        "Consolidated: 3 (confidence 0.50) · Answers: ann1: 3; gemini:flash: 8 (model) · "
+        "Why: disagreement; low posterior"
+    )
+
+    # The reviewer keeps two labels and corrects one.
+    person = Annotator(server, "ann1@example.com")
+    while (t := person.next_task(int(job["external_id"]))) is not None:
+        label = "8" if t["data"]["item_id"] == items[0].id else "3"
+        person.submit(
+            int(job["external_id"]), t["id"], to_result(TaskType.IMAGE_CLASSIFICATION, label)
+        )
+    assert main(["review", "pull", "--state", stt]) == 0
+    assert "3 reviewer answer(s) from 1 review job(s)" in capsys.readouterr().out
+    got = {
+        r["item"]: (r["annotator"], r["annotator_kind"], r["label"])
+        for r in review.expert_answers(stt)
+    }
+    assert got == {
+        items[0].id: ("ann1@example.com", "expert", "8"),
+        items[1].id: ("ann1@example.com", "expert", "3"),
+        items[2].id: ("ann1@example.com", "expert", "3"),
+    }

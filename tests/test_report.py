@@ -208,6 +208,11 @@ def make_run(root: Path, *, seed: int = 0) -> Run:
         "test_items": 20,
         "labels": LABELS,
         "confusion_matrix": confusion.tolist(),
+        # The evaluation-set learning curve: each arm's model on as many labels.
+        "curve": [
+            {"arm": "random", "labels": 20, "accuracy": 0.71, "ci": [0.6, 0.8]},
+            {"arm": "active", "labels": 20, "accuracy": 0.78, "ci": [0.68, 0.86]},
+        ],
     }
     selection = {
         "strategy": "least_confidence",
@@ -263,6 +268,10 @@ def make_run(root: Path, *, seed: int = 0) -> Run:
         "accuracy": 0.6543,
         "train_items": 30,
         "test_items": 10,
+        "curve": [
+            {"arm": "random", "labels": 8, "accuracy": 0.55, "ci": [0.4, 0.7]},
+            {"arm": "active", "labels": 8, "accuracy": 0.6, "ci": [0.45, 0.74]},
+        ],
     }
     rounds = root / "state" / state.ROUNDS
     rounds.mkdir(parents=True)
@@ -426,6 +435,22 @@ def test_active_learning_model_and_rounds(full: Rendered) -> None:
     precision = np.diag(cm) / cm.sum(axis=0)
     for label, p, r in zip(LABELS, precision, recall, strict=True):
         assert f"{label} {p:.2f} {r:.2f}" in model
+    # The learning curve is a plot of both arms across rounds, its numbers a CSV link.
+    match = re.search(r'<section id="model">(.*?)</section>', html, re.S)
+    assert match
+    section = Page(match.group(1))
+    (curve,) = [i for i in section.images if i["alt"].startswith("Learning curve")]
+    assert decode_data_uri(curve["src"])[0] == "image/png"
+    assert "<table><thead><tr><th>arm" not in match.group(1)  # no longer a table
+    (link,) = re.findall(r'download="learning-curve.csv" href="([^"]+)"', match.group(1))
+    text = base64.b64decode(link.split(",", 1)[1]).decode()
+    assert list(csv.reader(io.StringIO(text))) == [
+        ["round", "arm", "labels", "accuracy", "ci_low", "ci_high"],
+        ["1", "random", "8", "0.55", "0.4", "0.7"],
+        ["1", "active", "8", "0.6", "0.45", "0.74"],
+        ["2", "random", "20", "0.71", "0.6", "0.8"],
+        ["2", "active", "20", "0.78", "0.68", "0.86"],
+    ]
     rounds = section_text(html, "rounds")
     assert "r1" in rounds
     assert "r2 (this run)" in rounds
@@ -1041,7 +1066,7 @@ def test_annotator_time_throughput_skips_and_csv_exports(full: Rendered) -> None
     assert "4.0 s 900 1" in annotators
     assert "3.0 s 1,200 0" in annotators
     links = dict(re.findall(r'download="([^"]+)" href="([^"]+)"', full.html))
-    assert set(links) == {"annotators.csv", "review-queue.csv"}
+    assert set(links) == {"annotators.csv", "review-queue.csv", "learning-curve.csv"}
     mime, data = links["annotators.csv"].split(";base64,")
     assert mime == "data:text/csv;charset=utf-8"
     rows = list(csv.reader(io.StringIO(base64.b64decode(data).decode("utf-8"))))

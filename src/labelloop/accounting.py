@@ -21,6 +21,7 @@ from typing import Any
 
 from labelloop import costs
 from labelloop.ledger import QUEUED, Ledger
+from labelloop.schemas import AnnotatorKind, annotator_kind_of
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,7 @@ def record_spend(
 
 
 def _is_model(row: Mapping[str, Any]) -> bool:
-    from labelloop.lineage import source_for
-
-    return source_for(str(row["annotator"])).kind == "model"
+    return annotator_kind_of(row) is AnnotatorKind.MODEL
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -25,20 +26,40 @@ import numpy as np
 from labelloop import arrays, storage, tables
 from labelloop.codes import CODE, ColumnCodes, encode_column, lookup
 from labelloop.errors import BadRecord, InputError
-from labelloop.schemas import Annotation, AnnotationValue, Box, Encoded, Shape, Span, TaskType
+from labelloop.schemas import (
+    LEGACY_MODEL_PREFIXES,
+    Annotation,
+    AnnotationValue,
+    AnnotatorKind,
+    Box,
+    Encoded,
+    Shape,
+    Span,
+    TaskType,
+    legacy_annotator_kind,
+)
+
+log = logging.getLogger(__name__)
 
 #: crowd-kit's column names, accepted for ours.
 CROWDKIT_NAMES = {"item": "task", "annotator": "worker"}
+#: The column that says who answered (`schemas.AnnotatorKind`); optional on read.
+KIND_COLUMN = "annotator_kind"
 #: Separates the labels of a multi-label CSV cell (`cat|dog`).
 MULTI_LABEL_SEPARATOR = "|"
 
 
 @dataclasses.dataclass(frozen=True)
 class ReadResult:
-    """Valid annotations, in file order, and the rows that were rejected."""
+    """Valid annotations, in file order, and the rows that were rejected.
+
+    `legacy_kinds` counts rows without `annotator_kind` (files written before it existed),
+    whose kind the annotator's name decided (`schemas.legacy_annotator_kind`).
+    """
 
     annotations: list[Annotation]
     bad: list[BadRecord]
+    legacy_kinds: int = 0
 
 
 _VALUE_COLUMNS = ("label", "labels", "boxes", "spans")
@@ -52,7 +73,7 @@ def _rows(
     The columnar engine parses the file; rows it cannot split come first as `(line, None,
     reason)`, then every parsed row with JSON values (`labels`, `boxes`, `spans`) decoded.
     """
-    optional = [c for c in ("item", "annotator", *_VALUE_COLUMNS) if c not in required]
+    optional = [c for c in ("item", "annotator", KIND_COLUMN, *_VALUE_COLUMNS) if c not in required]
     loaded = tables.load(
         uri, required, optional=optional, json_columns=_VALUE_COLUMNS, aliases=CROWDKIT_NAMES
     )
@@ -166,6 +187,18 @@ def _parse_value(
     return tuple(out_spans)
 
 
+def _kind(row: Mapping[str, Any], annotator: str) -> tuple[AnnotatorKind, bool]:
+    """The row's annotator kind, and whether the legacy name prefix decided it (no field)."""
+    value = row.get(KIND_COLUMN)
+    if is_missing(value) or (isinstance(value, str) and not value.strip()):
+        return legacy_annotator_kind(annotator), True
+    try:
+        return AnnotatorKind(str(value).strip().lower()), False
+    except ValueError:
+        kinds = ", ".join(k.value for k in AnnotatorKind)
+        raise _FieldError(KIND_COLUMN, f"unknown kind {value!r} (expected {kinds})") from None
+
+
 def parse_annotations(
     rows: Iterable[tuple[int, dict[str, Any] | None, str | None]],
     *,
@@ -179,6 +212,7 @@ def parse_annotations(
     seen: set[tuple[str, str]] = set()
     good: list[Annotation] = []
     bad: list[BadRecord] = []
+    legacy = 0
     for line, row, error in rows:
         if row is None:
             bad.append(BadRecord(source, line, "*", error or "unreadable"))
@@ -186,6 +220,7 @@ def parse_annotations(
         try:
             item = _text_field(row, "item")
             annotator = _text_field(row, "annotator")
+            kind, from_name = _kind(row, annotator)
             value = _parse_value(row, task_type, label_set)
             if text_lengths is not None and isinstance(value, tuple):
                 length = text_lengths.get(item)
@@ -204,8 +239,16 @@ def parse_annotations(
             )
             continue
         seen.add(key)
-        good.append(Annotation(item, annotator, value))
-    return ReadResult(good, bad)
+        legacy += from_name
+        good.append(Annotation(item, annotator, value, kind))
+    if legacy:
+        models = sum(1 for a in good if a.is_model)
+        log.info(
+            "%s: %d annotation(s) without %s (written before it existed): %d recognised as "
+            "model answers by their annotator name (%s)",
+            source, legacy, KIND_COLUMN, models, ", ".join(LEGACY_MODEL_PREFIXES),
+        )  # fmt: skip
+    return ReadResult(good, bad, legacy)
 
 
 def read_annotations(

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "labelloop.cli_label",
     "labelloop.cli_state",
     "labelloop.cli_lineage",
+    "labelloop.cli_review",
 )
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `yes | head`

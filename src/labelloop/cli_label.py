@@ -21,6 +21,7 @@ from typing import IO, Any
 from labelloop import storage
 from labelloop.annotations import write_annotations, write_bad_records
 from labelloop.errors import EXIT_FAILED, InputError, summarize_bad_records
+from labelloop.options import options_argument
 from labelloop.providers import Job, LabelingProvider, LabelingTask, Progress, get_provider
 from labelloop.providers.importer import FORMATS, read_any
 from labelloop.providers.registry import JOB_OPTIONS
@@ -41,14 +42,7 @@ def progress_bar(progress: Progress, *, width: int = BAR_WIDTH) -> str:
 
 
 def _options(value: str) -> dict[str, Any]:
-    text = storage.read_text(value[1:]) if value.startswith("@") else value
-    try:
-        options = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not JSON ({exc.msg})", field="--options") from None
-    if not isinstance(options, dict):
-        raise InputError("must be a JSON object", field="--options")
-    return options
+    return options_argument(value)
 
 
 def _record(uri: str, provider: str) -> dict[str, Any]:

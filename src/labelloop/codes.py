@@ -51,7 +51,7 @@ class ColumnCodes:
             return
         encoded = pc.dictionary_encode(column)
         self._dictionaries.append(encoded.dictionary)
-        self._indices.append(arrays.filled(encoded.indices, -1).astype(CODE))
+        self._indices.append(arrays.filled(encoded.indices, -1).astype(CODE, copy=False))
 
     def finish(self) -> ColumnCodes:
         """Unify the batches' dictionaries, then trim, drop missing spellings and sort."""

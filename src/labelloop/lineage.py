@@ -24,13 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from labelloop import __version__, storage
-from labelloop.schemas import Annotation
+from labelloop.schemas import Annotation, AnnotatorKind, gemini_annotator
 
 log = logging.getLogger(__name__)
 
 LABELS = "lineage/labels"
 MODELS = "lineage/models"
-MODEL_PREFIX = "gemini:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,15 +54,20 @@ def prompt_hash(*parts: str) -> str:
 
 
 def source_for(
-    annotator: str, *, provider: str = "", models: Mapping[str, Source] | None = None
+    annotator: str,
+    *,
+    kind: AnnotatorKind = AnnotatorKind.HUMAN,
+    provider: str = "",
+    models: Mapping[str, Source] | None = None,
 ) -> Source:
-    """The source of an annotator id: a known model source, a `gemini:<model>` id, or a person."""
+    """The source of an annotator id: a known model source, a model (its answers'
+    `annotator_kind`; the model's name is the id after `provider:`), or a person."""
     models = models or {}
     if annotator in models:
         return models[annotator]
-    if annotator.startswith(MODEL_PREFIX):
-        return Source(annotator, "model", provider, model=annotator[len(MODEL_PREFIX) :])
-    return Source(annotator, "human", provider)
+    if kind is AnnotatorKind.MODEL:
+        return Source(annotator, kind.value, provider, model=annotator.split(":", 1)[-1])
+    return Source(annotator, kind.value, provider)
 
 
 def model_sources(job_record: Mapping[str, Any]) -> dict[str, Source]:
@@ -78,7 +82,7 @@ def model_sources(job_record: Mapping[str, Any]) -> dict[str, Source]:
     model = str(gemini.get("model") or "")
     if not model:
         return {}
-    annotator = str(summary.get("model_annotator") or f"{MODEL_PREFIX}{model}")
+    annotator = str(summary.get("model_annotator") or gemini_annotator(model))
     # The guarantee's certificate names itself; a plain calibration is named by its content.
     decision = summary.get("guarantee")
     certificate = decision.get("certificate") if isinstance(decision, Mapping) else None
@@ -126,17 +130,16 @@ def label_rows(
         run: The pipeline run's id.
         jobs: Each item's own labeling job (the ledger's), where it differs from `job`.
     """
-    by_item: dict[str, list[str]] = {}
+    by_item: dict[str, dict[str, AnnotatorKind]] = {}
     for a in annotations:
-        names = by_item.setdefault(a.item, [])
-        if a.annotator not in names:
-            names.append(a.annotator)
+        by_item.setdefault(a.item, {}).setdefault(a.annotator, a.annotator_kind)
     rows = []
     for row in consolidated:
         item = str(row["item"])
+        given = by_item.get(item, {})
         sources = [
-            source_for(name, provider=provider, models=models).to_json()
-            for name in sorted(by_item.get(item, []))
+            source_for(name, kind=given[name], provider=provider, models=models).to_json()
+            for name in sorted(given)
         ]
         rows.append(
             {

@@ -179,3 +179,23 @@ def input_files(options: Any, *, field: str) -> list[tuple[str, str]]:
     if callable(nested):
         found += input_files(nested(), field=f"{field}.options")
     return found
+
+
+def options_argument(value: str, *, field: str = "--options") -> dict[str, Any]:
+    """A command's `--options`: a JSON object, or `@file.json` (local path or `gs://`).
+
+    Raises:
+        InputError: Not JSON, or not an object.
+    """
+    import json
+
+    from labelloop import storage
+
+    text = storage.read_text(value[1:]) if value.startswith("@") else value
+    try:
+        options = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg})", field=field) from None
+    if not isinstance(options, dict):
+        raise InputError("must be a JSON object", field=field)
+    return options

@@ -46,8 +46,15 @@ def read_requests(state_uri: str) -> list[dict[str, Any]]:
 
 
 def pending(state_uri: str) -> list[dict[str, Any]]:
-    """Requests not labeled again yet, likeliest errors first."""
-    rows = [r for r in read_requests(state_uri) if not r.get("consumed_by")]
+    """Requests not labeled again yet and not settled by a reviewer, likeliest errors first."""
+    from labelloop.review import expert_answers
+
+    reviewed = {str(r.get("item")) for r in expert_answers(state_uri)}
+    rows = [
+        r
+        for r in read_requests(state_uri)
+        if not r.get("consumed_by") and str(r["item"]) not in reviewed
+    ]
     return sorted(rows, key=lambda r: (-float(r.get("expected_error") or 0.0), str(r["item"])))
 
 
@@ -57,7 +64,8 @@ def earlier_answers(
     """The earlier answers of items this round labels again (read only; `update` records it).
 
     Returns:
-        `{"item", "annotator", "label"}` rows from the requests this round consumes.
+        `{"item", "annotator", "label", "annotator_kind"}` rows from the requests this round
+        consumes (`annotator_kind` None in requests written before it existed).
     """
     labeled = set(round_items)
     out: list[dict[str, Any]] = []
@@ -70,7 +78,8 @@ def earlier_answers(
                 if isinstance(answer, dict) and "annotator" in answer and "label" in answer:
                     out.append(
                         {"item": str(row["item"]), "annotator": answer["annotator"],
-                         "label": answer["label"]}
+                         "label": answer["label"],
+                         "annotator_kind": answer.get("annotator_kind")}
                     )  # fmt: skip
     return out
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -237,17 +238,72 @@ class Span:
 AnnotationValue = str | frozenset[str] | tuple[Box, ...] | tuple[Span, ...]
 
 
+class AnnotatorKind(enum.StrEnum):
+    """Who gave an answer, carried with every annotation (`annotator_kind`).
+
+    `human`: a labeler (their agreement is what the gate measures); `model`: a model's answer
+    (Gemini's auto-accepted label; judged by its calibration, never counted as agreement);
+    `expert`: a reviewer's correction (trusted: it decides its item, like gold).
+    """
+
+    HUMAN = "human"
+    MODEL = "model"
+    EXPERT = "expert"
+
+
+#: Annotator-name prefixes that marked model answers before `annotator_kind` existed.
+LEGACY_MODEL_PREFIXES = ("gemini:", "model:")
+
+
+def legacy_annotator_kind(annotator: str) -> AnnotatorKind:
+    """The kind of an answer from a file written before `annotator_kind`: by the name prefix.
+
+    The only place a name decides the kind; readers count the rows it decided (a fallback).
+    """
+    return (
+        AnnotatorKind.MODEL if annotator.startswith(LEGACY_MODEL_PREFIXES) else AnnotatorKind.HUMAN
+    )
+
+
+def annotator_kind_of(row: Mapping[str, Any]) -> AnnotatorKind:
+    """The kind of a stored annotation row (annotations file, ledger): its `annotator_kind`,
+    or, in rows written before the field existed, `legacy_annotator_kind` of its annotator."""
+    value = row.get("annotator_kind")
+    if isinstance(value, str) and value in set(AnnotatorKind):
+        return AnnotatorKind(value)
+    return legacy_annotator_kind(str(row.get("annotator", "")))
+
+
+def gemini_annotator(model: str) -> str:
+    """The annotator id of a Gemini model's answers (`gemini:<model>`): a name only; whether an
+    answer is a model's is its `annotator_kind`."""
+    return f"gemini:{model}"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Annotation:
-    """One annotator's answer for one item: the long format's row."""
+    """One annotator's answer for one item: the long format's row.
+
+    `annotator_kind` says whether a person, a model or a reviewer gave it (`AnnotatorKind`).
+    """
 
     item: str
     annotator: str
     value: AnnotationValue
+    annotator_kind: AnnotatorKind = AnnotatorKind.HUMAN
+
+    @property
+    def is_model(self) -> bool:
+        return self.annotator_kind is AnnotatorKind.MODEL
 
     def to_json(self, task_type: TaskType) -> dict[str, Any]:
-        """JSONL row: `label` (str), `labels` (list), `boxes` or `spans` (lists of objects)."""
-        row: dict[str, Any] = {"item": self.item, "annotator": self.annotator}
+        """JSONL row: `label` (str), `labels` (list), `boxes` or `spans` (lists of objects),
+        with `annotator_kind`."""
+        row: dict[str, Any] = {
+            "item": self.item,
+            "annotator": self.annotator,
+            "annotator_kind": self.annotator_kind.value,
+        }
         value = self.value
         if isinstance(value, str):
             row["label"] = value

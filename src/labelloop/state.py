@@ -56,6 +56,20 @@ def labeled_rows(state_uri: str, *, exclude: str | None = None) -> list[dict[str
     return rows
 
 
+def latest_labels(state_uri: str) -> dict[str, dict[str, Any]]:
+    """The latest consolidated row of every labeled item (an item consolidated again, e.g.
+    after review or relabeling, has its newest row: by `consolidated_at`, rows without one
+    being the oldest)."""
+    latest: dict[str, dict[str, Any]] = {}
+    for row in labeled_rows(state_uri):
+        item = str(row.get("item"))
+        if item not in latest or str(row.get("consolidated_at", "")) >= str(
+            latest[item].get("consolidated_at", "")
+        ):
+            latest[item] = row
+    return latest
+
+
 def round_outcomes(state_uri: str) -> list[dict[str, Any]]:
     """Every recorded round outcome, oldest first (by `finished_at`)."""
     if not state_uri:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from labelloop.errors import BadRecord, ProviderError
@@ -97,6 +97,69 @@ class LabelingProvider(Protocol):
     def cancel(self, job: Job) -> None:
         """Stop the job; collected annotations stay."""
         ...
+
+
+class ReviewProvider(Protocol):
+    """A provider that hosts review projects: people check the items the quality step flagged.
+
+    A review task shows the consolidated label (pre-filled as a prediction), its confidence,
+    every answer and why the item needs a person; one reviewer answers it. Implementations
+    register like any provider; `registry.get_reviewer` checks for these methods.
+    """
+
+    name: str
+
+    def submit_review(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        items: Sequence[Item],
+        task: LabelingTask,
+        *,
+        key: str,
+    ) -> Job:
+        """Create (or find, by `key`) the review project and add the rows it lacks."""
+        ...
+
+    def collect_review(self, job: Job, items: Sequence[str]) -> CollectResult:
+        """The reviewers' answers so far on `items` (one per item and reviewer), with
+        `annotator_kind` `expert`."""
+        ...
+
+
+def review_note(row: Mapping[str, Any]) -> str:
+    """What a reviewer reads above the item: the consolidated label, the answers and why."""
+    label = row.get("label")
+    confidence = row.get("confidence")
+    head = (
+        f"Consolidated: {label} (confidence {float(confidence):.2f})"
+        if label is not None and isinstance(confidence, int | float)
+        else "Consolidated: none (a tie or no usable answer)"
+    )
+    answers = []
+    for a in row.get("annotations") or []:
+        if not isinstance(a, Mapping):
+            continue
+        tags = [t for t in (_kind_word(a), "flagged" if a.get("flagged") else "") if t]
+        answers.append(
+            f"{a.get('annotator')}: {a.get('label')}" + (f" ({', '.join(tags)})" if tags else "")
+        )
+    reasons = row.get("reasons") or ([row["reason"]] if row.get("reason") else [])
+    parts = [head]
+    if answers:
+        parts.append("Answers: " + "; ".join(answers))
+    if reasons:
+        parts.append("Why: " + "; ".join(str(r) for r in reasons))
+    return " · ".join(parts)
+
+
+def _kind_word(answer: Mapping[str, Any]) -> str:
+    kind = answer.get("annotator_kind") or answer.get("source")
+    return "" if kind in (None, "human", "person") else str(kind)
+
+
+def hosts_review(provider: object) -> bool:
+    """Whether a provider implements `ReviewProvider`."""
+    return all(callable(getattr(provider, m, None)) for m in ("submit_review", "collect_review"))
 
 
 def resume(provider: LabelingProvider, job: Job, items: Sequence[Item], task: LabelingTask) -> Job:

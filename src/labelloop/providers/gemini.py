@@ -50,7 +50,7 @@ from labelloop.providers.gemini_models import (
     token_cost,
 )
 from labelloop.providers.registry import register
-from labelloop.schemas import Annotation, Item, Shape
+from labelloop.schemas import Annotation, AnnotatorKind, Item, Shape, gemini_annotator
 
 if TYPE_CHECKING:
     from google import genai
@@ -494,7 +494,7 @@ class GeminiProvider:
 
     @property
     def annotator(self) -> str:
-        return f"gemini:{self.labeler.model}"
+        return gemini_annotator(self.labeler.model)
 
     def predict(
         self, items: Sequence[Item], task: LabelingTask, instructions: str = ""
@@ -559,10 +559,12 @@ class GeminiProvider:
         for p in self._predictions(job):
             if p.label is None:
                 bad.append(
-                    BadRecord(f"gemini:{self.labeler.model}", 0, "response", f"{p.item}: {p.error}")
+                    BadRecord(
+                        gemini_annotator(self.labeler.model), 0, "response", f"{p.item}: {p.error}"
+                    )
                 )
             elif p.confidence >= self.threshold:
-                annotations.append(Annotation(p.item, self.annotator, p.label))
+                annotations.append(Annotation(p.item, self.annotator, p.label, AnnotatorKind.MODEL))
         return CollectResult(annotations, bad)
 
     def cancel(self, job: Job) -> None:

@@ -10,6 +10,8 @@ import math
 # The default model: Gemini 3.7 Flash (released 2026-08-13, on Vertex AI). gemini-2.5-flash was
 # retired on 2026-06-17 and the 2.0 models on 2026-06-01 (Vertex AI model versions page).
 DEFAULT_MODEL = "gemini-3.7-flash"
+
+
 # USD per million tokens (input, output) on Vertex AI, standard tier, prompts under 200k tokens,
 # thinking tokens billed as output; checked 2026-11. Images count as input tokens (258 per image
 # up to 384 px a side). The longest matching prefix wins; a model not here gets a warning and an

@@ -212,7 +212,8 @@ def read_any(
             annotator_name=lambda uid: mapping.get(uid, f"ls-user-{uid}"),
         )
         rows = [
-            Annotation(map_prefix(a.item, prefixes), a.annotator, a.value) for a in read.annotations
+            Annotation(map_prefix(a.item, prefixes), a.annotator, a.value, a.annotator_kind)
+            for a in read.annotations
         ]
         return ReadResult(rows, read.bad), read.skipped
     if fmt == "vertex":

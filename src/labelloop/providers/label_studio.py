@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from labelloop import storage
 from labelloop.errors import InputError, ProviderError
+from labelloop.providers import label_studio_review
 from labelloop.providers.base import (
     CollectResult,
     Job,
@@ -37,12 +38,15 @@ from labelloop.providers.base import (
     job_key,
 )
 from labelloop.providers.label_studio_format import (
+    KEY_IN_TITLE,
     SMALL_IMAGE,
     answer_times,
     data_key,
+    dataset_name,
     default_instructions,
     instructions_html,
     labeling_config,
+    project_title,
     read_export,
     task_data,
     to_result,
@@ -61,40 +65,6 @@ URL_ENV = "LABEL_STUDIO_URL"
 IMPORT_BATCH = 500
 
 Prediction = tuple[AnnotationValue, float]
-
-
-TITLE_MAX = 50  # Label Studio's limit on project titles
-KEY_IN_TITLE = (
-    8  # characters of the job key at the end of a title (the full key is in the description)
-)
-GENERIC_FOLDERS = frozenset({"images", "image", "imgs", "img", "data", "files", "texts", "text"})
-
-
-def project_title(dataset: str, round_number: int, day: str, key: str) -> str:
-    """A title people can tell apart: `digits/images · round 2 · 2026-11-29 · 3f9a2c1b`.
-
-    The dataset name is shortened to fit Label Studio's 50 characters; the job key's start
-    stays at the end (the project is found by it, and the full key is in the description).
-    """
-    tail = f" · round {round_number} · {day} · {key[:KEY_IN_TITLE]}"
-    room = TITLE_MAX - len(tail)
-    name = dataset if len(dataset) <= room else dataset[: room - 1] + "…"
-    return f"{name}{tail}"
-
-
-def dataset_name(items: Sequence[Item]) -> str:
-    """A short name for the items: their common folder (`digits/images`), or `text items`."""
-    uris = [str(i.uri) for i in items if i.uri]
-    if not uris:
-        return "text items"
-    folders = {u.rstrip("/").rsplit("/", 1)[0] for u in uris}
-    common = os.path.commonpath([f.removeprefix("gs://") for f in folders]) if folders else ""
-    parts = [p for p in common.split("/") if p]
-    if not parts:
-        return "items"
-    if parts[-1].lower() in GENERIC_FOLDERS and len(parts) > 1:
-        return "/".join(parts[-2:])
-    return parts[-1]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -544,6 +514,16 @@ class LabelStudioProvider:
         if read.skipped:
             log.info("%d cancelled (skipped) annotation(s) not used", read.skipped)
         return CollectResult(read.annotations, read.bad, skipped=read.skipped)
+
+    def submit_review(
+        self, rows: Sequence[Any], items: Sequence[Item], task: LabelingTask, *, key: str
+    ) -> Job:
+        """A review project for the quality step's review rows (`label_studio_review`)."""
+        return label_studio_review.submit_review(self, rows, items, task, key=key)
+
+    def collect_review(self, job: Job, items: Sequence[str]) -> CollectResult:
+        """The reviewers' answers, as `expert` annotations (the project has just `items`)."""
+        return label_studio_review.collect_review(self, job)
 
     def work_seconds(self, job: Job) -> dict[tuple[str, str], float]:
         """Seconds each answer took (`lead_time`) by (item, annotator), as of the last read of

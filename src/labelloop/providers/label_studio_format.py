@@ -14,6 +14,7 @@ Boxes come in percent of the image; they are converted to normalised [0, 1] coor
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import escape
@@ -41,6 +42,40 @@ def _attr(value: str) -> str:
 def data_key(task_type: TaskType) -> str:
     """The task data field Label Studio shows: `image` or `text`."""
     return "image" if task_type.is_image else "text"
+
+
+TITLE_MAX = 50  # Label Studio's limit on project titles
+KEY_IN_TITLE = (
+    8  # characters of the job key at the end of a title (the full key is in the description)
+)
+GENERIC_FOLDERS = frozenset({"images", "image", "imgs", "img", "data", "files", "texts", "text"})
+
+
+def project_title(dataset: str, round_number: int, day: str, key: str) -> str:
+    """A title people can tell apart: `digits/images · round 2 · 2026-11-29 · 3f9a2c1b`.
+
+    The dataset name is shortened to fit Label Studio's 50 characters; the job key's start
+    stays at the end (the project is found by it, and the full key is in the description).
+    """
+    tail = f" · round {round_number} · {day} · {key[:KEY_IN_TITLE]}"
+    room = TITLE_MAX - len(tail)
+    name = dataset if len(dataset) <= room else dataset[: room - 1] + "…"
+    return f"{name}{tail}"
+
+
+def dataset_name(items: Sequence[Item]) -> str:
+    """A short name for the items: their common folder (`digits/images`), or `text items`."""
+    uris = [str(i.uri) for i in items if i.uri]
+    if not uris:
+        return "text items"
+    folders = {u.rstrip("/").rsplit("/", 1)[0] for u in uris}
+    common = os.path.commonpath([f.removeprefix("gs://") for f in folders]) if folders else ""
+    parts = [p for p in common.split("/") if p]
+    if not parts:
+        return "items"
+    if parts[-1].lower() in GENERIC_FOLDERS and len(parts) > 1:
+        return "/".join(parts[-2:])
+    return parts[-1]
 
 
 # Keys handed out, in order, to labels that cannot use a character of their own. Letters Label

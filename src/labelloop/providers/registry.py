@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from labelloop.errors import InputError
 from labelloop.options import parse_options
-from labelloop.providers.base import LabelingProvider
+from labelloop.providers.base import LabelingProvider, ReviewProvider, hosts_review
 from labelloop.providers.secrets import refuse_secrets
 
 
@@ -148,3 +148,20 @@ def get_provider(name: str, options: Mapping[str, Any]) -> LabelingProvider:
     spec = get_spec(name)
     typed = check_options(name, options, job_options=False)
     return spec.cls.from_options(typed)
+
+
+def get_reviewer(name: str, options: Mapping[str, Any]) -> ReviewProvider:
+    """Build provider `name` for review projects (see `base.ReviewProvider`).
+
+    Raises:
+        InputError: Unknown provider, bad options, or a provider without review projects.
+    """
+    provider = get_provider(name, options)
+    if not hosts_review(provider):
+        able = [n for n, spec in _REGISTRY.items() if hosts_review(spec.cls)]
+        raise InputError(
+            f"provider {name!r} cannot host review projects; use one of {', '.join(able)}, or "
+            "give the review file to your labeling tool by hand",
+            field="provider",
+        )
+    return provider  # type: ignore[return-value]  # checked by hosts_review

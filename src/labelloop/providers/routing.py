@@ -46,7 +46,7 @@ from labelloop.providers.gemini import (
 )
 from labelloop.providers.label_studio import LabelStudioProvider
 from labelloop.providers.registry import check_options, get_provider, register
-from labelloop.schemas import Annotation, Item, text_item_id
+from labelloop.schemas import Annotation, AnnotatorKind, Item, text_item_id
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,8 @@ class RoutingProvider:
         _, human_job, _ = self._state(job)
         got = self.human.collect(dataclasses.replace(human_job, collections=job.collections))
         auto = [
-            Annotation(p.item, self.gemini.annotator, str(p.label)) for p in self._accepted(job)
+            Annotation(p.item, self.gemini.annotator, str(p.label), AnnotatorKind.MODEL)
+            for p in self._accepted(job)
         ]
         if self.policy is not None:
             self._score_audit(job, got.annotations)

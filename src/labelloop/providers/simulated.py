@@ -31,7 +31,7 @@ from labelloop.errors import BadRecord, InputError, ProviderError
 from labelloop.options import INPUT_FILE
 from labelloop.providers.base import CollectResult, Job, LabelingTask, Progress, job_key
 from labelloop.providers.registry import register
-from labelloop.schemas import Annotation, AnnotationValue, Box, Item, Shape, Span
+from labelloop.schemas import Annotation, AnnotationValue, AnnotatorKind, Box, Item, Shape, Span
 
 # Accuracy of each annotator in a workforce profile; "random" entries are chance level.
 PROFILES: dict[str, tuple[float | str, ...]] = {
@@ -42,6 +42,8 @@ PROFILES: dict[str, tuple[float | str, ...]] = {
 }
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+#: The simulated reviewer of review projects (answers with the truth).
+REVIEWER = "sim-reviewer"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,6 +470,23 @@ class SimulatedWorkforce:
             if out_boxes or isinstance(next(iter(true), None), Box)
             else tuple(out_spans)
         )
+
+    def submit_review(
+        self, rows: Sequence[Any], items: Sequence[Item], task: LabelingTask, *, key: str
+    ) -> Job:
+        """A simulated review: one expert who answers with the truth (for tests and demos)."""
+        self._reach()
+        return Job(self.name, key, f"sim-review-{key}", len(rows), 1)
+
+    def collect_review(self, job: Job, items: Sequence[str]) -> CollectResult:
+        """The simulated expert's answers (`REVIEWER`): the truth of every pushed item."""
+        self._reach()
+        answers = [
+            Annotation(i, REVIEWER, self.truth[i], AnnotatorKind.EXPERT)
+            for i in items
+            if isinstance(self.truth.get(i), str)
+        ]
+        return CollectResult(answers, [])
 
     def cancel(self, job: Job) -> None:
         self._jobs.pop(job.key, None)

@@ -23,8 +23,8 @@ from labelloop.quality.consolidation import (
 )
 from labelloop.quality.encode import Encoded, encode, vote_counts
 from labelloop.quality.result import FamilyOutcome, annotator_rows, num, review_row
-from labelloop.quality.sources import ModelSource, is_model
-from labelloop.schemas import Annotation
+from labelloop.quality.sources import ModelSource
+from labelloop.schemas import Annotation, AnnotatorKind
 
 #: The pairwise table covers the most active annotators only (it is quadratic in their number).
 MAX_PAIRWISE_ANNOTATORS = 50
@@ -114,6 +114,27 @@ def _consolidate(
     )
 
 
+#: How a review row names who gave an answer.
+_SOURCE_WORD = {
+    AnnotatorKind.HUMAN: "person",
+    AnnotatorKind.MODEL: "model",
+    AnnotatorKind.EXPERT: "reviewer",
+}
+
+
+def _expert_labels(enc: Encoded, expert_row: np.ndarray) -> np.ndarray:
+    """Per item, the label reviewers gave (their majority), or -1 (none, or a tie)."""
+    out = np.full(enc.n_items, -1, dtype=np.int64)
+    if not expert_row.any():
+        return out
+    counts = vote_counts(
+        enc.item[expert_row], enc.label[expert_row], n_items=enc.n_items, n_labels=enc.n_labels
+    )
+    best = counts.max(axis=1)
+    unique = (counts == best[:, None]).sum(axis=1) == 1
+    return np.where((best > 0) & unique, counts.argmax(axis=1), -1)
+
+
 def assess_classification(
     annotations: list[Annotation],
     label_list: list[str],
@@ -147,6 +168,10 @@ def assess_classification(
         sources: Calibrated model annotators by name: their confusion is held fixed in
             Dawid-Skene, their answers never count toward agreement between people, and an
             item only they answered keeps its calibrated precision as confidence.
+
+    Each answer's `annotator_kind` says who gave it: model answers never count toward
+    agreement; an `expert` answer (a reviewer's correction) decides its item outright, with
+    confidence 1, and takes no part in agreement, annotator scores or the fit.
     """
     if flagged_policy not in FLAGGED_POLICIES:
         raise InputError(
@@ -158,12 +183,18 @@ def assess_classification(
     enc = encode(annotations, label_list)
     n_labels = enc.n_labels
     names = [str(a) for a in enc.annotators]
-    model_annotator = np.array([is_model(n) for n in names], dtype=bool)
-    human_row = ~model_annotator[enc.annotator]
-    counts = vote_counts(enc.item, enc.label, n_items=enc.n_items, n_labels=n_labels)
+    kind_of = {a.annotator: a.annotator_kind for a in annotations}
+    kinds = np.array([kind_of[n] for n in names], dtype=object)
+    model_annotator = kinds == AnnotatorKind.MODEL
+    expert_row = (kinds == AnnotatorKind.EXPERT)[enc.annotator]
+    human_row = ~model_annotator[enc.annotator] & ~expert_row
+    counts = vote_counts(
+        enc.item[~expert_row], enc.label[~expert_row], n_items=enc.n_items, n_labels=n_labels
+    )
+    expert = _expert_labels(enc, expert_row)
     fixed = {a: sources[n].error_matrix(n_labels) for a, n in enumerate(names) if n in sources}
     g_item, g_label = gold_indices(enc, gold)
-    all_rows = np.arange(enc.item.shape[0])
+    all_rows = np.flatnonzero(~expert_row)
     first = _consolidate(enc, all_rows, method=method, gold=(g_item, g_label), fixed=fixed)
     a_stats = annotator_stats(
         enc.item,
@@ -175,7 +206,8 @@ def assess_classification(
         gold_label=g_label,
     )
     flagged, reasons = flag_annotators(a_stats, n_labels=n_labels)
-    flagged &= ~model_annotator  # a calibrated model is judged by its calibration, not here
+    # A calibrated model is judged by its calibration, a reviewer is trusted: neither here.
+    flagged &= kinds == AnnotatorKind.HUMAN
     # A handful of answers is too little evidence to set someone aside.
     flagged &= a_stats.annotations >= MIN_ANSWERS_TO_FLAG
     reasons = [r if f else "" for r, f in zip(reasons, flagged, strict=True)]
@@ -188,7 +220,11 @@ def assess_classification(
     model: MajorityVote | DawidSkene = first
     if flagged_policy == "exclude" and flagged.any():
         model = _consolidate(
-            enc, np.flatnonzero(~flagged_row), method=method, gold=(g_item, g_label), fixed=fixed
+            enc,
+            np.flatnonzero(~flagged_row & ~expert_row),
+            method=method,
+            gold=(g_item, g_label),
+            fixed=fixed,
         )
     decisive = flagged_decisive(
         enc.item,
@@ -214,9 +250,14 @@ def assess_classification(
         votes = {label_list[j]: int(c) for j, c in enumerate(counts[i]) if c}
         winner = int(model.labels_[i])
         confidence = float(model.confidence_[i])
+        posterior = model.probas_[i]
+        source = "model" if model_only[i] else "people"
         if model_only[i] and method == "mv":
             confidence = float(calibrated[i])  # the model's calibrated precision, not 1 vote
         tie = bool(model.ties_[i])
+        if expert[i] >= 0:  # a reviewer's correction decides the item
+            winner, confidence, tie, source = int(expert[i]), 1.0, False, "expert"
+            posterior = np.eye(n_labels)[winner]
         trainable = not tie and winner >= 0 and confidence >= min_confidence
         row: dict[str, Any] = {
             "item": str(item_id),
@@ -224,9 +265,13 @@ def assess_classification(
             "confidence": num(confidence),
             "votes": votes,
             "trainable": trainable,
-            "posterior": {label_list[j]: num(p) for j, p in enumerate(model.probas_[i])},
-            "source": "model" if model_only[i] else "people",
+            "posterior": {label_list[j]: num(p) for j, p in enumerate(posterior)},
+            "source": source,
         }
+        if expert[i] >= 0:
+            row["reviewed_by"] = sorted(
+                {names[enc.annotator[r]] for r in np.flatnonzero(expert_row & (enc.item == i))}
+            )
         consolidated.append(row)
         item_rows = order[starts[i] : starts[i + 1]]
         people = int(np.count_nonzero(human_row[item_rows]))
@@ -242,7 +287,8 @@ def assess_classification(
                 ("low posterior", not tie and winner >= 0 and confidence < min_confidence),
                 ("gold mismatch", gold_label is not None and winner >= 0 and winner != gold_label),
             )
-            if hit
+            # A reviewer's correction settles the item unless gold says otherwise.
+            if hit and (expert[i] < 0 or r == "gold mismatch")
         ]
         if reasons_i:
             given = [
@@ -250,7 +296,8 @@ def assess_classification(
                     "annotator": names[enc.annotator[r]],
                     "label": label_list[enc.label[r]],
                     "flagged": bool(flagged_row[r]),
-                    "source": "model" if model_annotator[enc.annotator[r]] else "person",
+                    "source": _SOURCE_WORD[kinds[enc.annotator[r]]],
+                    "annotator_kind": str(kinds[enc.annotator[r]]),
                 }
                 for r in item_rows
             ]

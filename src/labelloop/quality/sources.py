@@ -15,14 +15,6 @@ from typing import Any
 
 import numpy as np
 
-#: Annotator-name prefixes of model answers (the providers name their model annotators so).
-MODEL_PREFIXES = ("gemini:", "model:")
-
-
-def is_model(annotator: str) -> bool:
-    """Whether an annotator name stands for a model rather than a person."""
-    return annotator.startswith(MODEL_PREFIXES)
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelSource:

@@ -16,7 +16,8 @@ from labelloop.report import plots
 from labelloop.report.data import ReportData, integer, matrix, number
 from labelloop.report.data import per_class_scores as class_scores
 from labelloop.report.format import Figure, fmt, kpis, plot
-from labelloop.report.quality_facts import curve_rows
+from labelloop.report.guidance import csv_data_uri
+from labelloop.report.quality_facts import CURVE_HEAD, curve_points
 from labelloop.report.sections import COLD_START_HOW, MAX_CLASSES_PLOTTED, Context
 
 # Active learning ------------------------------------------------------------------------------
@@ -101,6 +102,29 @@ def active_learning(data: ReportData) -> Context:
 # Model ----------------------------------------------------------------------------------------
 
 
+def learning_curve(data: ReportData) -> Context:
+    """The active and random arms on the evaluation set across rounds: a plot and its CSV."""
+    points = curve_points(data.rounds)
+    if not points:
+        return {"curve": None, "curve_csv": ""}
+    arms: dict[str, list[list[float]]] = {}
+    for _, arm, labels, accuracy, low, high in points:
+        nan = float("nan")
+        arms.setdefault(arm, []).append(
+            [labels, accuracy, nan if low is None else low, nan if high is None else high]
+        )
+    ordered = {a: np.array(sorted(rows)) for a, rows in sorted(arms.items())}
+    return {
+        "curve": plot(
+            lambda: plots.learning_curve_png(ordered),
+            "Learning curve on the evaluation set: active against random labels",
+            "Each round trains one model per arm on as many labels of that arm; bars are 95%"
+            " intervals. Active above random: active selection pays on this data.",
+        ),
+        "curve_csv": csv_data_uri(CURVE_HEAD, points),
+    }
+
+
 def model(data: ReportData) -> Context:
     """Held-out metrics, per-class scores and the confusion matrix."""
     o = data.outcome
@@ -124,8 +148,6 @@ def model(data: ReportData) -> Context:
             ("test items", fmt(integer(o.get("test_items")))),
         ]
     )
-    raw_curve = o.get("curve")
-    curve: list[Any] = raw_curve if isinstance(raw_curve, list) else []
     out: Context = {
         "lead": "The evaluation-set accuracy is on a fixed random sample, labeled once and never"
         " trained on: compare it across rounds. The held-out figure is on noisy labels of"
@@ -134,7 +156,7 @@ def model(data: ReportData) -> Context:
         "facts": facts,
         "per_class": [],
         "figure": None,
-        "curve": curve_rows(curve),
+        **learning_curve(data),
     }
     if cm is None or not labels or cm.shape != (len(labels), len(labels)):
         out["note"] = "The training outcome carries no confusion matrix."

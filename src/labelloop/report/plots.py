@@ -317,3 +317,35 @@ def rounds_png(
     ax.set_title("Model accuracy across rounds", fontsize=10)
     ax.grid(axis="y", color="#e2e8f0", linewidth=0.8)
     return _png(fig)
+
+
+def learning_curve_png(arms: dict[str, np.ndarray]) -> bytes:
+    """Evaluation-set accuracy (y) against labels (x) for each arm, with 95% intervals.
+
+    Args:
+        arms: Arm name (`active`, `random`) -> (n, 4) rows of labels, accuracy, low, high,
+            one per round, in label order.
+    """
+    fig = _figure(6.4, 3.0)
+    ax = fig.add_subplot()
+    _style(ax)
+    colors = {"active": ACCENT, "random": MUTED}
+    lows = []
+    for name, given in arms.items():
+        x, y, lo, hi = np.asarray(given, dtype=float).reshape(-1, 4).T
+        color = colors.get(name, INK)
+        ax.plot(x, y, color=color, linewidth=1.5, zorder=1)
+        err = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+        ax.errorbar(
+            x, y, yerr=np.nan_to_num(err), fmt="o", color=color, ecolor=color, elinewidth=1,
+            capsize=3, markersize=5, label=f"{name} labels", zorder=2,
+        )  # fmt: skip
+        lows.append(np.nanmin(lo) if np.isfinite(lo).any() else np.nanmin(y))
+    floor = float(np.floor(max(0.0, min(lows) - 0.05) * 10) / 10) if lows else 0.0
+    ax.set_ylim(floor, 1.02)
+    ax.set_xlabel("labels the model was trained on (each arm)", fontsize=8, color=INK)
+    ax.set_ylabel("evaluation-set accuracy", fontsize=8, color=INK)
+    ax.set_title("Learning curve: actively chosen vs random labels", fontsize=10)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.grid(axis="y", color="#e2e8f0", linewidth=0.8)
+    return _png(fig)

@@ -24,14 +24,23 @@ def people_and_models(data: ReportData) -> list[tuple[str, str]]:
     return out
 
 
-def curve_rows(curve: list[Any]) -> list[list[str]]:
-    """One table row per arm of the learning curve: labels, accuracy, 95% interval."""
-    rows = []
-    for p in curve:
-        if not isinstance(p, dict) or not isinstance(p.get("ci"), list) or not p["ci"]:
-            continue
-        interval = f"[{fmt(number(p['ci'][0]))}, {fmt(number(p['ci'][-1]))}]"
-        rows.append(
-            [str(p.get("arm")), fmt(integer(p.get("labels"))), fmt(p.get("accuracy")), interval]
-        )
+CURVE_HEAD = ("round", "arm", "labels", "accuracy", "ci_low", "ci_high")
+
+
+def curve_points(rounds: list[dict[str, Any]]) -> list[list[Any]]:
+    """Every round's learning-curve points (`CURVE_HEAD` rows), oldest round first."""
+    rows: list[list[Any]] = []
+    for number_, record in enumerate(rounds, start=1):
+        curve = record.get("curve")
+        for p in curve if isinstance(curve, list) else []:
+            if not isinstance(p, dict) or not isinstance(p.get("ci"), list) or not p["ci"]:
+                continue
+            labels, accuracy = integer(p.get("labels")), number(p.get("accuracy"))
+            if labels is None or accuracy is None:
+                continue
+            low, high = number(p["ci"][0]), number(p["ci"][-1])
+            rows.append(
+                [number_, str(p.get("arm")), labels, round(accuracy, 4)]
+                + [None if v is None else round(v, 4) for v in (low, high)]
+            )
     return rows

@@ -10,6 +10,7 @@ the quality JSON (`QualityResult`, the decision included) and the rejected rows.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -17,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from labelloop import evaluation, relabel, state, storage
+from labelloop import evaluation, relabel, review, state, storage
 from labelloop.annotations import read_annotations, read_gold, write_bad_records
 from labelloop.errors import BadRecord, InputError
 from labelloop.gates import GatePolicy, decide, format_agreement
@@ -27,7 +28,13 @@ from labelloop.quality.multilabel import assess_multilabel
 from labelloop.quality.region_tasks import assess_regions
 from labelloop.quality.result import FamilyOutcome, QualityResult, num
 from labelloop.quality.sources import ModelSource, model_sources
-from labelloop.schemas import Annotation, Shape, TaskType, parse_labels
+from labelloop.schemas import (
+    Annotation,
+    Shape,
+    TaskType,
+    annotator_kind_of,
+    parse_labels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +132,36 @@ def _earlier_answers(
         state_uri, round_key=round_key, round_items={a.item for a in annotations}
     )
     out = [
-        Annotation(str(r["item"]), str(r["annotator"]), str(r["label"]))
+        Annotation(
+            str(r["item"]),
+            str(r["annotator"]),
+            str(r["label"]),
+            annotator_kind_of(r),
+        )
         for r in rows
         if (str(r["item"]), str(r["annotator"])) not in given
     ]
     if out:
         log.info("added %d earlier answer(s) of items labeled again", len(out))
+    return out
+
+
+def _review_answers(state_uri: str, annotations: list[Annotation]) -> list[Annotation]:
+    """Reviewers' corrections (`expert` answers) this step has not consolidated yet."""
+    given = {(a.item, a.annotator) for a in annotations}
+    out = [
+        a
+        for a in review.answers_for_round(
+            state_uri, {a.item for a in annotations}, state.latest_labels(state_uri)
+        )
+        if (a.item, a.annotator) not in given
+    ]
+    if out:
+        log.info(
+            "added %d reviewer correction(s) and earlier answer(s) of %d reviewed item(s)",
+            len(out),
+            len({a.item for a in out}),
+        )
     return out
 
 
@@ -259,6 +290,7 @@ def quality_gate(
     round_key = _round_key({a.item for a in annotations})
     if family == Shape.SINGLE.value and state_uri:
         annotations = annotations + _earlier_answers(state_uri, round_key, annotations)
+        annotations = annotations + _review_answers(state_uri, annotations)
     out: FamilyOutcome
     if family == Shape.SINGLE.value:
         out = assess_classification(
@@ -307,7 +339,9 @@ def quality_gate(
     # Items of the fixed evaluation set are labeled like any other but never trained on, so
     # they do not count toward the count gate.
     held_out = set(evaluation.eval_ids(state_uri))
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
     for row in out.consolidated:
+        row["consolidated_at"] = stamp  # the newest row of an item is its label
         if row["item"] in held_out:
             row["eval"] = True
     label_count = sum(1 for r in out.consolidated if r["trainable"] and not r.get("eval"))

@@ -221,6 +221,7 @@ class ReconcileResult:
     unreachable: int
     queued: int
     pool_returned: dict[str, int]
+    review_answers: int = 0
 
 
 def reconcile(
@@ -298,6 +299,7 @@ def reconcile(
         closed += bool(got.closed)
         returned += got.returned
         bad.extend(got.bad)
+    review_answers = _pull_reviews(state_uri, provider, options)
     counts = ledger.state.counts()
     result = ReconcileResult(
         open_jobs=len(ledger.state.open_jobs()),
@@ -308,6 +310,7 @@ def reconcile(
         unreachable=unreachable,
         queued=counts[QUEUED],
         pool_returned=dict(ledger.state.returned),
+        review_answers=review_answers,
     )
     summary = {**dataclasses.asdict(result), "items": counts, "errors": errors}
     if state_uri:
@@ -325,6 +328,19 @@ def reconcile(
         write_bad_records(rejects_uri, bad)
     log.info("reconcile: %s", result)
     return result
+
+
+def _pull_reviews(state_uri: str, provider: str, options: Mapping[str, Any]) -> int:
+    """Collect reviewers' corrections from the recorded review projects (`labelloop review
+    push`) so this run's quality step uses them; returns the answers collected."""
+    from labelloop import review
+    from labelloop.providers.registry import get_reviewer
+
+    def reviewer_for(record: Mapping[str, Any]) -> Any:
+        opts = options if record["provider"] == provider else record.get("options", {})
+        return get_reviewer(str(record["provider"]), opts)
+
+    return sum(review.pull(state_uri, reviewer_for).values()) if state_uri else 0
 
 
 def queue_room(state_uri: str, *, queue_size: int, selection_size: int) -> tuple[int, int]:

@@ -33,9 +33,7 @@ class TrainResult:
 
 def _rows_for_training(consolidated_uri: str, state_uri: str) -> list[dict[str, object]]:
     """Every trainable consolidated label so far; a later round's label for an item wins."""
-    rows: dict[str, dict[str, object]] = {}
-    for row in state.labeled_rows(state_uri):
-        rows[str(row["item"])] = row
+    rows: dict[str, dict[str, object]] = dict(state.latest_labels(state_uri))
     this_round, bad = storage.read_jsonl_objects(consolidated_uri)
     if bad:
         log.warning("consolidated labels: %s", summarize_bad_records(bad))
