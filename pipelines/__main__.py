@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from labelloop.cli import report_error
+from labelloop.cli import guarded
 from labelloop.config import load_config
 from labelloop.preflight import preflight
 
@@ -319,10 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except Exception as exc:  # every error a user can act on: one line, no traceback
-        return report_error(exc)
+    return guarded(lambda: args.func(args))
 
 
 if __name__ == "__main__":

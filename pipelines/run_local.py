@@ -27,6 +27,7 @@ from labelloop import lease, storage
 from labelloop.config import Config
 from labelloop.quality.result import QualityResult
 from labelloop.sample_data import SAMPLE_SCHEME, read_truth, resolve_sample, supplied_options
+from pipelines.job_lines import job_line, labelloop_command, open_job_lines
 
 log = logging.getLogger(__name__)
 
@@ -86,40 +87,6 @@ def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
     return dict(data.get("parameterValues", {}))
-
-
-def job_line(run_dir: Path) -> str:
-    """The labeling job in one line: provider, name, URL, items labeled (or "" if unknown)."""
-    path = run_dir / "run-labeling-job" / "job"
-    if not path.is_file():
-        return ""
-    try:
-        job = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return ""
-    summary = job.get("provider_summary") or {}
-    human = summary.get("human") or {}
-    title = summary.get("title") or human.get("title") or job.get("external_id", "")
-    url = summary.get("url") or human.get("url") or ""
-    progress = job.get("progress") or {}
-    state = "complete" if job.get("complete", True) else "open"
-    where = f"{title} {url}".strip()
-    line = (
-        f"job: {job.get('provider', '?')} {where}  "
-        f"{progress.get('labeled', '?')}/{progress.get('total', '?')} items labeled ({state})"
-    )
-    calibration = summary.get("calibration") or {}
-    if calibration:
-        precision = calibration.get("precision")
-        line += (
-            f"\n       gemini: auto-accept at confidence >= {calibration.get('threshold')}"
-            f" (precision {'n/a' if precision is None else f'{precision:.1%}'} on"
-            f" {calibration.get('sample', 0)} calibration items);"
-            f" {summary.get('auto_accepted', '?')} by Gemini,"
-            f" {summary.get('to_people', '?')} to people;"
-            f" estimated cost ${(summary.get('gemini') or {}).get('cost_usd') or 0:.4f}"
-        )
-    return line
 
 
 def _fmt(value: Any) -> str:
@@ -193,8 +160,9 @@ class StageLines(io.TextIOBase):
                 self.reasons[task] = reason
                 for text in reason.splitlines():
                     self.console.write(f"       {text}\n")
-            elif task == "run-labeling-job" and run_dir is not None and (job := job_line(run_dir)):
-                self.console.write(f"       {job}\n")
+            elif task == "run-labeling-job" and run_dir is not None:
+                for text in filter(None, [job_line(run_dir), *open_job_lines(run_dir)]):
+                    self.console.write(f"       {text}\n")
             self.console.flush()
         else:
             self._task_lines.append(line)
@@ -553,5 +521,9 @@ def _run_rounds(
         console.write(f"{name:<10}{row.report}\n")
     if summaries and summaries[-1].failure_report:
         console.write(f"\nfailure report: {summaries[-1].failure_report}\n")
+    console.write(
+        f"{'state:':<10}{labelloop_command()} state {params['state_uri']}"
+        "   (items per state, open jobs, last runs)\n"
+    )
     console.write(f"{'logs:':<10}{log_path}\n")
     return run_root, summaries

@@ -430,3 +430,25 @@ def test_a_trailing_comma_in_a_list_is_read_as_the_engine_reads_it(tmp_path: Pat
     out = select_from_predictions(str(path), 1, strategy="margin")
     assert [s.item for s in out.items] == ["gs://b/a.png"]
     assert out.bad_records == 0
+
+
+def test_gzip_files_are_read_whatever_their_name(tmp_path: Path) -> None:
+    import gzip
+
+    ids, proba = _pool(40, seed=15)
+    plain = tmp_path / "pred.jsonl"
+    write_predictions(str(plain), ids, LABELS, proba)
+    lines = plain.read_text().splitlines()
+    lines[9] = lines[9].replace('"confidences": [', '"confidences": [-1, ', 1)
+    text = ("\n".join(lines) + "\n").encode()
+    folder = tmp_path / "vertex-output"
+    folder.mkdir()
+    (folder / "prediction.results-00000-of-00001").write_bytes(gzip.compress(text))
+    (tmp_path / "pred.jsonl.gz").write_bytes(gzip.compress(text))
+    scores = al.margin(proba)
+    scores[9] = -np.inf
+    for uri in (folder, tmp_path / "pred.jsonl.gz"):
+        out = select_from_predictions(str(uri), 5, strategy="margin")
+        assert out.pool == 39
+        assert [(b.line, b.reason) for b in out.bad] == [(10, "negative value")]
+        assert [s.item for s in out.items] == [ids[i] for i in al.top_k(scores, 5)]

@@ -120,6 +120,35 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path: Path) -> None:
     assert "BrokenPipeError" not in proc.stderr
 
 
+@pytest.mark.parametrize("where", ["local", "gcs"])
+def test_state_json_into_a_closed_pipe_is_quiet(
+    where: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """`labelloop state URI --json | head`: exit 141, nothing on stderr (not "cannot reach")."""
+    from labelloop.ledger import Ledger
+
+    state_uri = str(tmp_path / "state")
+    if where == "gcs":
+        state_uri = request.getfixturevalue("gcs_bucket") + "/state"
+    led = Ledger.load(state_uri)
+    led.append(
+        "queue", run="r1", job="j1", provider="simulated", task_type="image_classification",
+        labels=["a", "b"], labelers_per_item=1, items=[{"id": f"i{n}"} for n in range(50)],
+    )  # fmt: skip
+    led.compact()
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "labelloop.cli", "state", state_uri, "--json"],
+            stdout=write, stderr=subprocess.PIPE, text=True, check=False, timeout=120,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    assert proc.returncode == EXIT_BROKEN_PIPE, proc.stderr
+    assert proc.stderr == ""
+
+
 def test_bad_lines_are_reported_once_on_stderr(tmp_path: Path) -> None:
     pred = tmp_path / "pred.jsonl"
     good = {

@@ -135,7 +135,7 @@ def test_your_images_your_team_label_studio(
     from labelloop.sample_data import materialize_digits
 
     home = tmp_path / "home"
-    sample = materialize_digits(home / ".cache" / "labelloop", limit=30)
+    sample = materialize_digits(home / ".cache" / "labelloop", limit=60)
     # The guide's path: ~/.cache/labelloop/digits/images/.
     shutil.move(str(Path(sample.source_uri).parent), str(home / ".cache/labelloop/digits"))
     truth = {
@@ -150,13 +150,13 @@ def test_your_images_your_team_label_studio(
         text = text.replace(f"{HOME}/labelloop-files", str(server.files_root))
         return text.replace(HOME, str(home)).replace("http://localhost:8080", server.url)
 
-    _, files, _, _, run, *_ = blocks("bash")
+    _, files, _, _, run, again, *_ = blocks("bash")
     subprocess.run(
         ["bash", "-euo", "pipefail", "-c", here(files)],
         check=True,
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
     )
-    assert len(list((server.files_root / "my-images").glob("*.png"))) == 20
+    assert len(list((server.files_root / "my-images").glob("*.png"))) == 50
 
     config = yaml.safe_load(here(blocks("yaml")[0]))
     config["pipeline"]["provider_options"].update(wait_seconds=240, poll_seconds=1)
@@ -165,32 +165,38 @@ def test_your_images_your_team_label_studio(
     config_path.write_text(yaml.safe_dump(config))
     assert "make run CONFIG=configs/my-label-studio.yaml" in run
 
-    people = threading.Thread(
-        target=_label_new_project, args=(server, truth, 2, _project_ids(server)), daemon=True
-    )
-    people.start()
-    # What `make run CONFIG=...` runs (the Makefile's run target).
-    done = subprocess.run(
-        [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
-            "LABEL_STUDIO_API_KEY": server.admin_token,
-            "XDG_CACHE_HOME": str(home / ".cache"),
-        },
-        check=False,
-    )
-    people.join(timeout=60)
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+    def make_run() -> str:
+        """`make run CONFIG=...` (the Makefile's run target) while two people label."""
+        people = threading.Thread(
+            target=_label_new_project, args=(server, truth, 2, _project_ids(server)), daemon=True
+        )
+        people.start()
+        done = subprocess.run(
+            [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
+                "LABEL_STUDIO_API_KEY": server.admin_token,
+                "XDG_CACHE_HOME": str(home / ".cache"),
+            },
+            check=False,
+        )
+        people.join(timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = make_run()
     title = re.search(r"job: label_studio (my-images · round 1 · \S+ · \w{8}) (\S+)", out)
     assert title, out
     assert title.group(2).startswith(f"{server.url}/projects/")
-    assert "waiting for people: 0/20 items labeled" in out
-    assert "20/20 items labeled (complete)" in out
+    assert "waiting for people: 0/30 items labeled" in out
+    assert "30/30 items labeled (complete)" in out
+    assert "ledger: 0 open job(s), 0 item(s) queued, 30 labeled, 20 in the pool" in out
+    state_command = f"labelloop state {home}/labelloop-state"
+    assert f"see: .venv/bin/{state_command}" in out
     assert re.search(r"ok   train-model", out), out
     report = re.search(r"report: (\S+\.html)", out)
     assert report, out
@@ -198,6 +204,27 @@ def test_your_images_your_team_label_studio(
     for text in ("What to do next", "Labeling job", title.group(1), "seconds per answer"):
         assert text in page, text
     assert "2.5 s" in page  # Label Studio's lead time per answer
+    assert state_command in page
+
+    # "Run again": the next 20 images, in a new project (round 2), labeled, trained on.
+    make, state = again.strip().splitlines()
+    assert make == run.strip().splitlines()[-1]
+    out = make_run()
+    second = re.search(r"job: label_studio (my-images · round 2 · \S+ · \w{8}) (\S+)", out)
+    assert second, out
+    assert second.group(2) != title.group(2)
+    assert "selected_count=20" in out
+    assert "20/20 items labeled (complete)" in out
+    assert re.search(r"ok   train-model", out), out
+    shown = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", here(state)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    expected = blocks("text")[1].strip().splitlines()
+    # The guide's lines as written, but the first (its event count) and the elision.
+    for line in expected[1:]:
+        if line != "...":
+            assert line in shown.splitlines(), (line, shown)
 
 
 @pytest.mark.slow

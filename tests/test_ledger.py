@@ -188,3 +188,103 @@ def test_a_dead_local_holder_does_not_block(tmp_path: Path) -> None:
     lease.acquire(state_uri, lease.Holder("killed", here.host, dead))
     lease.acquire(state_uri, here)
     assert json.loads(storage.read_text(storage.join(state_uri, lease.LEASE)))["run"] == "me"
+
+
+def test_a_failed_runs_exit_handler_gives_back_its_own_lease_only(
+    state_uri: str, tmp_path: Path
+) -> None:
+    from labelloop.stages.write_failure_report import write_failure_report
+
+    report = str(tmp_path / "run" / "write-failure-report" / "report")
+    # A Vertex run's steps hold the lease under the pipeline job id (another pod each).
+    lease.acquire(state_uri, lease.Holder("job-1", "pod-reconcile", 1))
+    write_failure_report(
+        final_state="FAILED", error_message="", run_id="job-1", state_uri=state_uri,
+        report_uri=report,
+    )  # fmt: skip
+    assert lease.read(state_uri) is None
+    # Another run's lease (taken over after ours expired) is left alone.
+    lease.acquire(state_uri, lease.Holder("job-2", "pod-other", 1))
+    write_failure_report(
+        final_state="CANCELLED", error_message="", run_id="job-1", state_uri=state_uri,
+        report_uri=report,
+    )  # fmt: skip
+    assert (lease.read(state_uri) or {})["run"] == "job-2"
+
+
+def test_break_lease_names_the_holder_asks_and_removes_only_what_it_showed(
+    state_uri: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labelloop.cli import main
+
+    assert main(["state", state_uri, "--break-lease"]) == 0
+    assert "the lease is free" in capsys.readouterr().out
+    lease.acquire(state_uri, lease.Holder("job-7", "pod-x", 1))
+    # No terminal and no --yes: refused, nothing removed.
+    assert main(["state", state_uri, "--break-lease"]) == 5
+    got = capsys.readouterr()
+    assert "held by run job-7 (pid 1 on pod-x)" in got.out
+    assert ", for 0 min" in got.out
+    assert "confirm with --yes" in got.err
+    assert (lease.read(state_uri) or {})["run"] == "job-7"
+    # Asked on a terminal: "n" keeps it, "y" breaks it.
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", lambda prompt: "n")
+    assert main(["state", state_uri, "--break-lease"]) == 5
+    assert lease.read(state_uri) is not None
+    monkeypatch.setattr("builtins.input", lambda prompt: "y")
+    assert main(["state", state_uri, "--break-lease"]) == 0
+    assert "lease broken" in capsys.readouterr().out
+    assert lease.read(state_uri) is None
+    # A lease that changed between reading and breaking stays (generation match).
+    lease.acquire(state_uri, lease.Holder("job-8", "pod-y", 1))
+    shown = lease.read(state_uri) or {}
+    lease.release(state_uri, lease.Holder("job-8", "pod-y", 1))
+    lease.acquire(state_uri, lease.Holder("job-9", "pod-z", 1))
+    assert not lease.break_lease(state_uri, shown)
+    assert (lease.read(state_uri) or {})["run"] == "job-9"
+    assert main(["state", state_uri, "--break-lease", "--yes"]) == 0
+    assert lease.read(state_uri) is None
+
+
+# -- consolidated labels kept in the state ------------------------------------------------------
+
+
+def _label_files(state_uri: str) -> list[str]:
+    from labelloop import state
+
+    folder = state.path(state_uri, state.LABELS)
+    if not storage.is_gcs(folder) and not Path(folder).is_dir():
+        return []
+    return [storage.basename(u) for u in storage.iter_files(folder, suffixes=(".jsonl",))]
+
+
+def test_labels_are_written_once_per_content_and_never_lost(state_uri: str) -> None:
+    from labelloop import state
+
+    def lab(item: str, label: str) -> dict:
+        return {"item": item, "label": label, "confidence": 0.9, "trainable": True}
+
+    # A file of the old layout (one per round) is folded in, not lost.
+    storage.write_text(state.path(state_uri, state.LABELS, "0123abcd.jsonl"),
+                       json.dumps(lab("legacy", "b")) + "\n")  # fmt: skip
+    first = state.record_labels(state_uri, [lab("i1", "a"), lab("i2", "b")])
+    assert _label_files(state_uri) == [storage.basename(first)]
+    generation = atomic.read(first)
+    # The same labels again (a retried step, a run with nothing new): not written again.
+    assert state.record_labels(state_uri, [lab("i2", "b"), lab("i1", "a")]) == first
+    assert atomic.read(first) == generation
+    # The next round's consolidation lacks i1 (sent back for relabeling) and changes i2.
+    second = state.record_labels(state_uri, [lab("i2", "a"), lab("i3", "c")])
+    assert _label_files(state_uri) == [storage.basename(second)]  # no pile of files
+    rows = {r["item"]: r["label"] for r in state.labeled_rows(state_uri)}
+    assert rows == {"legacy": "b", "i1": "a", "i2": "a", "i3": "c"}
+    # Killed between writing the new file and removing the old one: both are read, the
+    # newer wins, and the next round folds them into one again.
+    stale = state.path(state_uri, state.LABELS, "20000101T000000000000Z-0000000000000000.jsonl")
+    storage.write_text(stale, json.dumps(lab("i2", "z")) + "\n")
+    assert {r["item"]: r["label"] for r in state.labeled_rows(state_uri)}["i2"] == "a"
+    third = state.record_labels(state_uri, [lab("i4", "d")])
+    assert _label_files(state_uri) == [storage.basename(third)]
+    rows = {r["item"]: r["label"] for r in state.labeled_rows(state_uri)}
+    assert rows == {"legacy": "b", "i1": "a", "i2": "a", "i3": "c", "i4": "d"}

@@ -1,7 +1,8 @@
 """Fault injection on the real runner (`python -m pipelines run-local`), as a user runs it.
 
 The runner and every task it started are SIGKILLed (the whole process group: a machine that
-dies) at each stage boundary and in the middle of stages, one run after another on one state.
+dies) at each stage boundary and in the middle of the stages that write state (selection,
+labeling, quality gate, training), one run after another on one state.
 After each kill `labelloop state --check` passes, no collected annotation is lost, and no item
 was sent in a second job. Then two runs started at once on one state: one stops, naming the
 other, and the ledger stays valid.
@@ -80,8 +81,25 @@ def _events(state_uri: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
 
+# Mid-stage points: the state files each stage writes; the run is killed as soon as one of
+# them is created or replaced (the stage has begun changing the state and not finished).
+DURING = {
+    "during:select-for-labeling": ("arms/*.jsonl", "eval/*.jsonl"),
+    "during:quality-gate": ("labels/*.jsonl", "relabel/*"),
+    "during:train-model": ("models/latest/*",),
+}
+
+
+def _files(state_uri: str, patterns: tuple[str, ...]) -> dict[str, int]:
+    root = Path(state_uri)
+    return {str(f): f.stat().st_mtime_ns for pat in patterns for f in root.glob(pat) if f.is_file()}
+
+
 def _run_until(config: Path, tmp_path: Path, state_uri: str, point: str) -> str:
-    """Start a run and SIGKILL it at `point`: `after:<task>` or `queue` (mid labeling step)."""
+    """Start a run and SIGKILL it at `point`: `after:<task>`, `queue` (mid labeling step) or
+    `during:<task>` (once that task has written one of its state files)."""
+    watched = DURING.get(point, ())
+    before = _files(state_uri, watched)
     proc = _start(config, tmp_path)
     seen = len(_events(state_uri))
     lines: list[str] = []
@@ -102,6 +120,9 @@ def _run_until(config: Path, tmp_path: Path, state_uri: str, point: str) -> str:
     while not done.is_set() and time.monotonic() < deadline:
         if point == "queue" and any(e["kind"] == "queue" for e in _events(state_uri)[seen:]):
             _kill(proc)  # the items are queued in the ledger; the provider call is under way
+            break
+        if watched and _files(state_uri, watched).items() - before.items():
+            _kill(proc)  # the stage has written part of its state
             break
         time.sleep(0.005)
     _kill(proc)
@@ -124,15 +145,21 @@ def test_killed_at_every_stage_boundary_and_mid_stage(digits_sample, tmp_path: P
     kept: set[tuple[str, str, str]] = set()
     points = (
         "after:reconcile-jobs",
+        "during:select-for-labeling",
         "after:select-for-labeling",
         "queue",
         "after:create-dataset",
         "after:run-labeling-job",
+        "during:quality-gate",
         "after:quality-gate",
+        "during:train-model",
         "after:train-model",
     )
     for point in points:
-        _run_until(config, tmp_path, state_uri, point)
+        out = _run_until(config, tmp_path, state_uri, point)
+        if point.startswith("during:"):
+            # Killed inside the stage: it had started and had not finished.
+            assert f"ok   {point[7:]} " not in out, out
         doc = _check(state_uri)
         now = _annotations(state_uri)
         assert kept <= now, f"annotations lost after a kill at {point}"
@@ -150,6 +177,12 @@ def test_killed_at_every_stage_boundary_and_mid_stage(digits_sample, tmp_path: P
     assert doc["items"]["labeled"] > 0
     assert doc["lease"] is None
     assert len(doc["runs"]) >= 3
+    # The consolidated labels: one file, every labeled item in it (none lost to a kill).
+    labels = list((Path(state_uri) / "labels").glob("*.jsonl"))
+    assert len(labels) == 1
+    kept_items = {json.loads(line)["item"] for line in labels[0].read_text().splitlines()}
+    labeled = {i for i, e in Ledger.load(state_uri).state.items.items() if e["state"] == "labeled"}
+    assert labeled <= kept_items
 
 
 def test_two_runs_at_once_one_stops_naming_the_other(digits_sample, tmp_path: Path) -> None:

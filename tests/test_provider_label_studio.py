@@ -8,7 +8,9 @@ annotation, a skipped task) and the collected labels go through the real quality
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -710,6 +712,88 @@ def test_cli_errors_are_one_line_with_an_exit_code(
     assert code == 5
     assert len(lines) == 1
     assert "answered 400" in lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_hotkeys_and_crisp_images_in_the_labeling_ui(
+    server: ls_server.LabelStudioServer, tmp_path: Path
+) -> None:
+    """What an annotator gets: Label Studio's own labeling UI in a real (headless) browser,
+    logged in as a person. Pressing 3 picks the choice "3" (not the third one, "2"), and an
+    8x8 image is drawn 320 px wide as crisp blocks (two grey levels, no blur)."""
+    from tests.servers import chromium
+
+    if chromium.BINARY is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's package)")
+    folder = server.files_root / "ui-check" / "images"
+    folder.mkdir(parents=True)
+    path = folder / "diagonal.png"
+    # Black with a white diagonal of 2x2 blocks: any smoothing makes greys at every edge.
+    block = np.kron(np.eye(4, dtype=np.uint8) * 255, np.ones((2, 2), dtype=np.uint8))
+    Image.fromarray(block).save(path)
+    task = LabelingTask(TaskType.IMAGE_CLASSIFICATION, tuple(str(i) for i in range(10)))
+    provider = LabelStudioProvider(
+        url=server.url, api_key=server.admin_token, local_files_root=str(server.files_root)
+    )
+    job = provider.submit([Item(id=str(path), uri=str(path))], task, labelers_per_item=1)
+    project = int(job.external_id)
+    admin = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Token {server.admin_token}"}
+    )
+    task_id = admin.get("/api/tasks/", params={"project": project}).json()["tasks"][0]["id"]
+    # Log in through the login form, as a person does; the browser gets the session cookie.
+    person = httpx.Client(base_url=server.url, follow_redirects=True, timeout=60)
+    person.get("/user/login/")
+    person.post(
+        "/user/login/",
+        data={
+            "email": ls_server.ADMIN[0],
+            "password": ls_server.PASSWORD,
+            "csrfmiddlewaretoken": person.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{server.url}/user/login/"},
+    ).raise_for_status()
+    assert "sessionid" in person.cookies
+    url = f"{server.url}/projects/{project}/data?task={task_id}"
+    with chromium.open_page(url, cookies=dict(person.cookies.items())) as page:
+        # The editor is up when its ten choices are drawn, each with its key hint.
+        hints = page.wait_for(
+            "(() => { const c = [...document.querySelectorAll('.lsf-choice__item label')];"
+            " return c.length === 10 && c.map(e => e.innerText.replace(/\\s+/g, '')); })()",
+            timeout=180,
+        )
+        assert hints == [f"{d}[{d}]" for d in range(10)]
+        image = page.wait_for(
+            "(() => { const i = [...document.querySelectorAll('img')].find(e =>"
+            " e.src.includes('local-files') && e.getBoundingClientRect().width > 100);"
+            " if (!i || !i.complete) return null; const r = i.getBoundingClientRect();"
+            " return {x: r.x, y: r.y, w: r.width, h: r.height}; })()"
+        )
+        assert (image["w"], image["h"]) == (320, 320)
+        checked_js = (
+            "(() => { const c = [...document.querySelectorAll('.lsf-choice__item input:checked')];"
+            " return c.length"
+            " && c.map(e => e.closest('label').innerText.replace(/\\s+/g, '')); })()"
+        )
+        # The editor binds its keys a moment after it draws: press again if nothing happened
+        # (a second press only comes when the first one was not taken).
+        checked = None
+        for _ in range(6):
+            time.sleep(2)
+            page.press("3")
+            with contextlib.suppress(TimeoutError):
+                checked = page.wait_for(checked_js, timeout=5)
+                break
+        assert checked == ["3[3]"]
+        shot = page.screenshot(tmp_path / "labeling-ui.png")
+    with Image.open(shot) as picture:
+        pixels = np.asarray(picture.convert("L"), dtype=np.int16)
+    x, y = round(image["x"]), round(image["y"])
+    drawn = pixels[y + 2 : y + 318, x + 2 : x + 318]
+    # Crisp: only black and white; a smoothed upscale has a band of greys at every edge.
+    assert ((drawn > 40) & (drawn < 215)).mean() < 0.002
+    assert (drawn > 215).mean() == pytest.approx(0.25, abs=0.02)
 
 
 @pytest.mark.server

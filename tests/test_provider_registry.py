@@ -136,3 +136,20 @@ def test_registering_a_provider_makes_config_accept_it() -> None:
 def test_unknown_provider_suggests() -> None:
     with pytest.raises(InputError, match="did you mean 'label_studio'"):
         get_provider("label_studo", {})
+
+
+def test_lifecycle_doc_says_which_providers_top_up_in_place() -> None:
+    """docs/lifecycle.md's table names every provider, and "in place" exactly for those whose
+    class has `top_up` (what the labeling step asks)."""
+    import re
+    from pathlib import Path
+
+    from labelloop.providers.registry import get_spec
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "lifecycle.md").read_text()
+    section = doc.split("## Which providers top up in place", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.+?) \|", section, re.M))
+    assert set(rows) == set(provider_names())
+    for name, says in rows.items():
+        in_place = callable(getattr(get_spec(name).cls, "top_up", None))
+        assert ("in place" in says) is in_place, name

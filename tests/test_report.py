@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import html as html_lib
 import io
 import json
 import os
@@ -1145,3 +1146,116 @@ def test_gemini_routing_threshold_precision_and_cost(tmp_path: Path) -> None:
     assert "## Labeling job" in markdown
     for text in ("auto-accept threshold", "| 0.912 |", "estimated cost", "| $0.0123 |"):
         assert text in markdown, text
+
+
+# Open jobs from the ledger, and the gate meters in a real browser ---------------------------
+
+
+def _ledger_with_open_jobs(state_uri: str) -> None:
+    from labelloop.ledger import Ledger
+
+    led = Ledger.load(state_uri)
+    for key, run_id, items in (("oldjob", "run-0001", 6), ("newjob", "run-0002", 4)):
+        led.append(
+            "queue", run=run_id, job=key, provider="label_studio", task_type="image_classification",
+            labels=["a", "b"], labelers_per_item=2,
+            items=[{"id": f"{key}-{n}"} for n in range(items)],
+        )  # fmt: skip
+    led.merge_annotations("oldjob", [{"item": "oldjob-0", "annotator": "x", "label": "a"}])
+    led.append(
+        "collect", run="run-0002", job="oldjob", labeled=["oldjob-0"], annotations=1,
+        progress={"labeled": 1, "total": 6},
+    )  # fmt: skip
+    led.compact()
+
+
+def test_report_lists_the_ledgers_open_jobs_and_the_state_command(tmp_path: Path) -> None:
+    run = closed_run(tmp_path)
+    run.job.update(complete=False, progress={"labeled": 0, "total": 4})
+    _ledger_with_open_jobs(run.state_uri)
+    _, html, markdown = run.report()
+    labeling = section_text(html, "labeling")
+    assert "Items in the ledger: 0 in the pool, 9 queued in open jobs, 1 labeled." in labeling
+    rows = re.findall(r"<tr><td>label_studio</td>(.*?)</tr>", html, re.S)
+    cells = [Page(r).text.split() for r in rows]
+    assert cells == [["oldjob", "run-0001", "0", "min", "5", "1", "/", "6"],
+                     ["newjob", "run-0002", "0", "min", "4", "0", "/", "4"]]  # fmt: skip
+    command = f"labelloop state {run.state_uri}"
+    assert f"<code>{command}</code>" in html
+    wait = _steps(html)[0]
+    assert wait.startswith("Wait for the open labeling job. 0 of 4 items")
+    assert "1 other open job also waits." in wait
+    assert f"{command} lists them" in wait
+    assert "Open jobs in the ledger:" in markdown
+    assert f"`{command}`" in markdown
+    # This round's job is done but an earlier round's is not: still say what waits, and where.
+    run.job.update(complete=True, progress={"labeled": 4, "total": 4})
+    _, html, _ = run.report()
+    assert _steps(html)[0].startswith(
+        "Let people finish the open jobs. 9 items still wait in 2 open jobs"
+    )
+
+
+GEOMETRY = """<script>
+addEventListener("load", () => {
+  const out = [...document.querySelectorAll(".gate")].map(g => {
+    const box = e => e ? e.getBoundingClientRect() : null;
+    const [label, ci, mark] = [box(g.querySelector(".mark span")), box(g.querySelector(".ci")),
+                               box(g.querySelector(".mark"))];
+    const apart = (a, b) => !a || !b || a.bottom <= b.top || b.bottom <= a.top ||
+                            a.right <= b.left || b.right <= a.left;
+    const fill = g.querySelector(".fill");
+    return {name: g.querySelector(".name").textContent,
+            status: g.querySelector(".pill").textContent,
+            fill: getComputedStyle(fill).backgroundColor, label_clear_of_ci: apart(label, ci),
+            label_clear_of_mark: apart(label, mark),
+            label_inside_card: label.left >= box(g).left && label.right <= box(g).right};
+  });
+  const pre = "<pre id=geometry>" + JSON.stringify(out) + "</pre>";
+  document.body.insertAdjacentHTML("beforeend", pre);
+});
+</script>"""
+
+
+@needs_chromium
+def test_gate_meters_in_chromium_amber_when_not_reached_and_no_label_overlap(
+    tmp_path: Path,
+) -> None:
+    """Laid out by a real browser: the threshold label clears the CI box and the mark; the
+    meter is green only for a passed gate, amber for one not reached, red for a closed one."""
+    assert CHROMIUM is not None
+    run = closed_run(tmp_path)
+    # A close call: the threshold inside the CI, and a value that would pass; but the count
+    # gate closed first, so the agreement gate was never reached.
+    run.quality["agreement"] = 0.52
+    run.quality["agreement_ci"] = [0.44, 0.61]
+    run.min_agreement = 0.5
+    _, html, _ = run.report()
+    page = tmp_path / "geometry.html"
+    # The report forbids scripts (CSP): the measuring copy drops the policy and adds one.
+    page.write_text(
+        re.sub(r'<meta http-equiv="Content-Security-Policy"[^>]*>', "", html).replace(
+            "</body>", GEOMETRY + "</body>"
+        ),
+        encoding="utf-8",
+    )
+    with tempfile.TemporaryDirectory() as profile:
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={profile}", "--window-size=1280,2400", "--virtual-time-budget=5000",
+             "--dump-dom", page.resolve().as_uri()],
+            capture_output=True, text=True, timeout=120, check=True,
+            env={**os.environ, "HOME": profile},
+        ).stdout  # fmt: skip
+    match = re.search(r'<pre id="geometry">(.*?)</pre>', dom, re.S)
+    assert match, dom[-2000:]
+    cards = {c["name"]: c for c in json.loads(html_lib.unescape(match.group(1)))}
+    count, agreement = cards["Enough labels"], cards["Annotators agree"]
+    assert count["status"] == "closed"
+    assert count["fill"] == "rgb(239, 68, 68)"  # red
+    assert agreement["status"] == "not reached"
+    assert agreement["fill"] == "rgb(245, 158, 11)"  # amber, not green
+    for card in cards.values():
+        assert card["label_clear_of_ci"], card
+        assert card["label_clear_of_mark"], card
+        assert card["label_inside_card"], card

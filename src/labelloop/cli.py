@@ -16,7 +16,7 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import labelloop
@@ -127,23 +127,29 @@ def report_error(exc: BaseException) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (see the module docstring)."""
-    words = sys.argv[1:] if argv is None else argv
-    args = build_parser(command_of(words)).parse_args(words)
-    configure_logging(args.verbose)
+def guarded(command: Callable[[], int]) -> int:
+    """Run a command the way every CLI here does: its exit code; a reader that went away
+    (`| head`) exits 141 quietly; any error a user can act on is one line on stderr."""
     try:
-        code = int(args.func(args))
+        code = int(command())
         sys.stdout.flush()
     except BrokenPipeError:
-        # The reader stopped reading (`| head`): no traceback, and no second error when
-        # Python flushes stdout at exit.
+        # The reader stopped reading (`| head`): no traceback, no "cannot reach" (a broken
+        # pipe is a ConnectionError), and no second error when Python flushes stdout at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
     except Exception as exc:  # every error a user can act on: one line, no traceback
         return report_error(exc)
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (see the module docstring)."""
+    words = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(words)).parse_args(words)
+    configure_logging(args.verbose)
+    return guarded(lambda: args.func(args))
 
 
 if __name__ == "__main__":

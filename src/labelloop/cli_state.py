@@ -1,15 +1,18 @@
-"""`labelloop state STATE_URI [--json] [--check] [--budget JSON]`: the item ledger at a glance
-(items, open jobs, runs, spend), and its checks."""
+"""`labelloop state STATE_URI [--json] [--check] [--budget JSON] [--break-lease [--yes]]`: the
+item ledger at a glance (items, open jobs, runs, spend), its checks, and the way out of a lease
+nobody will give back."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 from typing import Any
 
 from labelloop import accounting, costs, lease
-from labelloop.ledger import LEDGER, Ledger, age_hours, check
+from labelloop.errors import EXIT_REFUSED
+from labelloop.ledger import LEDGER, Ledger, check, open_job_rows
 
 
 def register(sub: Any) -> None:
@@ -20,12 +23,22 @@ def register(sub: Any) -> None:
         description=(
             "Counts per state (pool, queued, labeled), open labeling jobs (provider, key, age, "
             "progress) and the last runs. --check verifies the ledger's invariants and exits "
-            "non-zero naming the first violation."
+            "non-zero naming the first violation. --break-lease removes the writer's lease left "
+            "by a run that will not give it back (a failed Vertex run's lease otherwise expires "
+            "after 6 hours)."
         ),
     )
     p.add_argument("state_uri", metavar="STATE_URI", help="the pipeline's state_uri")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--check", action="store_true", help="verify the invariants (exit 1 if broken)")
+    p.add_argument(
+        "--break-lease",
+        action="store_true",
+        help="remove the lease after showing who holds it and for how long (asks first)",
+    )
+    p.add_argument(
+        "--yes", action="store_true", help="with --break-lease: do not ask (scripts, no terminal)"
+    )
     p.add_argument(
         "--budget",
         default=None,
@@ -51,26 +64,7 @@ def summary(state_uri: str, *, budget: str | None = None) -> dict[str, Any]:
     ledger = Ledger.load(state_uri)
     state = ledger.state
     paid = accounting.spend(ledger, _rates(state, budget))
-    jobs = [
-        {
-            "key": j["key"],
-            "provider": j["provider"],
-            "external_id": j.get("external_id"),
-            "round": j["round"],
-            "created_at": j["created_at"],
-            "age_hours": round(age_hours(j["created_at"]), 2),
-            "items": len(j["items"]),
-            "labeled": j.get("labeled", 0),
-            "progress": j.get("progress", {}),
-            "annotations": j.get("annotations", 0),
-            "collections": j.get("collections", 0),
-            "last_collected_at": j.get("last_collected_at"),
-            "errors": j.get("errors", 0),
-            "last_error": j.get("last_error", ""),
-            "cancel_requested": bool(j.get("cancel_requested")),
-        }
-        for j in state.open_jobs()
-    ]
+    jobs = open_job_rows(state)
     closed: dict[str, int] = {}
     for j in state.jobs.values():
         if j["status"] != "open":
@@ -110,12 +104,17 @@ def _table(doc: dict[str, Any]) -> str:
         lines.append(f"returned to the pool so far: {parts}")
     lines.append(f"open jobs: {doc['open_jobs']}")
     if doc["jobs"]:
-        head = ("provider", "key", "age", "progress", "annotations", "last collected", "note")
+        head = (
+            "provider", "key", "round", "age", "queued", "progress", "annotations",
+            "last collected", "note",
+        )  # fmt: skip
         rows = [
             (
                 j["provider"],
                 j["key"],
+                str(j["round"]),
                 f"{j['age_hours']:.1f} h",
+                str(j["queued"]),
                 f"{j['progress'].get('labeled', 0)}/{j['items']}",
                 str(j["annotations"]),
                 str(j["last_collected_at"] or "-"),
@@ -155,7 +154,45 @@ def _table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _break_lease(args: argparse.Namespace) -> int:
+    """Show the holder, ask (unless --yes), remove the lease only if it is unchanged."""
+    rec = lease.read(args.state_uri)
+    if rec is None:
+        print(f"{args.state_uri}: the lease is free; nothing to break")  # noqa: T201
+        return 0
+    held = f"held by {lease.describe(rec)}, for {lease.held_for(rec)}"
+    print(f"{args.state_uri}: lease {held}")  # noqa: T201 - the command's output
+    local = rec.get("host") == socket.gethostname()
+    if local and lease.alive(int(rec.get("pid", -1))):
+        print(  # noqa: T201
+            f"warning: process {rec.get('pid')} is still running on this machine; breaking its "
+            "lease lets a second run change the state at the same time",
+            file=sys.stderr,
+        )
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(  # noqa: T201
+                "error: not broken: confirm with --yes (no terminal to ask on)", file=sys.stderr
+            )
+            return EXIT_REFUSED
+        answer = input("Break it? Only do so if that run has stopped. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not broken")  # noqa: T201
+            return EXIT_REFUSED
+    if not lease.break_lease(args.state_uri, rec):
+        print(  # noqa: T201
+            "error: not broken: the lease changed since it was read (its run renewed or gave "
+            "it back); run the command again to see who holds it now",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    print(f"lease broken: the next run on {args.state_uri} can start")  # noqa: T201
+    return 0
+
+
 def _state(args: argparse.Namespace) -> int:
+    if args.break_lease:
+        return _break_lease(args)
     doc = summary(args.state_uri, budget=args.budget)
     problems = check(args.state_uri) if args.check else []
     if args.check:

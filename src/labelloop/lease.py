@@ -6,6 +6,11 @@ stale, and taken over, when it has expired (`expires_at`; a run renews it at eve
 its holder ran on this machine and that process is gone (a killed local run does not block the
 next one). The holder is a run id and a process: the steps of one run (kfp.local subprocesses of
 the runner, or the tasks of one Vertex pipeline job) share their run's lease.
+
+A run gives its lease back when it ends, whatever the outcome: the last step on success, the
+pipeline's exit handler on failure or cancellation (`release`: only the run's own lease, by its
+run id, and only the version it read). `labelloop state URI --break-lease` removes a lease
+whose holder will never give it back (after saying who holds it and for how long).
 """
 
 from __future__ import annotations
@@ -48,7 +53,8 @@ class Holder:
         return cls(run=run, host=socket.gethostname(), pid=os.getpid())
 
 
-def _pid_alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this id runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -101,9 +107,19 @@ def _stale(rec: dict[str, Any], holder: Holder) -> str:
     expires = dt.datetime.fromisoformat(str(rec.get("expires_at")))
     if expires <= dt.datetime.now(dt.UTC):
         return f"expired at {rec.get('expires_at')}"
-    if rec.get("host") == holder.host and not _pid_alive(int(rec.get("pid", -1))):
+    if rec.get("host") == holder.host and not alive(int(rec.get("pid", -1))):
         return f"its holder (pid {rec.get('pid')} on {rec.get('host')}) is gone"
     return ""
+
+
+def held_for(rec: dict[str, Any]) -> str:
+    """How long the lease has been held, in words ("?" when the record has no time)."""
+    try:
+        since = dt.datetime.fromisoformat(str(rec.get("acquired_at")))
+    except ValueError:
+        return "?"
+    minutes = max((dt.datetime.now(dt.UTC) - since).total_seconds(), 0.0) / 60.0
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60.0:.1f} h"
 
 
 def describe(rec: dict[str, Any]) -> str:
@@ -163,8 +179,10 @@ def acquire(
             return
         if waited >= wait_seconds:
             raise LeaseHeld(
-                f"{state_uri} is in use by {describe(rec)}. One run at a time changes the "
-                "loop's state: wait for that run to finish (or to expire), then run again."
+                f"{state_uri} is in use by {describe(rec)}, for {held_for(rec)}. One run at a "
+                "time changes the loop's state: wait for that run to finish, then run again; "
+                "if it has stopped for good (a failed run), free the state with `labelloop "
+                f"state {state_uri} --break-lease`."
             )
         step = min(poll_seconds, max(wait_seconds - waited, 0.01))
         sleep(step)
@@ -172,7 +190,9 @@ def acquire(
 
 
 def release(state_uri: str, holder: Holder) -> bool:
-    """Give the lease back if `holder` has it; True when it was released."""
+    """Give the lease back if `holder` has it (its run id, or its process on this host), and
+    only the version read here (a lease another run took over in between stays); True when it
+    was released."""
     if not state_uri:
         return False
     uri = storage.join(state_uri, LEASE)
@@ -189,3 +209,19 @@ def release(state_uri: str, holder: Holder) -> bool:
         return atomic.delete(uri, generation=got[1])
     except atomic.PreconditionFailed:
         return False
+
+
+def break_lease(state_uri: str, rec: dict[str, Any]) -> bool:
+    """Remove the lease if it is still the one described by `rec` (what the user was shown and
+    confirmed); False when it is gone or changed since (then nothing is removed)."""
+    uri = storage.join(state_uri, LEASE)
+    got = atomic.read(uri)
+    if got is None or json.loads(got[0]) != rec:
+        return False
+    try:
+        removed = atomic.delete(uri, generation=got[1])
+    except atomic.PreconditionFailed:
+        return False
+    if removed:
+        log.warning("lease on %s broken: it was held by %s", state_uri, describe(rec))
+    return removed

@@ -483,6 +483,31 @@ def request_cancel(state_uri: str, job_key: str, *, run: str = "") -> None:
     ledger.compact()
 
 
+def open_job_rows(state: State) -> list[dict[str, Any]]:
+    """One row per open job, oldest first: provider, key, round, age, items queued and labeled,
+    progress at the provider, collections and errors (what `labelloop state`, the console and
+    the report show)."""
+    rows = []
+    for j in state.open_jobs():
+        mine = [state.items.get(i, {}) for i in j["items"]]
+        queued = sum(1 for e in mine if e.get("state") == QUEUED and e.get("job") == j["key"])
+        rows.append(
+            {
+                **{k: j[k] for k in ("key", "provider", "round", "created_at")},
+                **{k: j.get(k, 0) for k in ("labeled", "annotations", "collections", "errors")},
+                "external_id": j.get("external_id"),
+                "age_hours": round(age_hours(j["created_at"]), 2),
+                "items": len(j["items"]),
+                "queued": queued,
+                "progress": j.get("progress", {}),
+                "last_collected_at": j.get("last_collected_at"),
+                "last_error": j.get("last_error", ""),
+                "cancel_requested": bool(j.get("cancel_requested")),
+            }
+        )
+    return rows
+
+
 def excluded_ids(state_uri: str) -> set[str]:
     """Items a selection must not pick: queued in an open job or labeled."""
     if not state_uri:

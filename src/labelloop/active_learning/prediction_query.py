@@ -99,11 +99,21 @@ class Spelling:
     ids: str | None = None
 
 
-def spelling(con: duckdb.DuckDBPyConnection, path: str) -> Spelling:
+def reader(paths: Sequence[str], compression: str | None) -> str:
+    """The engine's scan of the prediction files (`compression` as their bytes say, since a
+    gzip file need not be named `.gz`)."""
+    files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+    comp = f", compression={_sql_str(compression)}" if compression else ""
+    return (
+        f"read_json({files}, format='newline_delimited', ignore_errors=true, "
+        f"columns={_COLUMNS}{comp})"
+    )
+
+
+def spelling(con: duckdb.DuckDBPyConnection, path: str, compression: str | None = None) -> Spelling:
     """The first line's `displayNames` / `ids` spellings, as the engine writes them."""
     rows = con.execute(
-        f"SELECT prediction.displayNames, prediction.ids FROM read_json({_sql_str(path)}, "
-        f"format='newline_delimited', ignore_errors=true, columns={_COLUMNS}) "
+        f"SELECT prediction.displayNames, prediction.ids FROM {reader([path], compression)} "
         "WHERE prediction.displayNames IS NOT NULL LIMIT 1"
     ).fetchall()
     return Spelling(*(str(x) if x is not None else None for x in rows[0])) if rows else Spelling()
@@ -149,6 +159,7 @@ def build(
     exclude_text_ids: bool,
     skip_rows: bool,
     common: Spelling,
+    compression: str | None = None,
     positions: bool = False,
     exact_ties: bool = False,
 ) -> str:
@@ -158,7 +169,6 @@ def build(
     `positions` numbers the rows (`WITH ORDINALITY`, one thread: the engine numbers rows in
     order) to name each bad line, duplicate and line left to the exact reader.
     """
-    files = "[" + ", ".join(_sql_str(p) for p in paths) + "]"
     uri_like = " OR ".join(f"starts_with(content, {_sql_str(p)})" for p in URI_PREFIXES)
     item = (
         f"CASE WHEN {uri_like} THEN content ELSE 'text:' || left(sha256(content), 20) END"
@@ -180,8 +190,7 @@ def build(
     return f"""
 WITH src AS (
   SELECT file_index AS f, {"ordinality" if positions else "0"} AS o, instance, prediction
-  FROM read_json({files}, format='newline_delimited', ignore_errors=true,
-                 columns={_COLUMNS}) {"WITH ORDINALITY" if positions else ""}
+  FROM {reader(paths, compression)} {"WITH ORDINALITY" if positions else ""}
 ), typed AS (
   SELECT f, o, instance.content AS content,
     prediction.confidences AS cj, prediction.displayNames AS names, prediction.ids AS ids,

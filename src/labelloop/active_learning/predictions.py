@@ -27,7 +27,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
-import gzip
 import json
 import logging
 import math
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from labelloop import storage, tables
+from labelloop import lines, storage, tables
 from labelloop.active_learning import prediction_query, strategies
 from labelloop.errors import BadRecord, InputError
 from labelloop.schemas import text_item_id
@@ -170,8 +169,7 @@ def _records(source: tables.Source, wanted: set[int]) -> dict[int, tuple[int, by
     """Record number (1-based, blank lines skipped as the engine skips them) -> (line, bytes)."""
     out: dict[int, tuple[int, bytes]] = {}
     last = max(wanted, default=0)
-    opener = gzip.open if source.compression == "gzip" else open
-    with opener(source.path, "rb") as fh:
+    with lines.open_plain(source) as fh:
         record = 0
         for number, raw in enumerate(fh, start=1):
             if not raw.strip():
@@ -376,7 +374,15 @@ def _engine_pass(
         "exclude_text_ids": any(x.startswith("text:") for x in excluded_ids),
     }
     paths = [s.path for s in sources]
-    options["common"] = prediction_query.spelling(con, paths[0])
+    compressions = {s.compression for s in sources}
+    if len(compressions) > 1:
+        raise InputError(
+            "the prediction files are compressed in different ways "
+            f"({', '.join(sorted(str(c or 'none') for c in compressions))}): use one",
+            source=sources[0].uri,
+        )
+    options["compression"] = compressions.pop()
+    options["common"] = prediction_query.spelling(con, paths[0], options["compression"])
     passed = prediction_query.run(con, prediction_query.build(paths, **options, skip_rows=False))
     options["positions"] = needs_lines = bool(
         passed.bad_count or passed.slow_count or passed.repeated

@@ -144,6 +144,9 @@ class ReportData:
         bad_records: Unreadable lines met while reading the inputs.
         job: The labeling job record (provider, key, progress, the provider's summary);
             `{}` when not given.
+        state_uri: The loop's state ("" when the run keeps none).
+        ledger: The ledger when the report was written: `items` (counts per state) and
+            `open_jobs` (rows of `labelloop.ledger.open_job_rows`); `{}` when unknown.
     """
 
     run_id: str
@@ -157,6 +160,8 @@ class ReportData:
     min_agreement: float
     bad_records: list[BadRecord] = dataclasses.field(default_factory=list)
     job: dict[str, Any] = dataclasses.field(default_factory=dict)
+    state_uri: str = ""
+    ledger: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def result(self) -> QualityResult:

@@ -110,10 +110,54 @@ def _gemini_facts(summary: dict[str, Any]) -> list[tuple[str, str]]:
     return facts
 
 
+def state_command(data: ReportData) -> str:
+    """The command that shows this loop's ledger ("" when the run keeps no state)."""
+    return f"labelloop state {data.state_uri}" if data.state_uri else ""
+
+
+def _age(hours: Any) -> str:
+    h = number(hours)
+    if h is None:
+        return "n/a"
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} days"
+
+
+def open_jobs(data: ReportData) -> list[dict[str, Any]]:
+    """The ledger's open jobs (every round's, not only this one's), oldest first."""
+    rows = data.ledger.get("open_jobs") if data.ledger else None
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
+def queued_items(data: ReportData) -> int:
+    """Items waiting in open jobs, by the ledger."""
+    return sum(integer(r.get("queued")) or 0 for r in open_jobs(data))
+
+
+def _open_job_rows(data: ReportData) -> list[list[str]]:
+    out = []
+    for r in open_jobs(data):
+        progress = _obj(r.get("progress"))
+        labeled = integer(progress.get("labeled"))
+        total = integer(progress.get("total")) or integer(r.get("items"))
+        out.append(
+            [
+                str(r.get("provider", "")),
+                str(r.get("key", "")),
+                str(r.get("round", "")),
+                _age(r.get("age_hours")),
+                fmt(integer(r.get("queued"))),
+                f"{fmt(labeled)} / {fmt(total)}",
+                "unreachable at the last run" if integer(r.get("errors")) else "",
+            ]
+        )
+    return out
+
+
 def labeling(data: ReportData) -> Context | None:
-    """The provider and its job: name, URL, progress, skipped answers, Gemini's calibration."""
+    """The provider and its job: name, URL, progress, skipped answers, Gemini's calibration;
+    then every open job in the ledger and the command that shows it."""
     job = data.job
-    if not job:
+    if not job and not data.state_uri:
         return None
     labeled, total = job_progress(job)
     title, url = job_title_and_url(job)
@@ -130,9 +174,22 @@ def labeling(data: ReportData) -> Context | None:
     routed = job.get("provider") in ("gemini", "gemini_then_human")
     gemini = _gemini_facts(summary) if routed else []
     status = "open: people are still labeling" if job_is_open(job) else "complete"
-    lead = f"The {job.get('provider', '')} job for this round is {status}."
+    lead = (
+        f"The {job.get('provider', '')} job for this round is {status}."
+        if job
+        else "This round has no labeling job record (the labeling step did not run)."
+    )
+    counts = _obj(data.ledger.get("items")) if data.ledger else {}
+    ledger_line = ""
+    if counts:
+        ledger_line = (
+            f"Items in the ledger: {fmt(integer(counts.get('pool')))} in the pool,"
+            f" {fmt(integer(counts.get('queued')))} queued in open jobs,"
+            f" {fmt(integer(counts.get('labeled')))} labeled."
+        )
     return {
         "lead": lead,
+        "has_job": bool(job),
         "title": title,
         "url": url,
         "key": str(job.get("key", "")),
@@ -140,6 +197,10 @@ def labeling(data: ReportData) -> Context | None:
         "fill": f"{min(share, 1.0) * 100:.1f}",
         "facts": facts,
         "gemini": kpis(gemini),
+        "ledger_line": ledger_line,
+        "open_jobs_head": ["provider", "job key", "round", "age", "queued", "labeled", "note"],
+        "open_jobs": _open_job_rows(data),
+        "state_command": state_command(data),
     }
 
 
@@ -165,15 +226,32 @@ def _weakest_classes(data: ReportData, n: int = 2) -> list[tuple[str, float]]:
 
 
 def _wait_step(data: ReportData) -> Context:
+    jobs = open_jobs(data)
+    command = state_command(data)
+    see = f" `{command}` lists them with their age and progress." if command else ""
+    if not job_is_open(data.job):
+        return _step(
+            "Let people finish the open jobs",
+            f"{plural(queued_items(data), 'item')} still wait in"
+            f" {plural(len(jobs), 'open job')} from earlier rounds. The next run collects"
+            f" whatever people labeled by then, and tops the queue up only to `queue_size`.{see}",
+            "pipeline.queue_size",
+        )
     labeled, total = job_progress(data.job)
     title, url = job_title_and_url(data.job)
     where = f" in “{title}”" if title else ""
     where += f" ({url})" if url else ""
+    others = len(jobs) - 1
+    more = (
+        f" {plural(others, 'other open job')} also wait{'s' if others == 1 else ''}."
+        if others > 0
+        else ""
+    )
     return _step(
         "Wait for the open labeling job",
-        f"{fmt(labeled)} of {fmt(total)} items are fully labeled{where}. Run the pipeline again"
-        " when your annotators are done: it finds the same job (no new project, no duplicate"
-        " tasks) and collects every label given so far.",
+        f"{fmt(labeled)} of {fmt(total)} items are fully labeled{where}.{more} Run the pipeline"
+        " again when your annotators are done: it finds the same job (no new project, no"
+        f" duplicate tasks) and collects every label given so far.{see}",
     )
 
 
@@ -329,7 +407,7 @@ def next_steps(data: ReportData) -> Context:
     """What to do next, from the recorded gate decision and the job's state."""
     gate = str(data.outcome.get("gate") or "")
     steps: list[Context] = []
-    if job_is_open(data.job):
+    if job_is_open(data.job) or open_jobs(data):
         steps.append(_wait_step(data))
     if data.trained:
         steps += _trained_steps(data)

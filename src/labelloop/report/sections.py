@@ -54,7 +54,8 @@ def _meter(gate: Gate, *, low: float, high: float) -> Context:
         left, right = pos(gate.ci[0]), pos(gate.ci[1])
         ci = {"left": f"{left:.1f}", "width": f"{max(right - left, 0.5):.1f}"}
     return {
-        "state": "open" if gate.passed else "closed",
+        # Green only for a gate that was decided and passed; amber for one never reached.
+        "state": "pending" if not gate.evaluated else "open" if gate.passed else "closed",
         "fill": f"{pos(value):.1f}",
         "ci": ci,
         "mark": f"{pos(gate.threshold):.1f}",

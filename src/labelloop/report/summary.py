@@ -49,8 +49,16 @@ def render_markdown(data: ReportData) -> str:
         out.append("\n## Labeling job\n\n" + job["lead"] + "\n\n")
         if job["title"] or job["url"]:
             out.append(f"{job['title']} {job['url']}".strip() + "\n\n")
-        facts = job["facts"] + job["gemini"]
-        out.append(_table([k.label for k in facts], [[k.value for k in facts]]))
+        if job["has_job"]:
+            facts = job["facts"] + job["gemini"]
+            out.append(_table([k.label for k in facts], [[k.value for k in facts]]))
+        if job["ledger_line"]:
+            out.append(f"\n{job['ledger_line']}\n")
+        if job["open_jobs"]:
+            out.append("\nOpen jobs in the ledger:\n\n")
+            out.append(_table(job["open_jobs_head"], job["open_jobs"]))
+        if job["state_command"]:
+            out.append(f"\nEvery item's state and open job: `{job['state_command']}`\n")
 
     money = budget(data)
     if money is not None:

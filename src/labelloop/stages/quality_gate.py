@@ -85,12 +85,6 @@ def _round_key(items: set[str]) -> str:
     return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:16]
 
 
-def _record_labels(state_uri: str, consolidated: list[dict[str, object]]) -> None:
-    """Keep this round's consolidated labels in the state, keyed by the round."""
-    key = _round_key({str(r["item"]) for r in consolidated})
-    storage.write_jsonl(state.path(state_uri, state.LABELS, f"{key}.jsonl"), consolidated)
-
-
 def _record_lineage(
     state_uri: str,
     consolidated: list[dict[str, object]],
@@ -389,7 +383,7 @@ def quality_gate(
     storage.write_jsonl(review_uri, out.review)
     storage.write_text(metrics_uri, result.to_json())
     if state_uri and out.consolidated:
-        _record_labels(state_uri, out.consolidated)
+        state.record_labels(state_uri, out.consolidated)
         _record_lineage(
             state_uri, out.consolidated, read.annotations, method=consolidation_method,
             job_uri=job_uri,

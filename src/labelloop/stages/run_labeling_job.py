@@ -26,7 +26,7 @@ from typing import Any
 from labelloop import costs, lease, storage
 from labelloop.accounting import record_spend, spend
 from labelloop.errors import BadRecord, InputError
-from labelloop.ledger import OPEN, POOL, QUEUED, Ledger, age_hours
+from labelloop.ledger import OPEN, POOL, QUEUED, Ledger, open_job_rows
 from labelloop.options import parse_options
 from labelloop.providers import LabelingTask, get_provider
 from labelloop.providers.base import Job, LabelingProvider, tops_up_in_place
@@ -247,16 +247,9 @@ def run_labeling_job(
         "skipped": skipped,
         "submit_error": submit_error,
         "ledger": {
+            "state_uri": state_uri,
             "items": counts,
-            "open_jobs": [
-                {
-                    "key": j["key"],
-                    "provider": j["provider"],
-                    "age_hours": round(age_hours(j["created_at"]), 2),
-                    "progress": j["progress"],
-                }
-                for j in open_jobs
-            ],
+            "open_jobs": open_job_rows(ledger.state),
             "returned": dict(ledger.state.returned),
         },
     }

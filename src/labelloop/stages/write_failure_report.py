@@ -5,6 +5,10 @@ It runs after every round (KFP's `dsl.ExitHandler`, on kfp.local and Vertex AI a
 success it only notes that; on failure it reads the reasons the failed steps recorded (see
 `labelloop.failures`) from the run folder, writes the page to its artifact and, when the state
 folder is known, a copy to `failures/<run_id>.html` there, beside a JSON record.
+
+Whatever the outcome it gives back the state's lease if this run still holds it (a failed or
+cancelled round never reaches the report step that releases it on success), so the next run
+does not wait for the lease to expire.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import logging
 import re
 
-from labelloop import state, storage
+from labelloop import lease, state, storage
 from labelloop.failures import left_untouched, read_failures, run_folder
 from labelloop.report.failure import failure_page
 
@@ -78,6 +82,8 @@ def write_failure_report(
     Returns:
         The final state, the first failed stage and where the page was written.
     """
+    if state_uri and lease.release(state_uri, lease.Holder.here(run_id)):
+        log.info("lease on %s released by the %s run %s", state_uri, final_state, run_id)
     if final_state == SUCCEEDED:
         storage.write_text(report_uri, "<!doctype html><p>The round succeeded.</p>\n")
         return FailureReportResult(final_state, "", report_uri, "")

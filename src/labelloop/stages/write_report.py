@@ -114,6 +114,22 @@ def _headline_metrics(data: ReportData) -> dict[str, float]:
     return out
 
 
+def _ledger_view(state_uri: str, job: dict[str, Any]) -> dict[str, Any]:
+    """Items per state and the open jobs, from the ledger now (the labeling step's copy when
+    the state cannot be read)."""
+    if state_uri:
+        from labelloop.ledger import Ledger, LedgerError, open_job_rows
+
+        try:
+            state_now = Ledger.load(state_uri).state
+        except (LedgerError, OSError, ValueError) as exc:
+            log.warning("the report shows the labeling step's view of the ledger: %s", exc)
+        else:
+            return {"items": state_now.counts(), "open_jobs": open_job_rows(state_now)}
+    recorded = job.get("ledger")
+    return recorded if isinstance(recorded, dict) else {}
+
+
 def write_report(
     *,
     quality_uri: str,
@@ -192,6 +208,8 @@ def write_report(
         min_agreement=min_agreement,
         bad_records=bad,
         job=job,
+        state_uri=state_uri,
+        ledger=_ledger_view(state_uri, job),
     )
     # matplotlib (~1 s to import) is paid only here, by the report stage.
     from labelloop.report.page import render_html
