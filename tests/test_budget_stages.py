@@ -237,6 +237,27 @@ def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None
     assert {r["job"] for r in hits.labels} <= set(state.jobs)
     assert state.used["train_model"]["model"] == model["model"]
     assert state.used["train_model"]["items"] == model["labels"]
+    # A second round consolidates again: the lineage stays one file, with every item's row.
+    _round(digits_sample, tmp_path, state_uri, 1)
+    quality_gate(
+        annotations_uri=str(tmp_path / "annotations-1.jsonl"),
+        task_type="image_classification",
+        labels="0,1,2,3,4,5,6,7,8,9",
+        consolidation_method="mv",
+        agreement_metric="krippendorff_alpha",
+        min_confidence=0.0,
+        state_uri=state_uri,
+        consolidated_uri=str(tmp_path / "consolidated-1.jsonl"),
+        review_uri=str(tmp_path / "review-1.jsonl"),
+        metrics_uri=str(tmp_path / "quality-1.json"),
+        rejects_uri=str(tmp_path / "gate-rejects-1.jsonl"),
+        policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
+        n_boot=10,
+    )
+    files = list((tmp_path / "state" / "lineage" / "labels").iterdir())
+    assert len(files) == 1
+    labeled = {r["item"] for r in _rows(tmp_path / "annotations-1.jsonl")}
+    assert {r["item"] for r in lineage.read_labels(state_uri)} == labeled
 
 
 def test_report_shows_the_budget_when_one_is_set() -> None:

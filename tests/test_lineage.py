@@ -54,7 +54,7 @@ def _round(
         provider="simulated",
         models={gemini.annotator: model_source},
     )
-    lineage.write_labels(state, job.key, rows)
+    lineage.write_labels(state, rows)
     return job.key, annotations
 
 
@@ -138,7 +138,7 @@ def test_lineage_command(tmp_path, capsys) -> None:
         round=1,
         method="ds",
     )
-    lineage.write_labels(state, "job1", rows)
+    lineage.write_labels(state, rows)
     lineage.write_model(state, "models/round-1", trained_on=[("a.png", "job1")], round=1)
     assert main(["lineage", state, "--annotator", "ann@example.com"]) == 0
     out = capsys.readouterr().out
@@ -169,7 +169,7 @@ def test_labeled_import_file_carries_each_labels_lineage(tmp_path) -> None:
     rows = lineage.label_rows(
         consolidated, annotations, job="3f2a9c0e1b7d4a65", round=2, method="ds"
     )
-    lineage.write_labels(state, "3f2a9c0e1b7d4a65", rows)
+    lineage.write_labels(state, rows)
     storage.write_jsonl(str(tmp_path / "cons.jsonl"), consolidated)
     storage.write_jsonl(
         str(tmp_path / "items.jsonl"),

@@ -155,11 +155,15 @@ def label_rows(
     return rows
 
 
-def write_labels(state_uri: str, job: str, rows: Iterable[Mapping[str, Any]]) -> str:
-    """Write (or overwrite) a job's label lineage; returns its URI."""
-    uri = storage.join(state_uri, LABELS, f"{job}.jsonl")
-    storage.write_jsonl(uri, (dict(r) for r in rows))
-    return uri
+def write_labels(state_uri: str, rows: Iterable[Mapping[str, Any]]) -> str:
+    """Keep each item's newest label lineage (these rows over the earlier ones) in the lineage
+    folder's one file (`state.keep_one_file`: written once per content, nothing piles up);
+    returns its URI."""
+    from labelloop.state import keep_one_file
+
+    latest = latest_by_item(state_uri)
+    latest.update({str(r["item"]): dict(r) for r in rows})
+    return keep_one_file(state_uri, LABELS, latest)
 
 
 def write_model(

@@ -46,10 +46,10 @@ def imported_ids(state_uri: str) -> set[str]:
 _LABELS_FILE = re.compile(r"^\d{8}T\d{12}Z-[0-9a-f]{16}\.jsonl$")
 
 
-def _label_files(state_uri: str) -> list[str]:
-    """The label files, oldest first: files of earlier layouts (any other name) before the
-    time-named ones, so a later file's label for an item wins."""
-    folder = path(state_uri, LABELS)
+def _label_files(state_uri: str, folder_name: str = LABELS) -> list[str]:
+    """The files of a one-file folder (`keep_one_file`), oldest first: files of earlier
+    layouts (any other name) before the time-named ones, so a later file's row for an item wins."""
+    folder = path(state_uri, folder_name)
     if not storage.is_gcs(folder) and not storage.local_path(folder).is_dir():
         return []
     files = list(storage.iter_files(folder, suffixes=(".jsonl",)))
@@ -85,22 +85,31 @@ def record_labels(state_uri: str, rows: list[dict[str, Any]]) -> str:
     written once, never rewritten; the files it replaces are removed only after it exists (a
     run killed in between leaves both, and the next run folds them the same way).
     """
-    files = _label_files(state_uri)
     latest = latest_labels(state_uri)
     latest.update({str(r["item"]): r for r in rows})
-    text = "".join(json.dumps(latest[k], sort_keys=True) + "\n" for k in sorted(latest))
+    target = keep_one_file(state_uri, LABELS, latest)
+    log.info("%d consolidated label(s) kept in %s", len(latest), target)
+    return target
+
+
+def keep_one_file(state_uri: str, folder_name: str, rows: dict[str, dict[str, Any]]) -> str:
+    """Write `rows` (by item) as the folder's one file, `<time>-<content digest>.jsonl`, then
+    remove the files it replaces; returns its URI. The same content is written once, never
+    rewritten, and a run killed between the write and the removals leaves both files, which
+    the next call folds the same way: nothing piles up and nothing is lost."""
+    files = _label_files(state_uri, folder_name)
+    text = "".join(json.dumps(rows[k], sort_keys=True) + "\n" for k in sorted(rows))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     same = [u for u in files if storage.basename(u).endswith(f"-{digest}.jsonl")]
     if same:
         target = same[-1]
     else:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        target = path(state_uri, LABELS, f"{stamp}-{digest}.jsonl")
+        target = path(state_uri, folder_name, f"{stamp}-{digest}.jsonl")
         atomic.create(target, text.encode("utf-8"))
     for old in files:
         if old != target:
             atomic.delete(old)
-    log.info("%d consolidated label(s) kept in %s", len(latest), target)
     return target
 
 

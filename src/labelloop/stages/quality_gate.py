@@ -114,7 +114,7 @@ def _record_lineage(
         provider=str(record.get("provider", "")),
         models=lineage.model_sources(record),
     )
-    lineage.write_labels(state_uri, key, rows)
+    lineage.write_labels(state_uri, rows)
 
 
 def _earlier_answers(
