@@ -84,18 +84,13 @@ def _resolve(name: str) -> str | None:
 
 
 def _imports(module: str) -> set[str]:
-    """Project modules `module` imports anywhere (TYPE_CHECKING blocks excluded)."""
+    """Project modules `module` imports anywhere, TYPE_CHECKING blocks included: a circle
+    that exists only for the type checker still ties two modules together."""
     path = MODULES[module]
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     found: set[str] = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]

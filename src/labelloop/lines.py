@@ -7,9 +7,10 @@ some row has to be reported.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -20,7 +21,27 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from labelloop.tables import Loaded, Source
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A readable local copy of an input and how to read it."""
+
+    uri: str
+    path: str
+    format: str
+    compression: str | None
+
+
+class Loaded(Protocol):
+    """What `json_unparsed` needs of a file the engine read (`labelloop.tables.Loaded`)."""
+
+    source: Source
+    bad: list[BadRecord]
+    valid: np.ndarray
+
+    def line_numbers(self, rn: np.ndarray) -> np.ndarray: ...
+    def raw_lines(self, numbers: Sequence[int]) -> dict[int, bytes]: ...
+
 
 _BLOCK = 16 << 20
 

@@ -31,6 +31,9 @@ from labelloop.arrays import (
 )
 from labelloop.errors import BadRecord, InputError, LabelloopError
 
+#: A readable local copy of an input and how to read it (defined beside the line readers).
+Source = lines.Source
+
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
@@ -64,16 +67,6 @@ MISSING_SPELLINGS = ("", "na", "n/a", "nan", "null", "none", "nil", "-", "?", "#
 
 class WriteError(LabelloopError):
     """An output could not be written (disk full, no permission, ...); nothing was left behind."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Source:
-    """A readable local copy of an input and how to read it."""
-
-    uri: str
-    path: str
-    format: str
-    compression: str | None
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:

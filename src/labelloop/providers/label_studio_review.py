@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from labelloop.errors import ProviderError
 from labelloop.providers.base import CollectResult, Job, LabelingTask, review_note
@@ -25,10 +25,32 @@ from labelloop.providers.label_studio_format import (
     instructions_html,
     labeling_config,
 )
-from labelloop.schemas import AnnotationValue, AnnotatorKind, Item, Shape
+from labelloop.schemas import AnnotationValue, AnnotatorKind, Item, Shape, TaskType
 
-if TYPE_CHECKING:
-    from labelloop.providers.label_studio import LabelStudioProvider
+
+class LabelStudioProvider(Protocol):
+    """What a review project needs of the Label Studio provider (`providers.label_studio`):
+    its client and its project, file and task helpers. A protocol, so this module does not
+    import the provider that calls it."""
+
+    name: str
+    client: Any
+    dataset: str
+    _last: dict[str, Any]
+
+    def project_url(self, project_id: int | str) -> str: ...
+    def _find_project(self, key: str) -> tuple[int, str] | None: ...
+    def _check_files(self, items: Sequence[Item], task_type: TaskType) -> None: ...
+    def _small_images(self, items: Sequence[Item]) -> bool: ...
+    def _present_items(self, project_id: int, task_type: TaskType) -> set[str]: ...
+    def _task_record(
+        self, item: Item, task: LabelingTask, predictions: Mapping[str, Any] | None
+    ) -> dict[str, Any]: ...
+    def _connect_storages(
+        self, project_id: int, items: Sequence[Item], task_type: TaskType
+    ) -> None: ...
+    def _read(self, job: Job, task: LabelingTask | None = None) -> tuple[Any, list[dict]]: ...
+
 
 log = logging.getLogger(__name__)
 
