@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,31 +186,37 @@ def test_queued_items_count_as_committed_spend() -> None:
     assert got.stop_reason == ""
 
 
-def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None:
-    from labelloop import lineage
+def _gate(tmp: Path, state_uri: str, n: int) -> Any:
+    """The quality gate on round `n`'s annotations (every label collected so far)."""
     from labelloop.gates import GatePolicy
     from labelloop.stages.quality_gate import quality_gate
-    from labelloop.stages.train_model import train_model
 
-    state_uri = str(tmp_path / "state")
-    _round(digits_sample, tmp_path, state_uri, 0)
-    gate = quality_gate(
-        annotations_uri=str(tmp_path / "annotations-0.jsonl"),
+    return quality_gate(
+        annotations_uri=str(tmp / f"annotations-{n}.jsonl"),
         task_type="image_classification",
         labels="0,1,2,3,4,5,6,7,8,9",
         consolidation_method="mv",
         agreement_metric="krippendorff_alpha",
         min_confidence=0.0,
         state_uri=state_uri,
-        consolidated_uri=str(tmp_path / "consolidated.jsonl"),
-        review_uri=str(tmp_path / "review.jsonl"),
-        metrics_uri=str(tmp_path / "quality.json"),
-        rejects_uri=str(tmp_path / "gate-rejects.jsonl"),
+        consolidated_uri=str(tmp / f"consolidated-{n}.jsonl"),
+        review_uri=str(tmp / f"review-{n}.jsonl"),
+        metrics_uri=str(tmp / f"quality-{n}.json"),
+        rejects_uri=str(tmp / f"gate-rejects-{n}.jsonl"),
         policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
         n_boot=10,
     )
+
+
+def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None:
+    from labelloop import lineage
+    from labelloop.stages.train_model import train_model
+
+    state_uri = str(tmp_path / "state")
+    _round(digits_sample, tmp_path, state_uri, 0)
+    gate = _gate(tmp_path, state_uri, 0)
     train_model(
-        consolidated_uri=str(tmp_path / "consolidated.jsonl"),
+        consolidated_uri=str(tmp_path / "consolidated-0.jsonl"),
         items_uri=str(tmp_path / "selected-0.jsonl"),
         task_type="image_classification",
         labels="0,1,2,3,4,5,6,7,8,9",
@@ -239,21 +246,7 @@ def test_gate_and_training_record_lineage(digits_sample, tmp_path: Path) -> None
     assert state.used["train_model"]["items"] == model["labels"]
     # A second round consolidates again: the lineage stays one file, with every item's row.
     _round(digits_sample, tmp_path, state_uri, 1)
-    quality_gate(
-        annotations_uri=str(tmp_path / "annotations-1.jsonl"),
-        task_type="image_classification",
-        labels="0,1,2,3,4,5,6,7,8,9",
-        consolidation_method="mv",
-        agreement_metric="krippendorff_alpha",
-        min_confidence=0.0,
-        state_uri=state_uri,
-        consolidated_uri=str(tmp_path / "consolidated-1.jsonl"),
-        review_uri=str(tmp_path / "review-1.jsonl"),
-        metrics_uri=str(tmp_path / "quality-1.json"),
-        rejects_uri=str(tmp_path / "gate-rejects-1.jsonl"),
-        policy=GatePolicy(min_labeled_count=1, min_agreement=0.0),
-        n_boot=10,
-    )
+    _gate(tmp_path, state_uri, 1)
     files = list((tmp_path / "state" / "lineage" / "labels").iterdir())
     assert len(files) == 1
     labeled = {r["item"] for r in _rows(tmp_path / "annotations-1.jsonl")}
