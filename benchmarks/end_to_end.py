@@ -24,6 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+# The DuckDB peer query is the selection benchmark's: one definition of what users would run.
+sys.path.insert(0, str(Path(__file__).parent))
+from selection_speed import DUCKDB
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 LABELLOOP = [sys.executable, "-m", "labelloop.cli"]
@@ -35,16 +39,6 @@ from crowdkit.aggregation import DawidSkene
 src, out = sys.argv[1], sys.argv[2]
 df = pd.read_csv(src, dtype=str).rename(columns={"item": "task", "annotator": "worker"})
 DawidSkene(n_iter=100).fit_predict(df).rename("label").rename_axis("item").to_csv(out)
-"""
-
-DUCKDB_SELECT = """
-import sys
-import duckdb
-src, k, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-duckdb.sql(f'''COPY (SELECT instance.content AS imageGcsUri,
-    1 - list_max(prediction.confidences) AS score
-    FROM read_json('{src}', format='newline_delimited') ORDER BY score DESC LIMIT {k})
-    TO '{out}' (FORMAT json)''')
 """
 
 
@@ -210,7 +204,7 @@ def main() -> None:
     row("agreement 2M", agree, None, "<= 5 s")
     sel = [*LABELLOOP, "select", str(pred1m), "--k", "10000", "--strategy", "least_confidence"]
     ours_sel = measure([*sel, "--out", str(out / "sel.jsonl")], args.runs)
-    peer_sel = measure([*py, DUCKDB_SELECT, str(pred1m), "10000", str(out / "d.json")], args.runs)
+    peer_sel = measure([*py, DUCKDB, str(pred1m), "10000", str(out / "d.json")], args.runs)
     row("select top-10k of 1M vs DuckDB query", ours_sel, peer_sel, "no slower, no more memory")
     shards = [*LABELLOOP, "select", str(make_shards(pred1m, 8)), "--k", "10000", "--strategy"]
     sharded = measure([*shards, "least_confidence", "--out", str(out / "sh.jsonl")], 1)
