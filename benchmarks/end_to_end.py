@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +23,7 @@ import numpy as np
 # The DuckDB peer query is the selection benchmark's: one definition of what users would run.
 sys.path.insert(0, str(Path(__file__).parent))
 from selection_speed import DUCKDB
+from selection_speed import measure as selection_measure
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -136,20 +133,10 @@ class Figures:
 
 def measure(cmd: list[str], runs: int) -> Figures:
     """Median wall seconds, CPU seconds (user + sys, children included) and peak RSS of `cmd`
-    as a whole process. CPU seconds are the steadier figure on a shared machine."""
-    walls, cpus, peaks = [], [], []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        walls.append(time.perf_counter() - start)
-        cpus.append(usage.ru_utime + usage.ru_stime)
-        peaks.append(usage.ru_maxrss / 1024)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode() if proc.stderr else ""
-        if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err}")
-    return Figures(statistics.median(walls), statistics.median(cpus), statistics.median(peaks))
+    as a whole process (the selection benchmark's measure). CPU seconds are the steadier
+    figure on a shared machine."""
+    cpu, wall, peak = selection_measure(cmd, runs)
+    return Figures(wall, cpu, peak)
 
 
 def row(name: str, ours: Figures, peer: Figures | None, goal: str) -> None:

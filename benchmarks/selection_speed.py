@@ -112,9 +112,10 @@ def measure(cmd: list[str], runs: int) -> tuple[float, float, float]:
         walls.append(time.perf_counter() - start)
         cpus.append(usage.ru_utime + usage.ru_stime)
         peaks.append(usage.ru_maxrss / 1024)
-        if os.waitstatus_to_exitcode(status) != 0:
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
             err = proc.stderr.read().decode() if proc.stderr else ""
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{err}")
+            raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{err}")
     return statistics.median(cpus), statistics.median(walls), statistics.median(peaks)
 
 
