@@ -129,6 +129,26 @@ def _label_new_project(
 
 @pytest.mark.slow
 @pytest.mark.server
+def _run_local(config_path: Path, server: ls_server.LabelStudioServer, **env: str) -> str:
+    """The guide's run command (`make run CONFIG=...` runs this) with the Label Studio key in the
+    environment and no other LABEL* variable; its console output (a failure shows both streams)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
+            "LABEL_STUDIO_API_KEY": server.admin_token,
+            **env,
+        },
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def test_your_images_your_team_label_studio(
     server: ls_server.LabelStudioServer, tmp_path: Path
 ) -> None:
@@ -171,22 +191,9 @@ def test_your_images_your_team_label_studio(
             target=_label_new_project, args=(server, truth, 2, _project_ids(server)), daemon=True
         )
         people.start()
-        done = subprocess.run(
-            [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
-                "LABEL_STUDIO_API_KEY": server.admin_token,
-                "XDG_CACHE_HOME": str(home / ".cache"),
-            },
-            check=False,
-        )
+        out = _run_local(config_path, server, XDG_CACHE_HOME=str(home / ".cache"))
         people.join(timeout=60)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
+        return out
 
     out = make_run()
     title = re.search(r"job: label_studio (my-images · round 1 · \S+ · \w{8}) (\S+)", out)
@@ -274,21 +281,8 @@ def test_gemini_first_people_for_the_rest(
         config_path = tmp_path / "gemini.yaml"
         config_path.write_text(yaml.safe_dump(config))
         people.start()
-        done = subprocess.run(
-            [sys.executable, "-m", "pipelines", "run-local", "--config", str(config_path)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("LABEL")},
-                "LABEL_STUDIO_API_KEY": server.admin_token,
-            },
-            check=False,
-        )
+        out = _run_local(config_path, server)
     people.join(timeout=60)
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
     evens = sum(1 for image in images if int(by_name[image.name]) % 2 == 0)
     # The same server already has this dataset's first round (the guide above): round 2.
     assert re.search(r"job: gemini_then_human my-images · round \d · \S+ · \w{8} http", out), out
